@@ -1,0 +1,4 @@
+//! placeholder
+#[derive(Debug)]
+pub enum BusError {}
+pub struct MmioBus;

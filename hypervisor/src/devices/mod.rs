@@ -1,0 +1,61 @@
+//! Emulated devices and the MMIO bus that routes trapped accesses to them.
+//!
+//! A device is a state machine over register offsets: the trap path reaches it only
+//! through [`MmioDevice::read`] and [`MmioDevice::write`].
+
+pub mod bus;
+pub mod pl011;
+
+pub use bus::{BusError, MmioBus};
+
+/// Width of one MMIO access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AccessWidth {
+    /// 8 bits.
+    Byte = 1,
+    /// 16 bits.
+    Half = 2,
+    /// 32 bits.
+    Word = 4,
+    /// 64 bits.
+    Double = 8,
+}
+
+impl AccessWidth {
+    /// Number of bytes accessed.
+    pub const fn bytes(self) -> u64 {
+        self as u64
+    }
+
+    /// The width of an access of `bytes` bytes, if it is 1, 2, 4 or 8.
+    pub const fn from_bytes(bytes: u64) -> Option<Self> {
+        match bytes {
+            1 => Some(Self::Byte),
+            2 => Some(Self::Half),
+            4 => Some(Self::Word),
+            8 => Some(Self::Double),
+            _ => None,
+        }
+    }
+
+    /// Mask of the bits an access of this width carries.
+    pub const fn mask(self) -> u64 {
+        match self {
+            Self::Double => u64::MAX,
+            w => (1u64 << (w.bytes() * 8)) - 1,
+        }
+    }
+}
+
+/// An emulated device behind a range of guest-physical addresses.
+///
+/// Offsets are relative to the start of the device's range. A device never fails an
+/// access: registers it doesn't implement read as zero and ignore writes.
+pub trait MmioDevice: Send {
+    /// Short name for logs ("pl011", "virtio-blk").
+    fn name(&self) -> &str;
+    /// A load of `width` at `offset`; the result is zero-extended to 64 bits.
+    fn read(&mut self, offset: u64, width: AccessWidth) -> u64;
+    /// A store of the low `width` bytes of `value` at `offset`.
+    fn write(&mut self, offset: u64, width: AccessWidth, value: u64);
+}

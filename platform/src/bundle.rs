@@ -1,0 +1,73 @@
+//! The boot bundle: how `cargo xtask` hands a scenario to the hypervisor.
+//!
+//! The bundle is a flattened device tree (like U-Boot's FIT images), passed to QEMU
+//! with `-initrd`; the hypervisor finds it through the host DTB's
+//! `/chosen/linux,initrd-start`. `dtc -I dtb -O dts bundle.dtb` shows what is in it.
+//!
+//! ```text
+//! / {
+//!     compatible = "sluice,bundle-v1";
+//!     log-level = "info";                  // optional: error, warn, info, debug, trace
+//!     exit = "semihosting";                // or "psci": how to power the machine off
+//!     vm@0 {                               // one node per VM, in config order
+//!         name = "hello";
+//!         cpus = <0>;                      // host CPU indices, in /cpus order
+//!         memory-size = /bits/ 64 <size>;  // bytes, multiple of 2 MiB
+//!         host-base = /bits/ 64 <pa>;      // optional: pin RAM at this host address
+//!         kernel = [bytes];                // image, copied to kernel-addr
+//!         kernel-addr = /bits/ 64 <ipa>;
+//!         entry = /bits/ 64 <ipa>;         // first instruction, at EL1h
+//!         dtb-addr = /bits/ 64 <ipa>;      // where the hypervisor writes the guest DTB
+//!         initrd = [bytes];                // optional, copied to initrd-addr
+//!         initrd-addr = /bits/ 64 <ipa>;
+//!         bootargs = "console=ttyAMA0";    // optional
+//!     };
+//! };
+//! ```
+//!
+//! Addresses are guest-physical; every 64-bit value is two big-endian cells. The
+//! tools compute the layout and check it; the hypervisor checks it again and refuses
+//! a VM whose layout it cannot honour.
+
+/// `compatible` of the bundle's root node.
+pub const COMPATIBLE: &str = "sluice,bundle-v1";
+/// Root property: the hypervisor's log level.
+pub const LOG_LEVEL: &str = "log-level";
+/// Root property: how the hypervisor powers the machine off (see [`EXIT_SEMIHOSTING`]).
+pub const EXIT: &str = "exit";
+/// Value of [`EXIT`]: semihosting `SYS_EXIT`, which carries an exit status to QEMU.
+pub const EXIT_SEMIHOSTING: &str = "semihosting";
+/// Value of [`EXIT`]: PSCI `SYSTEM_OFF`, no status.
+pub const EXIT_PSCI: &str = "psci";
+/// Name prefix of the VM nodes (`vm@0`, `vm@1`, ...).
+pub const VM_NODE: &str = "vm";
+
+/// VM property: its name, used in logs and console tags.
+pub const VM_NAME: &str = "name";
+/// VM property: host CPU indices (u32 cells).
+pub const VM_CPUS: &str = "cpus";
+/// VM property: RAM size in bytes (u64).
+pub const VM_MEMORY_SIZE: &str = "memory-size";
+/// VM property: optional host physical base of the VM's RAM (u64).
+pub const VM_HOST_BASE: &str = "host-base";
+/// VM property: the kernel or bare-metal image bytes.
+pub const VM_KERNEL: &str = "kernel";
+/// VM property: guest-physical load address of the image (u64).
+pub const VM_KERNEL_ADDR: &str = "kernel-addr";
+/// VM property: guest-physical entry point (u64).
+pub const VM_ENTRY: &str = "entry";
+/// VM property: guest-physical address of the guest's DTB (u64).
+pub const VM_DTB_ADDR: &str = "dtb-addr";
+/// VM property: optional initrd bytes.
+pub const VM_INITRD: &str = "initrd";
+/// VM property: guest-physical load address of the initrd (u64).
+pub const VM_INITRD_ADDR: &str = "initrd-addr";
+/// VM property: optional kernel command line.
+pub const VM_BOOTARGS: &str = "bootargs";
+
+/// Largest guest DTB the hypervisor writes; the tools reserve this much at `dtb-addr`.
+pub const GUEST_DTB_MAX_SIZE: u64 = 64 * 1024;
+/// Granule of VM RAM sizes and host bases (one stage-2 block).
+pub const MEMORY_GRANULE: u64 = 2 * 1024 * 1024;
+/// Most VMs one bundle may hold (each has a bit in the exit status).
+pub const MAX_VMS: usize = 7;

@@ -1,0 +1,2 @@
+//! Placeholder until the guests land.
+#![no_std]
