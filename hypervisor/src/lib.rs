@@ -1,8 +1,9 @@
 //! Sluice: a small type-1 hypervisor for AArch64.
 //!
 //! The crate is host-testable pure logic (trap decoding, stage-2 tables, device
-//! models, configuration checks, the guest DTB) plus a thin `arch` layer that touches
-//! real registers and exists only in the bare-metal build (`cfg(bare_metal)`).
+//! models, configuration checks, the guest DTB) plus a thin layer that touches real
+//! registers and exists only in the bare-metal build (`cfg(bare_metal)`, set by
+//! `build.rs` for `target_os = "none"` on AArch64).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -11,6 +12,13 @@ extern crate alloc;
 pub mod arch;
 pub mod console;
 pub mod devices;
+pub mod drivers;
 pub mod guest_dtb;
+pub mod host;
 pub mod mm;
 pub mod vm;
+
+#[cfg(bare_metal)]
+pub mod boot;
+#[cfg(bare_metal)]
+pub mod logger;

@@ -1,2 +1,210 @@
-//! `cargo xtask`: placeholder until the tools land.
-fn main() {}
+//! `cargo xtask`: builds Sluice and its test guests, packs boot bundles, runs QEMU, and
+//! runs the tests.
+//!
+//! ```text
+//! cargo xtask build                       hypervisor + test guests -> target/sluice/
+//! cargo xtask bundle CONFIG [-o FILE]     check a scenario and write its boot bundle
+//! cargo xtask run [CONFIG] [--gdb]        build, pack and boot a scenario in QEMU
+//! cargo xtask test [--scenario NAME]...   host tests, then every QEMU scenario with [expect]
+//! cargo xtask lint                        rustfmt and clippy, host and bare-metal
+//! ```
+#![forbid(unsafe_code)]
+
+mod build;
+mod bundle;
+mod cmd;
+mod config;
+mod deps;
+mod expect;
+mod layout;
+mod lint;
+mod qemu;
+mod runner;
+mod scenarios;
+mod status;
+#[cfg(test)]
+mod testutil;
+mod units;
+mod validate;
+mod workspace;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::qemu::{Console, Invocation};
+use crate::workspace::Workspace;
+
+/// The scenario `cargo xtask run` boots when given none (relative to the workspace root).
+const DEFAULT_SCENARIO: &str = "tests/scenarios/hello.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Build, pack, run and test Sluice"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the hypervisor and the test guests into target/sluice/.
+    Build,
+    /// Check a scenario and write its boot bundle (inspect it with `dtc -I dtb -O dts`).
+    Bundle {
+        /// The scenario file.
+        config: PathBuf,
+        /// Where to write the bundle [default: target/sluice/bundles/<name>.dtb].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Build everything, pack a scenario and boot it in QEMU on this terminal.
+    Run {
+        /// The scenario file [default: tests/scenarios/hello.toml].
+        config: Option<PathBuf>,
+        /// Make QEMU wait for gdb on port 1234 before the first instruction.
+        #[arg(long)]
+        gdb: bool,
+    },
+    /// Run the host tests, build, then run every QEMU scenario that has an [expect] table.
+    Test {
+        /// Run only this scenario (file name without .toml); may be repeated.
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Skip `cargo test --workspace`.
+        #[arg(long)]
+        no_host: bool,
+    },
+    /// Check formatting and run clippy (host and bare-metal targets).
+    Lint,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command.execute() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Cmd {
+    fn execute(self) -> Result<ExitCode> {
+        let ws = Workspace::discover()?;
+        match self {
+            Self::Build => build::build_all(&ws).map(|_| ExitCode::SUCCESS),
+            Self::Bundle { config, output } => bundle_command(&ws, &config, output),
+            Self::Run { config, gdb } => run_command(&ws, config, gdb),
+            Self::Test { scenarios, no_host } => test_command(&ws, &scenarios, no_host),
+            Self::Lint => lint::lint(&ws).map(|()| ExitCode::SUCCESS),
+        }
+    }
+}
+
+fn bundle_command(ws: &Workspace, config: &Path, output: Option<PathBuf>) -> Result<ExitCode> {
+    let scenario = validate::load(config, &ws.guests_dir())?;
+    let output = output.unwrap_or_else(|| ws.bundle_path(config));
+    bundle::write(&scenario, &output)?;
+    eprintln!("xtask: wrote {}", output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool) -> Result<ExitCode> {
+    let config = config.unwrap_or_else(|| ws.root().join(DEFAULT_SCENARIO));
+    deps::ensure_qemu()?;
+    let built = build::build_all(ws)?;
+    let scenario = validate::load(&config, &ws.guests_dir())?;
+    let bundle_path = ws.bundle_path(&config);
+    bundle::write(&scenario, &bundle_path)?;
+    let args = qemu::args(&Invocation {
+        machine: scenario.machine,
+        hypervisor: ws.relative(&built.hypervisor_bin),
+        bundle: ws.relative(&bundle_path),
+        console: Console::Interactive,
+        gdb,
+    });
+    eprintln!("$ {}", qemu::display(&args));
+    if gdb {
+        eprintln!(
+            "xtask: {}",
+            qemu::gdb_hint(&ws.relative(&built.hypervisor_elf))
+        );
+    }
+    eprintln!("xtask: quit QEMU with Ctrl-A X");
+    let status = ws
+        .command(qemu::QEMU)
+        .args(&args)
+        .status()
+        .with_context(|| format!("cannot start {}", qemu::QEMU))?;
+    eprintln!(
+        "sluice: {}",
+        status::describe_exit(status, &scenario.vm_names())
+    );
+    let code = status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(1);
+    Ok(ExitCode::from(code))
+}
+
+fn test_command(ws: &Workspace, scenarios: &[String], no_host: bool) -> Result<ExitCode> {
+    let selected = scenarios::selected(ws, scenarios)?;
+    if !no_host {
+        cmd::run(ws.cargo().args(["test", "--workspace"])).context("host tests failed")?;
+    }
+    deps::ensure_qemu()?;
+    build::build_all(ws)?;
+    scenarios::run_all(ws, &selected, !scenarios.is_empty())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cli_parses_every_command() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+        };
+        assert!(matches!(parse(&["build"]).unwrap().command, Cmd::Build));
+        let Cmd::Bundle { config, output } =
+            parse(&["bundle", "s.toml", "-o", "b.dtb"]).unwrap().command
+        else {
+            panic!("not bundle");
+        };
+        assert_eq!(
+            (config, output),
+            (PathBuf::from("s.toml"), Some(PathBuf::from("b.dtb")))
+        );
+        let Cmd::Run { config, gdb } = parse(&["run", "--gdb"]).unwrap().command else {
+            panic!("not run");
+        };
+        assert_eq!((config, gdb), (None, true));
+        let Cmd::Test { scenarios, no_host } =
+            parse(&["test", "--scenario", "a", "--scenario", "b", "--no-host"])
+                .unwrap()
+                .command
+        else {
+            panic!("not test");
+        };
+        assert_eq!(
+            (scenarios, no_host),
+            (vec!["a".to_owned(), "b".to_owned()], true)
+        );
+        assert!(matches!(parse(&["lint"]).unwrap().command, Cmd::Lint));
+        assert!(parse(&["bundle"]).is_err());
+    }
+}

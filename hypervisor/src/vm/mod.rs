@@ -1,1 +1,179 @@
-//! placeholder
+//! Virtual machines: what Sluice keeps per guest.
+//!
+//! A [`Vm`] owns its RAM ([`GuestMemory`]), its stage-2 tables, its MMIO bus of
+//! emulated devices and its exit statistics. It is built from a checked
+//! [`config::VmConfig`] and can be (re)loaded from it, which is how PSCI
+//! `SYSTEM_RESET` restarts a VM alone.
+
+pub mod config;
+pub mod psci;
+pub mod stats;
+pub mod trap;
+pub mod vcpu;
+
+use crate::console::BoxedConsole;
+use crate::devices::pl011::Pl011;
+use crate::devices::{BusError, MmioBus};
+use crate::guest_dtb::{write_guest_dtb, GuestDtbError, GuestDtbSpec};
+use crate::mm::guest_memory::{GuestMemory, GuestMemoryError};
+use crate::mm::heap_tables::HeapTables;
+use crate::mm::stage2::{Access, MemoryKind, Stage2, Stage2Error};
+use alloc::boxed::Box;
+use config::VmConfig;
+use core::fmt;
+use platform::{qemu_virt, Region};
+use stats::ExitStats;
+use vcpu::TrapFrame;
+
+/// Why a VM could not be built or loaded.
+#[derive(Debug)]
+pub enum VmError {
+    /// Its stage-2 tables could not be built.
+    Stage2(Stage2Error),
+    /// An image did not fit in its RAM.
+    Memory(GuestMemoryError),
+    /// Its device tree could not be written.
+    Dtb(GuestDtbError),
+    /// Its devices overlap.
+    Bus(BusError),
+    /// Its RAM is not what the configuration asks for.
+    RamMismatch {
+        /// Bytes configured.
+        configured: u64,
+        /// Bytes given.
+        given: u64,
+    },
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
+            Self::Memory(e) => write!(f, "loading images: {e}"),
+            Self::Dtb(e) => write!(f, "guest DTB: {e:?}"),
+            Self::Bus(e) => write!(f, "devices: {e}"),
+            Self::RamMismatch { configured, given } => {
+                write!(f, "RAM: {configured:#x} bytes configured, {given:#x} given")
+            }
+        }
+    }
+}
+
+/// A guest.
+pub struct Vm {
+    /// Position in the bundle (and bit in the exit status).
+    pub index: usize,
+    /// Its configuration, kept for reloading on reset.
+    pub config: VmConfig<'static>,
+    /// Its RAM.
+    pub memory: GuestMemory,
+    /// Its emulated devices.
+    pub bus: MmioBus,
+    /// Counts and times of its exits to EL2.
+    pub stats: ExitStats,
+    /// Its VMID (tags its TLB entries).
+    pub vmid: u8,
+    stage2: Stage2,
+    _tables: HeapTables,
+}
+
+impl Vm {
+    /// Builds VM `index` from `config` over `memory`, with `console` as its UART output.
+    ///
+    /// # Errors
+    ///
+    /// [`VmError`] when the memory doesn't match the configuration, or its tables or
+    /// devices can't be set up.
+    pub fn new(
+        index: usize,
+        config: VmConfig<'static>,
+        memory: GuestMemory,
+        console: BoxedConsole,
+    ) -> Result<Self, VmError> {
+        if memory.size() != config.memory_size
+            || !memory.contains(qemu_virt::RAM_BASE, config.memory_size)
+        {
+            return Err(VmError::RamMismatch {
+                configured: config.memory_size,
+                given: memory.size(),
+            });
+        }
+        let mut tables = HeapTables::new();
+        let mut stage2 = Stage2::new(&mut tables).map_err(VmError::Stage2)?;
+        for chunk in memory.chunks() {
+            stage2
+                .map(
+                    &mut tables,
+                    chunk.ipa,
+                    chunk.pa,
+                    chunk.size,
+                    MemoryKind::Normal,
+                    Access::ReadWrite,
+                )
+                .map_err(VmError::Stage2)?;
+        }
+        let mut bus = MmioBus::new();
+        bus.insert(qemu_virt::UART, Box::new(Pl011::new(console)))
+            .map_err(VmError::Bus)?;
+        // VMID 0 is left unused so a stale VTTBR never matches a guest's TLB entries.
+        let vmid = u8::try_from(index + 1).expect("at most MAX_VMS VMs");
+        Ok(Self {
+            index,
+            config,
+            memory,
+            bus,
+            stats: ExitStats::new(),
+            vmid,
+            stage2,
+            _tables: tables,
+        })
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &'static str {
+        self.config.name
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.config.cpus.len()
+    }
+
+    /// Physical address of the stage-2 root table (for VTTBR_EL2).
+    pub fn stage2_root(&self) -> u64 {
+        self.stage2.root()
+    }
+
+    /// Puts the images and a fresh DTB into RAM, zeroing the rest, and returns the
+    /// boot vCPU's first frame. Used at start and on `SYSTEM_RESET`.
+    ///
+    /// # Errors
+    ///
+    /// [`VmError`] if an image doesn't fit or the DTB can't be written.
+    pub fn load(&mut self) -> Result<TrapFrame, VmError> {
+        let c = &self.config;
+        let ram = c.ram();
+        self.memory
+            .zero(ram.base, ram.size)
+            .map_err(VmError::Memory)?;
+        self.memory
+            .write(c.kernel_addr, c.kernel)
+            .map_err(VmError::Memory)?;
+        if let Some((data, addr)) = c.initrd {
+            self.memory.write(addr, data).map_err(VmError::Memory)?;
+        }
+        let spec = GuestDtbSpec {
+            memory: ram,
+            cpus: c.cpus.len() as u32,
+            bootargs: c.bootargs,
+            initrd: c
+                .initrd
+                .map(|(data, addr)| Region::new(addr, data.len() as u64)),
+        };
+        let dtb = write_guest_dtb(&spec).map_err(VmError::Dtb)?;
+        self.memory
+            .write(c.dtb_addr, &dtb)
+            .map_err(VmError::Memory)?;
+        Ok(TrapFrame::boot(c.entry, c.dtb_addr))
+    }
+}

@@ -1,2 +1,35 @@
-//! Placeholder until the guests land.
-#![no_std]
+//! The runtime of Sluice's bare-metal test guests.
+//!
+//! Each guest (`src/bin/`) is one raw arm64 `Image` that boots the same way under
+//! Sluice and on plain `qemu-system-aarch64 -machine virt -kernel guest.bin`: the
+//! loader puts it at RAM base + 0x20_0000 and passes the DTB address in `x0`. The
+//! runtime brings the CPU to EL1 with the MMU off, installs an EL1 vector table that
+//! can recover from faults a test provoked on purpose (`exceptions::expect_fault`),
+//! and calls the guest's `main(dtb)` (see `entry!`). Everything a guest knows about
+//! its machine comes from its DTB ([`dtb::BootInfo`]).
+//!
+//! The parts that run only on the bare machine are `cfg(bare_metal)`; the decoding
+//! and planning logic around them is plain code with host unit tests.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+pub mod dtb;
+pub mod fault;
+pub mod memtest;
+pub mod psci;
+pub mod smccc;
+
+#[cfg(bare_metal)]
+mod boot;
+#[cfg(bare_metal)]
+pub mod cpu;
+#[cfg(bare_metal)]
+pub mod exceptions;
+#[cfg(bare_metal)]
+pub mod image;
+#[cfg(bare_metal)]
+mod panic;
+#[cfg(bare_metal)]
+pub mod probe;
+#[cfg(bare_metal)]
+pub mod uart;

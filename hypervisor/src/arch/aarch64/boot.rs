@@ -1,0 +1,68 @@
+//! The first instructions: the arm64 Image header and the boot CPU's entry.
+//!
+//! QEMU's `-kernel` loads Sluice like a Linux kernel (Linux
+//! `Documentation/arch/arm64/booting.rst`): at EL2, MMU and caches off, the host DTB's
+//! address in x0. The entry checks that, clears .bss, sets up the boot stack and the
+//! EL2 vectors, and calls [`crate::boot::primary_main`].
+#![allow(unsafe_code)]
+
+use crate::arch::aarch64::stacks::{BOOT_STACK, STACK_SIZE};
+use platform::image::MAGIC;
+
+core::arch::global_asm!(
+    ".section .text.head, \"ax\"",
+    ".global _start",
+    "_start:",
+    // The Image header: code0/code1, text_offset, image_size, flags, reserved, magic.
+    "    b       1f",
+    "    .word   0",
+    "    .quad   0",
+    "    .quad   __image_size",
+    // Little-endian, 4 KiB pages, placed close to the base of RAM.
+    "    .quad   0x2",
+    "    .quad   0, 0, 0",
+    "    .word   {magic}",
+    "    .word   0",
+    "1:",
+    "    msr     daifset, #0xf",
+    "    mov     x19, x0",
+    // Only EL2 will do.
+    "    mrs     x1, CurrentEL",
+    "    cmp     x1, #(2 << 2)",
+    "    b.ne    2f",
+    // Linked for one address: stop if the loader put us elsewhere.
+    "    adr     x1, _start",
+    "    ldr     x2, =_start",
+    "    cmp     x1, x2",
+    "    b.ne    2f",
+    "    adrp    x1, __bss_start",
+    "    add     x1, x1, :lo12:__bss_start",
+    "    adrp    x2, __bss_end",
+    "    add     x2, x2, :lo12:__bss_end",
+    "3:  cmp     x1, x2",
+    "    b.hs    4f",
+    "    str     xzr, [x1], #8",
+    "    b       3b",
+    "4:  adrp    x1, {stack}",
+    "    add     x1, x1, :lo12:{stack}",
+    "    add     x1, x1, #{stack_size}",
+    "    mov     sp, x1",
+    "    adrp    x1, el2_vectors",
+    "    add     x1, x1, :lo12:el2_vectors",
+    "    msr     vbar_el2, x1",
+    "    isb",
+    "    mov     x0, x19",
+    "    bl      {main}",
+    "2:  wfe",
+    "    b       2b",
+    ".ltorg",
+    magic = const MAGIC,
+    stack = sym BOOT_STACK,
+    stack_size = const STACK_SIZE,
+    main = sym primary_entry,
+);
+
+/// Called by the entry code on the boot stack with the host DTB's address.
+extern "C" fn primary_entry(dtb: usize) -> ! {
+    crate::boot::primary_main(dtb)
+}

@@ -1,0 +1,279 @@
+//! EL2 register setup and the guest's EL1 state, on the real CPU.
+//!
+//! Everything here executes MSR/MRS on the boot or trapping CPU; the values written
+//! come from the pure modules (`el2_tables`, `mm::stage2`, `inject`).
+#![allow(unsafe_code)]
+
+use super::el2_tables::{self, MAIR_EL2 as MAIR_VALUE};
+use super::esr::SysReg;
+use super::inject::Injection;
+use crate::mm::stage2;
+use crate::vm::trap::GuestCpu;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+use platform::Region;
+
+/// Reads a system register by name (for those `aarch64-cpu` doesn't describe).
+macro_rules! mrs {
+    ($reg:literal) => {{
+        let value: u64;
+        // SAFETY: reading an ID or EL2-visible system register has no side effects.
+        unsafe { core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack)) };
+        value
+    }};
+}
+
+/// Writes a system register by name (for those `aarch64-cpu` doesn't describe).
+macro_rules! msr {
+    ($reg:literal, $value:expr) => {{
+        let value: u64 = $value;
+        // SAFETY: the callers below only write EL2 configuration or guest EL1 state,
+        // with values that keep the hypervisor's own execution intact.
+        unsafe { core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) value, options(nostack)) };
+    }};
+}
+
+/// ID_AA64MMFR0_EL1.PARange.
+pub fn pa_range() -> u8 {
+    (ID_AA64MMFR0_EL1.get() & 0xf) as u8
+}
+
+/// The level-1 and level-2 tables of the EL2 identity map.
+#[repr(C, align(4096))]
+struct El2Tables {
+    l1: [u64; 512],
+    l2: [[u64; 512]; 4],
+}
+
+static mut EL2_TABLES: El2Tables = El2Tables {
+    l1: [0; 512],
+    l2: [[0; 512]; 4],
+};
+
+/// Builds the EL2 identity map over `ram` and turns the MMU and caches on.
+///
+/// # Errors
+///
+/// [`el2_tables::El2MapError`] if RAM doesn't fit the map; the MMU stays off then.
+pub fn enable_mmu(ram: &[Region]) -> Result<(), el2_tables::El2MapError> {
+    // SAFETY: called once on the boot CPU before any other CPU runs and before the MMU
+    // is on, so nothing else refers to the tables.
+    let tables = unsafe { &mut *core::ptr::addr_of_mut!(EL2_TABLES) };
+    let l2_base = tables.l2.as_ptr() as u64;
+    el2_tables::build(ram, &mut tables.l1, &mut tables.l2, |i| {
+        l2_base + i as u64 * 4096
+    })?;
+    MAIR_EL2.set(MAIR_VALUE);
+    TCR_EL2.set(el2_tables::tcr_el2(pa_range()));
+    TTBR0_EL2.set(tables.l1.as_ptr() as u64);
+    barrier::dsb(barrier::SY);
+    barrier::isb(barrier::SY);
+    // SAFETY: invalidating EL2's TLB before first use of the new tables.
+    unsafe { core::arch::asm!("tlbi alle2", "dsb nsh", "isb", options(nostack)) };
+    // M (MMU), C (data cache), I (instruction cache), SA (stack alignment check).
+    const SCTLR_EL2_RES1: u64 =
+        (3 << 28) | (3 << 22) | (1 << 18) | (1 << 16) | (1 << 11) | (3 << 4);
+    SCTLR_EL2.set(SCTLR_EL2_RES1 | (1 << 12) | (1 << 3) | (1 << 2) | 1);
+    barrier::isb(barrier::SY);
+    Ok(())
+}
+
+/// HCR_EL2 for running a guest: EL1 is AArch64 (RW), stage 2 on (VM), physical
+/// interrupts and SErrors routed to EL2 (IMO/FMO/AMO), broadcast TLB and barrier
+/// maintenance (FB, BSU = inner shareable), set/way ops upgraded (SWIO), and traps
+/// for WFI (TWI), SMC (TSC), ID registers (TID3) and implementation-defined
+/// registers (TIDCP). Pointer authentication is left to the guest (API, APK) when the
+/// CPU has it.
+fn hcr_el2() -> u64 {
+    let mut hcr = (1 << 31)
+        | (1 << 20)
+        | (1 << 19)
+        | (1 << 18)
+        | (1 << 13)
+        | (1 << 10)
+        | (1 << 9)
+        | (1 << 5)
+        | (1 << 4)
+        | (1 << 3)
+        | (1 << 1)
+        | 1;
+    let isar1 = ID_AA64ISAR1_EL1.get();
+    let has_pauth = (isar1 >> 4) & 0xff != 0 || (isar1 >> 24) & 0xff != 0;
+    if has_pauth {
+        hcr |= (1 << 41) | (1 << 40);
+    }
+    hcr
+}
+
+/// Sets the EL2 controls that don't depend on the VM: traps and timer access.
+pub fn init_cpu() {
+    // Trap PMU (TPM, TPMCR) and debug (TDA, TDOSA, TDRA) registers; keep HPMN.
+    let hpmn = MDCR_EL2.get() & 0x1f;
+    MDCR_EL2.set(hpmn | (1 << 11) | (1 << 10) | (1 << 9) | (1 << 6) | (1 << 5));
+    // FP/SIMD untrapped, SVE untrapped when present (TZ = 0), SME and trace trapped.
+    let has_sve = (ID_AA64PFR0_EL1.get() >> 32) & 0xf != 0;
+    let cptr = if has_sve { 0x32ff } else { 0x33ff };
+    CPTR_EL2.set(cptr | (1 << 20));
+    barrier::isb(barrier::SY);
+    if has_sve {
+        // The largest vector length the CPU offers.
+        msr!("S3_4_C1_C2_0", 0xf); // ZCR_EL2
+    }
+    // EL1 may read the physical counter and use the EL1 physical timer.
+    CNTHCTL_EL2.set(0b11);
+    CNTVOFF_EL2.set(0);
+    msr!("vpidr_el2", MIDR_EL1.get());
+    barrier::isb(barrier::SY);
+}
+
+/// Points stage 2 at `vm`'s tables, gives vCPU `vcpu` its MPIDR, and flushes the
+/// VMID's stale TLB entries.
+pub fn switch_to_vm(stage2_root: u64, vmid: u8, vcpu: usize) {
+    VTCR_EL2.set(stage2::vtcr_el2(pa_range()));
+    VTTBR_EL2.set(stage2::vttbr_el2(stage2_root, vmid));
+    // MPIDR: bit 31 RES1, Aff0 = vCPU index.
+    VMPIDR_EL2.set((1 << 31) | vcpu as u64);
+    HCR_EL2.set(hcr_el2());
+    barrier::isb(barrier::SY);
+    // SAFETY: invalidates stage 1 and 2 entries of the current VMID only.
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// Puts the guest's EL1 system registers in their reset state: MMU and caches off,
+/// no vectors, timers off, so a (re)started VM finds nothing of a previous run.
+pub fn reset_el1_state() {
+    // RES1 bits of SCTLR_EL1 (EIS, EOS, SPAN, TSCXT, ...): 0x30d0_0800; MMU off.
+    SCTLR_EL1.set(0x30d0_0800 | (1 << 23));
+    VBAR_EL1.set(0);
+    CPACR_EL1.set(0);
+    TCR_EL1.set(0);
+    TTBR0_EL1.set(0);
+    TTBR1_EL1.set(0);
+    MAIR_EL1.set(0);
+    AMAIR_EL1.set(0);
+    CONTEXTIDR_EL1.set(0);
+    TPIDR_EL1.set(0);
+    TPIDR_EL0.set(0);
+    TPIDRRO_EL0.set(0);
+    SP_EL0.set(0);
+    SP_EL1.set(0);
+    ELR_EL1.set(0);
+    SPSR_EL1.set(0);
+    ESR_EL1.set(0);
+    FAR_EL1.set(0);
+    PAR_EL1.set(0);
+    CNTKCTL_EL1.set(0);
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+    CNTV_CVAL_EL0.set(0);
+    CNTP_CVAL_EL0.set(0);
+    barrier::isb(barrier::SY);
+}
+
+/// The CPU's counter, read in order with the instructions around it.
+pub fn counter() -> u64 {
+    barrier::isb(barrier::SY);
+    CNTPCT_EL0.get()
+}
+
+/// Counter ticks per second.
+pub fn counter_hz() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// Syndrome registers of the current trap.
+pub fn syndrome() -> (u64, u64, u64) {
+    (ESR_EL2.get(), FAR_EL2.get(), HPFAR_EL2.get())
+}
+
+/// The trapping vCPU's EL1 state, reached through the real registers.
+pub struct El1Cpu;
+
+impl GuestCpu for El1Cpu {
+    fn vbar_el1(&self) -> u64 {
+        VBAR_EL1.get()
+    }
+
+    fn sctlr_el1(&self) -> u64 {
+        SCTLR_EL1.get()
+    }
+
+    fn set_exception_registers(&mut self, injection: &Injection) {
+        ELR_EL1.set(injection.elr_el1);
+        SPSR_EL1.set(injection.spsr_el1);
+        ESR_EL1.set(injection.esr_el1);
+        if let Some(far) = injection.far_el1 {
+            FAR_EL1.set(far);
+        }
+    }
+
+    fn read_id_register(&self, reg: SysReg) -> u64 {
+        read_id_register(reg)
+    }
+
+    fn guest_va_to_ipa(&self, va: u64) -> Option<u64> {
+        let saved = PAR_EL1.get();
+        // SAFETY: AT only writes PAR_EL1, which is restored below.
+        unsafe { core::arch::asm!("at s1e1r, {}", "isb", in(reg) va, options(nostack)) };
+        let par = PAR_EL1.get();
+        PAR_EL1.set(saved);
+        (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+    }
+
+    fn wait_for_interrupt(&mut self) {
+        barrier::dsb(barrier::SY);
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+/// Reads the AArch64 ID register `reg` (op0 3, op1 0, CRn 0, CRm 4..=7); the rest of
+/// the ID space reads as zero here and is sanitised by the caller.
+fn read_id_register(reg: SysReg) -> u64 {
+    match (reg.crm, reg.op2) {
+        (4, 0) => ID_AA64PFR0_EL1.get(),
+        (4, 1) => ID_AA64PFR1_EL1.get(),
+        (4, 4) => mrs!("S3_0_C0_C4_4"), // ID_AA64ZFR0_EL1
+        (4, 5) => mrs!("S3_0_C0_C4_5"), // ID_AA64SMFR0_EL1
+        (5, 0) => ID_AA64DFR0_EL1.get(),
+        (5, 1) => ID_AA64DFR1_EL1.get(),
+        (5, 4) => ID_AA64AFR0_EL1.get(),
+        (5, 5) => ID_AA64AFR1_EL1.get(),
+        (6, 0) => ID_AA64ISAR0_EL1.get(),
+        (6, 1) => ID_AA64ISAR1_EL1.get(),
+        (6, 2) => mrs!("S3_0_C0_C6_2"), // ID_AA64ISAR2_EL1
+        (7, 0) => ID_AA64MMFR0_EL1.get(),
+        (7, 1) => ID_AA64MMFR1_EL1.get(),
+        (7, 2) => ID_AA64MMFR2_EL1.get(),
+        _ => 0,
+    }
+}
+
+/// How the machine is powered off.
+pub mod power {
+    /// Ends the QEMU process with `status` through semihosting `SYS_EXIT`
+    /// (AArch64 form: x0 = 0x18, x1 = address of {reason, status}).
+    pub fn semihosting_exit(status: u8) -> ! {
+        const SYS_EXIT: u64 = 0x18;
+        const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x2_0026;
+        let block = [ADP_STOPPED_APPLICATION_EXIT, status as u64];
+        // SAFETY: the semihosting trap reads the two-word block and ends the process.
+        unsafe {
+            core::arch::asm!("hlt #0xf000", in("x0") SYS_EXIT, in("x1") block.as_ptr(), options(nostack))
+        };
+        park()
+    }
+
+    /// Asks the host firmware to power off through PSCI `SYSTEM_OFF` over SMC.
+    pub fn psci_system_off() -> ! {
+        // SAFETY: SYSTEM_OFF does not return when it succeeds; if it fails we park.
+        unsafe { core::arch::asm!("smc #0", inout("x0") 0x8400_0008u64 => _, options(nostack)) };
+        park()
+    }
+
+    /// Stops this CPU for good.
+    pub fn park() -> ! {
+        loop {
+            aarch64_cpu::asm::wfe();
+        }
+    }
+}

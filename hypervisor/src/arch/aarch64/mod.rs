@@ -1,0 +1,17 @@
+//! AArch64 at EL2: syndrome decoding, exception injection and, in the bare-metal
+//! build, boot, MMU, vectors and the trap entry.
+
+pub mod el2_tables;
+pub mod esr;
+pub mod inject;
+pub mod insn;
+pub mod sysreg;
+
+#[cfg(bare_metal)]
+pub mod boot;
+#[cfg(bare_metal)]
+pub mod el2;
+#[cfg(bare_metal)]
+pub mod stacks;
+#[cfg(bare_metal)]
+pub mod vectors;

@@ -1,0 +1,4 @@
+//! Drivers for the host devices Sluice itself uses.
+
+#[cfg(bare_metal)]
+pub mod pl011;

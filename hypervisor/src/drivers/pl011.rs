@@ -1,0 +1,62 @@
+//! The host's PL011 UART, which Sluice owns (ARM PrimeCell UART PL011 TRM, 3.3).
+//!
+//! The firmware or QEMU has configured the line already; Sluice only moves bytes.
+#![allow(unsafe_code)]
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::{register_bitfields, register_structs};
+
+register_bitfields! {u32,
+    /// Flag register.
+    FR [
+        /// Transmit FIFO full.
+        TXFF OFFSET(5) NUMBITS(1) [],
+        /// Receive FIFO empty.
+        RXFE OFFSET(4) NUMBITS(1) [],
+    ]
+}
+
+register_structs! {
+    /// The registers Sluice uses.
+    Registers {
+        (0x000 => dr: ReadWrite<u32>),
+        (0x004 => _reserved0),
+        (0x018 => fr: ReadOnly<u32, FR::Register>),
+        (0x01c => @END),
+    }
+}
+
+/// The host UART.
+pub struct Uart {
+    regs: &'static Registers,
+}
+
+impl Uart {
+    /// The PL011 at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be the address of a PL011's registers, mapped as device memory for
+    /// as long as the value lives, and no other code may drive that UART.
+    pub unsafe fn new(base: usize) -> Self {
+        // SAFETY: the caller guarantees a mapped PL011 at `base` that only we use.
+        Self { regs: unsafe { &*(base as *const Registers) } }
+    }
+
+    /// Sends one byte, waiting while the transmit FIFO is full.
+    pub fn put(&mut self, byte: u8) {
+        while self.regs.fr.is_set(FR::TXFF) {
+            core::hint::spin_loop();
+        }
+        self.regs.dr.set(byte as u32);
+    }
+
+    /// A received byte, if one is waiting.
+    pub fn get(&mut self) -> Option<u8> {
+        (!self.regs.fr.is_set(FR::RXFE)).then(|| self.regs.dr.get() as u8)
+    }
+}
+
+// SAFETY: the registers are reached only through the global console lock.
+unsafe impl Send for Uart {}

@@ -1,0 +1,551 @@
+//! Reading the boot bundle and checking it again.
+//!
+//! The tools validate a scenario before packing it (see `platform::bundle`); the
+//! hypervisor still re-checks everything it relies on, and refuses a VM whose
+//! configuration it cannot honour without refusing the others.
+
+use alloc::vec::Vec;
+use core::fmt;
+use fdt::node::FdtNode;
+use fdt::Fdt;
+use platform::bundle as b;
+use platform::{qemu_virt, Region};
+
+/// How to power the machine off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitMode {
+    /// Semihosting `SYS_EXIT` with a status.
+    Semihosting,
+    /// PSCI `SYSTEM_OFF` through the host's firmware.
+    Psci,
+}
+
+/// A bundle, read.
+#[derive(Debug)]
+pub struct Bundle<'a> {
+    /// Log level asked for, if any ("info", "debug", ...).
+    pub log_level: Option<&'a str>,
+    /// How to power off.
+    pub exit: ExitMode,
+    /// The VMs in order, each either usable or refused with the reason.
+    pub vms: Vec<Result<VmConfig<'a>, ConfigError>>,
+}
+
+/// One VM's configuration, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig<'a> {
+    /// Name for logs and console tags.
+    pub name: &'a str,
+    /// Host CPU indices; vCPU `i` runs on `cpus[i]`.
+    pub cpus: Vec<u32>,
+    /// RAM size in bytes.
+    pub memory_size: u64,
+    /// Host-physical base the RAM is pinned at, if any.
+    pub host_base: Option<u64>,
+    /// The image.
+    pub kernel: &'a [u8],
+    /// Guest-physical load address of the image.
+    pub kernel_addr: u64,
+    /// Guest-physical entry point.
+    pub entry: u64,
+    /// Guest-physical address of the guest DTB.
+    pub dtb_addr: u64,
+    /// The initrd and its guest-physical load address.
+    pub initrd: Option<(&'a [u8], u64)>,
+    /// Kernel command line.
+    pub bootargs: Option<&'a str>,
+}
+
+impl VmConfig<'_> {
+    /// The VM's guest-physical RAM.
+    pub fn ram(&self) -> Region {
+        qemu_virt::guest_ram(self.memory_size)
+    }
+}
+
+/// Why the bundle or a VM in it was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The bundle is not a readable FDT with the right `compatible`.
+    NotABundle(&'static str),
+    /// A VM property is missing or malformed.
+    Property {
+        /// VM index.
+        vm: usize,
+        /// Property name.
+        property: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A CPU given to this VM is already another's.
+    CpuTaken {
+        /// VM index.
+        vm: usize,
+        /// The CPU.
+        cpu: u32,
+        /// Index of the VM that has it.
+        owner: usize,
+    },
+    /// A CPU index beyond what the machine has.
+    NoSuchCpu {
+        /// VM index.
+        vm: usize,
+        /// The CPU.
+        cpu: u32,
+        /// How many CPUs the machine has.
+        host_cpus: usize,
+    },
+    /// More VMs than the exit status can report.
+    TooManyVms(usize),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotABundle(why) => write!(f, "boot bundle: {why}"),
+            Self::Property {
+                vm,
+                property,
+                reason,
+            } => write!(f, "vm[{vm}].{property}: {reason}"),
+            Self::CpuTaken { vm, cpu, owner } => write!(
+                f,
+                "vm[{vm}].cpus: CPU {cpu} is already given to vm[{owner}]"
+            ),
+            Self::NoSuchCpu { vm, cpu, host_cpus } => {
+                write!(
+                    f,
+                    "vm[{vm}].cpus: CPU {cpu} does not exist (the machine has {host_cpus})"
+                )
+            }
+            Self::TooManyVms(n) => write!(
+                f,
+                "boot bundle: {n} VMs, at most {} are supported",
+                b::MAX_VMS
+            ),
+        }
+    }
+}
+
+/// Reads the bundle at `blob` for a machine with `host_cpus` CPUs.
+///
+/// # Errors
+///
+/// `NotABundle` or `TooManyVms` when nothing can be started; a refused VM is an
+/// `Err` inside [`Bundle::vms`] instead.
+pub fn parse_bundle(blob: &[u8], host_cpus: usize) -> Result<Bundle<'_>, ConfigError> {
+    let fdt = Fdt::new(blob).map_err(|_| ConfigError::NotABundle("not a flattened device tree"))?;
+    let root = fdt
+        .find_node("/")
+        .ok_or(ConfigError::NotABundle("no root node"))?;
+    let compatible = root.property("compatible").and_then(|p| p.as_str());
+    if compatible != Some(b::COMPATIBLE) {
+        return Err(ConfigError::NotABundle(
+            "compatible is not \"sluice,bundle-v1\"",
+        ));
+    }
+    let exit = match root.property(b::EXIT).and_then(|p| p.as_str()) {
+        Some(b::EXIT_PSCI) => ExitMode::Psci,
+        _ => ExitMode::Semihosting,
+    };
+    let log_level = root.property(b::LOG_LEVEL).and_then(|p| p.as_str());
+    let nodes: Vec<_> = root
+        .children()
+        .filter(|n| n.name.split('@').next() == Some(b::VM_NODE))
+        .collect();
+    if nodes.len() > b::MAX_VMS {
+        return Err(ConfigError::TooManyVms(nodes.len()));
+    }
+    let mut vms: Vec<Result<VmConfig<'_>, ConfigError>> = Vec::new();
+    for (index, node) in nodes.into_iter().enumerate() {
+        let vm = parse_vm(index, node, host_cpus).and_then(|vm| {
+            check_cpus_free(index, &vm, &vms)?;
+            Ok(vm)
+        });
+        vms.push(vm);
+    }
+    Ok(Bundle {
+        log_level,
+        exit,
+        vms,
+    })
+}
+
+/// Refuses a VM whose CPUs an earlier VM already has.
+fn check_cpus_free(
+    index: usize,
+    vm: &VmConfig<'_>,
+    earlier: &[Result<VmConfig<'_>, ConfigError>],
+) -> Result<(), ConfigError> {
+    for (owner, other) in earlier.iter().enumerate() {
+        let Ok(other) = other else { continue };
+        if let Some(&cpu) = vm.cpus.iter().find(|c| other.cpus.contains(c)) {
+            return Err(ConfigError::CpuTaken {
+                vm: index,
+                cpu,
+                owner,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn parse_vm<'a>(
+    vm: usize,
+    node: FdtNode<'_, 'a>,
+    host_cpus: usize,
+) -> Result<VmConfig<'a>, ConfigError> {
+    let err = |property, reason| ConfigError::Property {
+        vm,
+        property,
+        reason,
+    };
+    let bytes = |name: &'static str| node.property(name).map(|p| p.value);
+    let u64_prop = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+        match bytes(name) {
+            None => Ok(None),
+            Some(v) => match <[u8; 8]>::try_from(v) {
+                Ok(v) => Ok(Some(u64::from_be_bytes(v))),
+                Err(_) => Err(err(name, "must be a 64-bit value")),
+            },
+        }
+    };
+    let required = |name: &'static str| u64_prop(name)?.ok_or(err(name, "missing"));
+    let string = |name: &'static str| -> Result<Option<&'a str>, ConfigError> {
+        match bytes(name) {
+            None => Ok(None),
+            Some(v) => {
+                let v = v
+                    .strip_suffix(&[0])
+                    .ok_or(err(name, "not a NUL-terminated string"))?;
+                core::str::from_utf8(v)
+                    .map(Some)
+                    .map_err(|_| err(name, "not UTF-8"))
+            }
+        }
+    };
+
+    let name = string(b::VM_NAME)?
+        .filter(|n| !n.is_empty())
+        .ok_or(err(b::VM_NAME, "missing or empty"))?;
+    let cpu_cells = bytes(b::VM_CPUS).ok_or(err(b::VM_CPUS, "missing"))?;
+    if cpu_cells.is_empty() || cpu_cells.len() % 4 != 0 {
+        return Err(err(
+            b::VM_CPUS,
+            "must be a non-empty list of 32-bit CPU indices",
+        ));
+    }
+    let cpus: Vec<u32> = cpu_cells
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    for (i, cpu) in cpus.iter().enumerate() {
+        if *cpu as usize >= host_cpus {
+            return Err(ConfigError::NoSuchCpu {
+                vm,
+                cpu: *cpu,
+                host_cpus,
+            });
+        }
+        if cpus[..i].contains(cpu) {
+            return Err(err(b::VM_CPUS, "lists a CPU twice"));
+        }
+    }
+
+    let memory_size = required(b::VM_MEMORY_SIZE)?;
+    if memory_size == 0 || memory_size % b::MEMORY_GRANULE != 0 {
+        return Err(err(
+            b::VM_MEMORY_SIZE,
+            "must be a non-zero multiple of 2 MiB",
+        ));
+    }
+    if memory_size > qemu_virt::RAM_MAX_SIZE {
+        return Err(err(
+            b::VM_MEMORY_SIZE,
+            "is larger than the guest address space allows",
+        ));
+    }
+    let ram = qemu_virt::guest_ram(memory_size);
+    let host_base = u64_prop(b::VM_HOST_BASE)?;
+    if host_base.is_some_and(|base| base % b::MEMORY_GRANULE != 0) {
+        return Err(err(b::VM_HOST_BASE, "must be 2 MiB aligned"));
+    }
+
+    let kernel = bytes(b::VM_KERNEL)
+        .filter(|k| !k.is_empty())
+        .ok_or(err(b::VM_KERNEL, "missing or empty"))?;
+    let kernel_addr = required(b::VM_KERNEL_ADDR)?;
+    let kernel_span = Region::new(kernel_addr, kernel.len() as u64);
+    if !ram.contains_range(kernel_addr, kernel.len() as u64) {
+        return Err(err(
+            b::VM_KERNEL,
+            "does not fit in the VM's RAM at kernel-addr",
+        ));
+    }
+    let entry = required(b::VM_ENTRY)?;
+    if !kernel_span.contains(entry) || entry % 4 != 0 {
+        return Err(err(
+            b::VM_ENTRY,
+            "must be a 4-byte aligned address inside the image",
+        ));
+    }
+    let dtb_addr = required(b::VM_DTB_ADDR)?;
+    let dtb_span = Region::new(dtb_addr, b::GUEST_DTB_MAX_SIZE);
+    if dtb_addr % 8 != 0 || !ram.contains_range(dtb_addr, b::GUEST_DTB_MAX_SIZE) {
+        return Err(err(
+            b::VM_DTB_ADDR,
+            "must be 8-byte aligned with room for the DTB inside RAM",
+        ));
+    }
+    if dtb_span.overlaps(&kernel_span) {
+        return Err(err(b::VM_DTB_ADDR, "overlaps the image"));
+    }
+    let initrd = match bytes(b::VM_INITRD) {
+        None => None,
+        Some(data) => {
+            let addr = required(b::VM_INITRD_ADDR)?;
+            let span = Region::new(addr, data.len() as u64);
+            if !ram.contains_range(addr, data.len() as u64) {
+                return Err(err(
+                    b::VM_INITRD,
+                    "does not fit in the VM's RAM at initrd-addr",
+                ));
+            }
+            if span.overlaps(&kernel_span) || span.overlaps(&dtb_span) {
+                return Err(err(b::VM_INITRD_ADDR, "overlaps the image or the DTB"));
+            }
+            Some((data, addr))
+        }
+    };
+    let bootargs = string(b::VM_BOOTARGS)?;
+    Ok(VmConfig {
+        name,
+        cpus,
+        memory_size,
+        host_base,
+        kernel,
+        kernel_addr,
+        entry,
+        dtb_addr,
+        initrd,
+        bootargs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use vm_fdt::FdtWriter;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Properties of one VM node; `None` leaves a property out.
+    #[derive(Clone)]
+    struct Vm {
+        name: &'static str,
+        cpus: Vec<u32>,
+        memory: Option<u64>,
+        kernel: Vec<u8>,
+        kernel_addr: u64,
+        entry: u64,
+        dtb_addr: u64,
+        initrd: Option<(Vec<u8>, u64)>,
+    }
+
+    fn good(name: &'static str, cpu: u32) -> Vm {
+        Vm {
+            name,
+            cpus: vec![cpu],
+            memory: Some(64 * MIB),
+            kernel: vec![0x14; 4096],
+            kernel_addr: 0x4020_0000,
+            entry: 0x4020_0000,
+            dtb_addr: 0x4000_0000 + 62 * MIB,
+            initrd: None,
+        }
+    }
+
+    fn bundle(vms: &[Vm]) -> Vec<u8> {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_string("compatible", b::COMPATIBLE).unwrap();
+        w.property_string(b::LOG_LEVEL, "debug").unwrap();
+        w.property_string(b::EXIT, b::EXIT_SEMIHOSTING).unwrap();
+        for (i, vm) in vms.iter().enumerate() {
+            let node = w.begin_node(&alloc::format!("vm@{i}")).unwrap();
+            w.property_string(b::VM_NAME, vm.name).unwrap();
+            w.property_array_u32(b::VM_CPUS, &vm.cpus).unwrap();
+            if let Some(m) = vm.memory {
+                w.property_u64(b::VM_MEMORY_SIZE, m).unwrap();
+            }
+            w.property(b::VM_KERNEL, &vm.kernel).unwrap();
+            w.property_u64(b::VM_KERNEL_ADDR, vm.kernel_addr).unwrap();
+            w.property_u64(b::VM_ENTRY, vm.entry).unwrap();
+            w.property_u64(b::VM_DTB_ADDR, vm.dtb_addr).unwrap();
+            if let Some((data, addr)) = &vm.initrd {
+                w.property(b::VM_INITRD, data).unwrap();
+                w.property_u64(b::VM_INITRD_ADDR, *addr).unwrap();
+            }
+            w.property_string(b::VM_BOOTARGS, "console=ttyAMA0")
+                .unwrap();
+            w.end_node(node).unwrap();
+        }
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn refusal(vm: Vm) -> ConfigError {
+        let blob = bundle(&[vm]);
+        let parsed = parse_bundle(&blob, 2).unwrap();
+        parsed.vms.into_iter().next().unwrap().unwrap_err()
+    }
+
+    #[test]
+    fn reads_a_good_bundle() {
+        let mut vm = good("hello", 0);
+        vm.initrd = Some((vec![1, 2, 3], 0x4000_0000 + 32 * MIB));
+        let blob = bundle(&[vm]);
+        let parsed = parse_bundle(&blob, 1).unwrap();
+        assert_eq!(parsed.log_level, Some("debug"));
+        assert_eq!(parsed.exit, ExitMode::Semihosting);
+        let vm = parsed.vms[0].as_ref().unwrap();
+        assert_eq!(vm.name, "hello");
+        assert_eq!(vm.cpus, [0]);
+        assert_eq!(vm.memory_size, 64 * MIB);
+        assert_eq!(vm.kernel.len(), 4096);
+        assert_eq!(vm.initrd, Some((&[1u8, 2, 3][..], 0x4200_0000)));
+        assert_eq!(vm.bootargs, Some("console=ttyAMA0"));
+        assert_eq!(vm.ram(), Region::new(0x4000_0000, 64 * MIB));
+    }
+
+    #[test]
+    fn refuses_a_blob_that_is_not_a_bundle() {
+        assert!(matches!(
+            parse_bundle(&[0u8; 64], 1),
+            Err(ConfigError::NotABundle(_))
+        ));
+    }
+
+    #[test]
+    fn a_cpu_given_twice_refuses_only_the_second_vm() {
+        let blob = bundle(&[good("a", 0), good("b", 0), good("c", 1)]);
+        let parsed = parse_bundle(&blob, 2).unwrap();
+        assert!(parsed.vms[0].is_ok());
+        assert_eq!(
+            parsed.vms[1],
+            Err(ConfigError::CpuTaken {
+                vm: 1,
+                cpu: 0,
+                owner: 0
+            })
+        );
+        assert!(parsed.vms[2].is_ok());
+        assert_eq!(
+            parsed.vms[1].as_ref().unwrap_err().to_string(),
+            "vm[1].cpus: CPU 0 is already given to vm[0]"
+        );
+    }
+
+    #[test]
+    fn refuses_cpus_the_machine_lacks() {
+        assert_eq!(
+            refusal(good("a", 2)),
+            ConfigError::NoSuchCpu {
+                vm: 0,
+                cpu: 2,
+                host_cpus: 2
+            }
+        );
+        let mut twice = good("a", 0);
+        twice.cpus = vec![1, 1];
+        assert!(matches!(
+            refusal(twice),
+            ConfigError::Property {
+                property: "cpus",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_memory_sizes() {
+        for size in [
+            None,
+            Some(0),
+            Some(3 * MIB),
+            Some(qemu_virt::RAM_MAX_SIZE + 2 * MIB),
+        ] {
+            let mut vm = good("a", 0);
+            vm.memory = size;
+            assert!(
+                matches!(
+                    refusal(vm),
+                    ConfigError::Property {
+                        property: "memory-size",
+                        ..
+                    }
+                ),
+                "{size:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_images_that_do_not_fit_or_overlap() {
+        let mut big = good("a", 0);
+        big.kernel = vec![0; (64 * MIB) as usize];
+        assert!(matches!(
+            refusal(big),
+            ConfigError::Property {
+                property: "kernel",
+                ..
+            }
+        ));
+        let mut entry = good("a", 0);
+        entry.entry = 0x4000_0000;
+        assert!(matches!(
+            refusal(entry),
+            ConfigError::Property {
+                property: "entry",
+                ..
+            }
+        ));
+        let mut dtb = good("a", 0);
+        dtb.dtb_addr = 0x4020_0800;
+        assert!(matches!(
+            refusal(dtb),
+            ConfigError::Property {
+                property: "dtb-addr",
+                ..
+            }
+        ));
+        let mut dtb_out = good("a", 0);
+        dtb_out.dtb_addr = 0x4000_0000 + 64 * MIB - 8;
+        assert!(matches!(
+            refusal(dtb_out),
+            ConfigError::Property {
+                property: "dtb-addr",
+                ..
+            }
+        ));
+        let mut initrd = good("a", 0);
+        initrd.initrd = Some((vec![0; 8192], 0x4020_0000));
+        assert!(matches!(
+            refusal(initrd),
+            ConfigError::Property {
+                property: "initrd-addr",
+                ..
+            }
+        ));
+        let mut initrd_out = good("a", 0);
+        initrd_out.initrd = Some((vec![0; 8192], 0x4000_0000 + 64 * MIB - 4096));
+        assert!(matches!(
+            refusal(initrd_out),
+            ConfigError::Property {
+                property: "initrd",
+                ..
+            }
+        ));
+    }
+}

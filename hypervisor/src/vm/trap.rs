@@ -1,0 +1,268 @@
+//! What Sluice does with each exit from a guest.
+//!
+//! [`handle_exit`] is the whole trap path after the registers are saved: decode the
+//! syndrome, act on it (emulate an MMIO access, answer a PSCI call, inject an
+//! exception) and say how to continue. The few things it needs from the CPU come
+//! through [`GuestCpu`], so the path runs unchanged in host tests.
+
+use super::psci::{self, PsciOutcome, VcpuView};
+use super::stats::ExitReason;
+use super::vcpu::TrapFrame;
+use super::Vm;
+use crate::arch::aarch64::esr::{decode_trap, DecodeError, MmioAccess, SysReg, Trap, WfxKind};
+use crate::arch::aarch64::insn;
+use crate::arch::aarch64::sysreg::{self, SysRegOutcome};
+use crate::arch::inject::{inject, GuestException, Injection};
+use crate::devices::BusError;
+use log::{debug, error, warn};
+
+/// The syndrome registers of one trap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Syndrome {
+    /// ESR_EL2.
+    pub esr: u64,
+    /// FAR_EL2.
+    pub far: u64,
+    /// HPFAR_EL2.
+    pub hpfar: u64,
+}
+
+/// The trapping vCPU's state that is not in its [`TrapFrame`].
+pub trait GuestCpu {
+    /// VBAR_EL1.
+    fn vbar_el1(&self) -> u64;
+    /// SCTLR_EL1.
+    fn sctlr_el1(&self) -> u64;
+    /// Writes ELR_EL1, SPSR_EL1, ESR_EL1 and FAR_EL1 for an injected exception.
+    fn set_exception_registers(&mut self, injection: &Injection);
+    /// The real value of an ID register.
+    fn read_id_register(&self, reg: SysReg) -> u64;
+    /// The guest-physical address of guest virtual address `va` (stage 1 only), if
+    /// the guest's own tables map it.
+    fn guest_va_to_ipa(&self, va: u64) -> Option<u64>;
+    /// Waits until an interrupt may be pending for the vCPU.
+    fn wait_for_interrupt(&mut self);
+}
+
+/// How the vCPU goes on after an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitAction {
+    /// Return to the guest.
+    Resume,
+    /// The guest powered off (or turned its last vCPU off): stop the VM cleanly.
+    PowerOff,
+    /// The guest asked for `SYSTEM_RESET`: reload and restart the VM.
+    Reset,
+    /// The guest did something it cannot continue from: stop the VM as failed.
+    Fault,
+}
+
+/// Handles one exit of vCPU 0 of `vm`, returning the reason to account it under
+/// and how to continue.
+pub fn handle_exit(
+    vm: &mut Vm,
+    frame: &mut TrapFrame,
+    cpu: &mut impl GuestCpu,
+    syndrome: Syndrome,
+) -> (ExitReason, ExitAction) {
+    match decode_trap(syndrome.esr, syndrome.far, syndrome.hpfar) {
+        Trap::DataAbort(Ok(access)) => {
+            (ExitReason::Mmio, mmio(vm, frame, cpu, access, syndrome.far))
+        }
+        Trap::DataAbort(Err(e)) => (
+            ExitReason::Mmio,
+            refused_data_abort(vm, frame, cpu, e, syndrome.far),
+        ),
+        Trap::InstructionAbort { far, ipa, fsc } => {
+            error!(
+                "vm \"{}\" stopped: instruction fetch at {far:#x} (guest-physical {}) is outside its memory (fault status {fsc:#x})",
+                vm.name(),
+                ipa.map_or("unknown".into(), |ipa| alloc::format!("{ipa:#x}")),
+            );
+            (ExitReason::InstructionAbort, ExitAction::Fault)
+        }
+        Trap::Hvc { imm } => (ExitReason::Hvc, hypercall(vm, frame, imm, "hvc")),
+        Trap::Smc { imm } => {
+            // A trapped SMC returns to the SMC itself (Arm ARM D1.11.2); step past it.
+            frame.skip_instruction();
+            (ExitReason::Smc, hypercall(vm, frame, imm, "smc"))
+        }
+        Trap::Wfx(kind) => {
+            frame.skip_instruction();
+            if matches!(kind, WfxKind::Wfi | WfxKind::Wfit) {
+                cpu.wait_for_interrupt();
+            }
+            (ExitReason::Wfi, ExitAction::Resume)
+        }
+        Trap::SysReg(access) => {
+            match sysreg::emulate(access, |reg| cpu.read_id_register(reg)) {
+                SysRegOutcome::Read(value) => {
+                    frame.set_reg(access.rt, value);
+                    frame.skip_instruction();
+                }
+                SysRegOutcome::Ignored => frame.skip_instruction(),
+                SysRegOutcome::Undefined => {
+                    debug!(
+                        "vm \"{}\": {} of {} at pc {:#x} is undefined",
+                        vm.name(),
+                        if access.read { "read" } else { "write" },
+                        access.reg,
+                        frame.elr
+                    );
+                    deliver(frame, cpu, GuestException::Undefined);
+                }
+            }
+            (ExitReason::SysReg, ExitAction::Resume)
+        }
+        Trap::Other { ec } => {
+            warn!("vm \"{}\": unexpected trap (exception class {ec:#x}) at pc {:#x}; injecting an undefined instruction", vm.name(), frame.elr);
+            deliver(frame, cpu, GuestException::Undefined);
+            (ExitReason::Other, ExitAction::Resume)
+        }
+    }
+}
+
+/// Emulates a decoded access through the VM's bus, or refuses it with an abort.
+fn mmio(
+    vm: &mut Vm,
+    frame: &mut TrapFrame,
+    cpu: &mut impl GuestCpu,
+    access: MmioAccess,
+    far: u64,
+) -> ExitAction {
+    let done = if access.write {
+        vm.bus.write(
+            access.ipa,
+            access.width,
+            access.store_value(frame.reg(access.reg)),
+        )
+    } else {
+        vm.bus
+            .read(access.ipa, access.width)
+            .map(|raw| frame.set_reg(access.reg, access.load_result(raw)))
+    };
+    match done {
+        Ok(()) => frame.skip_instruction(),
+        Err(BusError::Unmapped { .. }) | Err(_) => {
+            warn!(
+                "vm \"{}\": {}-byte {} at {:#x} (pc {:#x}) is outside its memory and devices; injecting an abort",
+                vm.name(),
+                access.width.bytes(),
+                if access.write { "write" } else { "read" },
+                access.ipa,
+                frame.elr
+            );
+            deliver(
+                frame,
+                cpu,
+                GuestException::DataAbort {
+                    far,
+                    write: access.write,
+                },
+            );
+        }
+    }
+    ExitAction::Resume
+}
+
+/// A data abort that is not a decodable MMIO access: the guest gets an abort.
+fn refused_data_abort(
+    vm: &mut Vm,
+    frame: &mut TrapFrame,
+    cpu: &mut impl GuestCpu,
+    error: DecodeError,
+    far: u64,
+) -> ExitAction {
+    let name = vm.name();
+    let pc = frame.elr;
+    match error {
+        DecodeError::CacheMaintenance { ipa } => {
+            // Cleaning or invalidating an address without RAM has no effect.
+            debug!("vm \"{name}\": cache maintenance at {ipa:#x} (pc {pc:#x}) ignored");
+            frame.skip_instruction();
+            return ExitAction::Resume;
+        }
+        DecodeError::NoSyndrome { ipa, write } => {
+            let word = cpu
+                .guest_va_to_ipa(pc)
+                .and_then(|at| vm.memory.read_u32(at).ok());
+            match word {
+                Some(word) => warn!(
+                    "vm \"{name}\": {} at pc {pc:#x} (instruction {word:#010x}) accessed {ipa:#x}, which Sluice can only emulate for single-register loads and stores (ISV=0); injecting an abort",
+                    insn::describe(word)
+                ),
+                None => warn!("vm \"{name}\": an unreadable instruction at pc {pc:#x} accessed {ipa:#x} with no syndrome (ISV=0); injecting an abort"),
+            }
+            deliver(frame, cpu, GuestException::DataAbort { far, write });
+        }
+        DecodeError::TableWalk { ipa } => {
+            warn!("vm \"{name}\": its page table walk touched {ipa:#x}, outside its memory (pc {pc:#x}); injecting an abort");
+            deliver(frame, cpu, GuestException::DataAbort { far, write: false });
+        }
+        DecodeError::Unexpected {
+            dfsc,
+            far: fault_address,
+        } => {
+            warn!("vm \"{name}\": data abort with fault status {dfsc:#x} at {fault_address:#x?} (pc {pc:#x}); injecting an abort");
+            deliver(frame, cpu, GuestException::DataAbort { far, write: false });
+        }
+    }
+    ExitAction::Resume
+}
+
+/// An HVC or trapped SMC: PSCI and SMCCC calls (SMCCC wants `#0`).
+fn hypercall(vm: &mut Vm, frame: &mut TrapFrame, imm: u16, conduit: &str) -> ExitAction {
+    if imm != 0 {
+        warn!("vm \"{}\": {conduit} #{imm:#x} at pc {:#x} is not an SMCCC call; returning NOT_SUPPORTED", vm.name(), frame.elr);
+        frame.x[0] = psci::ret::NOT_SUPPORTED as u64;
+        return ExitAction::Resume;
+    }
+    let call = psci::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
+    if let psci::PsciCall::Unknown(function) = call {
+        warn!("vm \"{}\": unknown {conduit} function {function:#x} at pc {:#x}; returning NOT_SUPPORTED", vm.name(), frame.elr);
+    }
+    match psci::handle(call, &BootVcpuOnly(vm.vcpu_count())) {
+        PsciOutcome::Return(value) => {
+            frame.x[0] = value as u64;
+            ExitAction::Resume
+        }
+        PsciOutcome::SystemOff => ExitAction::PowerOff,
+        PsciOutcome::SystemReset => ExitAction::Reset,
+        // The last vCPU going off leaves nothing to run.
+        PsciOutcome::CpuOff => ExitAction::PowerOff,
+        PsciOutcome::CpuOn { vcpu, .. } => {
+            warn!(
+                "vm \"{}\": CPU_ON for vCPU {vcpu}: secondary vCPUs are not started yet",
+                vm.name()
+            );
+            frame.x[0] = psci::ret::DENIED as u64;
+            ExitAction::Resume
+        }
+    }
+}
+
+/// The vCPU picture while only each VM's boot vCPU runs.
+struct BootVcpuOnly(usize);
+
+impl VcpuView for BootVcpuOnly {
+    fn vcpu_count(&self) -> usize {
+        self.0
+    }
+    fn is_on(&self, index: usize) -> bool {
+        index == 0
+    }
+}
+
+/// Redirects the guest to its exception vector for `exception`.
+fn deliver(frame: &mut TrapFrame, cpu: &mut impl GuestCpu, exception: GuestException) {
+    let injection = inject(
+        exception,
+        frame.elr,
+        frame.spsr,
+        cpu.vbar_el1(),
+        cpu.sctlr_el1(),
+    );
+    cpu.set_exception_registers(&injection);
+    frame.elr = injection.pc;
+    frame.spsr = injection.pstate;
+}

@@ -1,0 +1,137 @@
+//! `misbehave`: the deliberately misbehaving guest.
+//!
+//! Each step says what it does, then what happened; the guest recovers from each one
+//! and goes on, in this order (the contract of `tests/scenarios/misbehave.toml`, here
+//! as under Sluice):
+//!
+//! ```text
+//! misbehave: garbage hvc returned -1
+//! misbehave: hvc #0x1234 returned -1
+//! misbehave: write at 0x100000000 faulted into the guest (ESR 0x...)
+//! misbehave: read at 0xa000000 faulted into the guest (ESR 0x...)
+//! misbehave: ldp from the uart faulted into the guest (ESR 0x...)
+//! misbehave: udf trapped at EL1 (ESR 0x...)
+//! misbehave: jumping to 0x1000, outside my RAM
+//! ```
+//!
+//! The last step cannot be recovered from: the branch leaves the guest's memory, and
+//! under Sluice the instruction fetch faults at stage 2 and the VM is stopped. On
+//! plain QEMU some steps end differently (no EL2 to answer `hvc`, a virtio-mmio
+//! transport at 0x0a00_0000, flash at 0x1000); each says so in its line.
+#![cfg_attr(bare_metal, no_std, no_main)]
+#![deny(unsafe_code)]
+
+#[cfg(not(bare_metal))]
+fn main() {
+    eprintln!("misbehave is a bare-metal guest: build it with --target aarch64-unknown-none");
+}
+
+#[cfg(bare_metal)]
+mod guest {
+    use core::fmt;
+
+    use test_guests::dtb::BootInfo;
+    use test_guests::exceptions::expect_fault;
+    use test_guests::psci::{self, PSCI_VERSION};
+    use test_guests::smccc::{self, Ret};
+    use test_guests::{cpu, println, probe};
+
+    use platform::qemu_virt::{UART, VIRTIO_MMIO_BASE};
+
+    /// A function ID no one implements.
+    const GARBAGE_FUNCTION: u64 = 0xdead_beef;
+    /// Outside the partition: past any RAM a test VM gets, not a device.
+    const OUTSIDE_ADDR: u64 = 0x1_0000_0000;
+    /// Where the branch goes: QEMU virt's flash, never a guest's.
+    const JUMP_ADDR: u64 = 0x1000;
+
+    test_guests::entry!(main);
+
+    fn main(dtb: usize) -> ! {
+        let info = match BootInfo::read(dtb) {
+            Ok(info) => info,
+            Err(e) => {
+                println!("misbehave: cannot read the DTB at {dtb:#x}: {e}");
+                psci::system_off()
+            }
+        };
+        println!(
+            "misbehave: running at EL{}, psci via {}",
+            cpu::current_el(),
+            psci::conduit()
+        );
+
+        println!("misbehave: hvc #0 with x0 = {GARBAGE_FUNCTION:#x}, a function no one has");
+        call("garbage hvc", || smccc::hvc(GARBAGE_FUNCTION, 0, 0, 0));
+
+        println!("misbehave: hvc #0x1234 (SMCCC wants #0) with x0 = PSCI_VERSION");
+        call("hvc #0x1234", || {
+            probe::hvc_imm_0x1234(u64::from(PSCI_VERSION))
+        });
+
+        println!("misbehave: writing at {OUTSIDE_ADDR:#x}, outside my partition");
+        let ram = info.memory();
+        access(format_args!("write at {OUTSIDE_ADDR:#x}"), || {
+            probe::store_u64_outside(ram, OUTSIDE_ADDR, 0x5a5a_5a5a_5a5a_5a5a);
+            None
+        });
+
+        println!("misbehave: reading at {VIRTIO_MMIO_BASE:#x}, virtio-mmio slot 0 with no device");
+        access(format_args!("read at {VIRTIO_MMIO_BASE:#x}"), || {
+            Some(u64::from(probe::load_u32(VIRTIO_MMIO_BASE)))
+        });
+
+        println!(
+            "misbehave: ldp x2, x3 from the uart at {:#x} (no valid syndrome)",
+            UART.base
+        );
+        access(format_args!("ldp from the uart"), || {
+            Some(probe::load_pair(UART.base).0)
+        });
+
+        println!("misbehave: udf #0");
+        match expect_fault(probe::udf) {
+            Some(fault) => println!("misbehave: udf trapped at EL1 (ESR {:#010x})", fault.esr),
+            None => println!("misbehave: udf did not fault"),
+        }
+
+        assert!(!info.is_ram(JUMP_ADDR), "{JUMP_ADDR:#x} is RAM");
+        println!("misbehave: jumping to {JUMP_ADDR:#x}, outside my RAM");
+        #[allow(unsafe_code)]
+        // SAFETY: the point of the test: nothing of this guest lies at 0x1000 (its
+        // RAM starts at 0x4000_0000); under Sluice the fetch faults at stage 2 and the
+        // VM stops, on plain QEMU the flash there holds no code and the CPU traps.
+        unsafe {
+            probe::branch_to(JUMP_ADDR)
+        }
+    }
+
+    /// Makes an SMCCC-style call that may come back or trap; says which.
+    fn call(what: &str, f: impl FnOnce() -> u64) {
+        let mut ret = 0;
+        match expect_fault(|| ret = f()) {
+            None => println!("misbehave: {what} returned {}", Ret(ret)),
+            Some(fault) => println!(
+                "misbehave: {what} trapped at EL1 as {} (ESR {:#010x})",
+                fault.class_name(),
+                fault.esr
+            ),
+        }
+    }
+
+    /// Makes an access that should fault into the guest; says whether it did. `f`
+    /// returns what a load read (the first register for a pair), `None` for a store.
+    fn access(what: fmt::Arguments<'_>, f: impl FnOnce() -> Option<u64>) {
+        let mut loaded = None;
+        match expect_fault(|| loaded = f()) {
+            Some(fault) => println!(
+                "misbehave: {what} faulted into the guest (ESR {:#010x})",
+                fault.esr
+            ),
+            None => match loaded {
+                Some(value) => println!("misbehave: {what} did not fault (read {value:#x})"),
+                None => println!("misbehave: {what} did not fault"),
+            },
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Writes a checked scenario as a boot bundle: the FDT that `platform::bundle` documents.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use platform::bundle::{
+    COMPATIBLE, EXIT, EXIT_SEMIHOSTING, LOG_LEVEL, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR, VM_ENTRY,
+    VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME,
+    VM_NODE,
+};
+use vm_fdt::{FdtWriter, FdtWriterResult};
+
+use crate::validate::{Scenario, Vm};
+
+/// Builds the bundle's bytes.
+///
+/// # Errors
+///
+/// `vm-fdt` refuses the tree (e.g. the images add up to more than 4 GiB).
+pub fn build(scenario: &Scenario) -> Result<Vec<u8>> {
+    write_tree(scenario).context("cannot build the boot bundle")
+}
+
+fn write_tree(scenario: &Scenario) -> FdtWriterResult<Vec<u8>> {
+    let mut fdt = FdtWriter::new()?;
+    let root = fdt.begin_node("")?;
+    fdt.property_string("compatible", COMPATIBLE)?;
+    fdt.property_string(LOG_LEVEL, scenario.log_level.as_str())?;
+    fdt.property_string(EXIT, EXIT_SEMIHOSTING)?;
+    for (index, vm) in scenario.vms.iter().enumerate() {
+        write_vm(&mut fdt, index, vm)?;
+    }
+    fdt.end_node(root)?;
+    fdt.finish()
+}
+
+fn write_vm(fdt: &mut FdtWriter, index: usize, vm: &Vm) -> FdtWriterResult<()> {
+    let node = fdt.begin_node(&format!("{VM_NODE}@{index}"))?;
+    fdt.property_string(VM_NAME, &vm.name)?;
+    fdt.property_array_u32(VM_CPUS, &vm.cpus)?;
+    fdt.property_u64(VM_MEMORY_SIZE, vm.memory)?;
+    if let Some(base) = vm.host_base {
+        fdt.property_u64(VM_HOST_BASE, base)?;
+    }
+    fdt.property(VM_KERNEL, &vm.kernel)?;
+    fdt.property_u64(VM_KERNEL_ADDR, vm.layout.kernel.base)?;
+    fdt.property_u64(VM_ENTRY, vm.layout.entry)?;
+    fdt.property_u64(VM_DTB_ADDR, vm.layout.dtb.base)?;
+    if let (Some(initrd), Some(region)) = (&vm.initrd, vm.layout.initrd) {
+        fdt.property(VM_INITRD, initrd)?;
+        fdt.property_u64(VM_INITRD_ADDR, region.base)?;
+    }
+    if let Some(bootargs) = &vm.bootargs {
+        fdt.property_string(VM_BOOTARGS, bootargs)?;
+    }
+    fdt.end_node(node)
+}
+
+/// Builds the bundle and writes it to `path`, creating its directory.
+///
+/// # Errors
+///
+/// [`build`] fails, or the file cannot be written.
+pub fn write(scenario: &Scenario, path: &Path) -> Result<()> {
+    let bytes = build(scenario)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LogLevel;
+    use crate::layout;
+    use crate::units::{GIB, MIB};
+    use crate::validate::Machine;
+    use fdt::node::FdtNode;
+    use fdt::Fdt;
+    use platform::qemu_virt::RAM_BASE;
+
+    fn vm(name: &str, cpus: &[u32], initrd: Option<Vec<u8>>, bootargs: Option<&str>) -> Vm {
+        let kernel = vec![0x5a; 1000];
+        let initrd_size = initrd.as_ref().map(|b| b.len() as u64);
+        Vm {
+            name: name.to_owned(),
+            cpus: cpus.to_vec(),
+            memory: 64 * MIB,
+            host_base: None,
+            layout: layout::place(64 * MIB, &kernel, Some(RAM_BASE + 0x8_0000), initrd_size)
+                .unwrap(),
+            kernel,
+            initrd,
+            bootargs: bootargs.map(str::to_owned),
+        }
+    }
+
+    fn scenario() -> Scenario {
+        let mut second = vm(
+            "linux",
+            &[1, 2],
+            Some(vec![7; 300]),
+            Some("console=ttyAMA0"),
+        );
+        second.host_base = Some(0x5000_0000);
+        Scenario {
+            machine: Machine {
+                cpus: 3,
+                memory: GIB,
+            },
+            log_level: LogLevel::Trace,
+            vms: vec![vm("hello", &[0], None, None), second],
+            expect: None,
+        }
+    }
+
+    fn u64_prop(node: &FdtNode<'_, '_>, name: &str) -> Option<u64> {
+        let value = node.property(name)?.value;
+        Some(u64::from_be_bytes(value.try_into().expect("two cells")))
+    }
+
+    fn str_prop<'a>(node: &FdtNode<'_, 'a>, name: &str) -> Option<&'a str> {
+        node.property(name)?.as_str()
+    }
+
+    #[test]
+    fn bundle_reads_back() {
+        let bytes = build(&scenario()).unwrap();
+        let fdt = Fdt::new(&bytes).unwrap();
+        let root = fdt.find_node("/").unwrap();
+        assert_eq!(str_prop(&root, "compatible"), Some(COMPATIBLE));
+        assert_eq!(str_prop(&root, LOG_LEVEL), Some("trace"));
+        assert_eq!(str_prop(&root, EXIT), Some(EXIT_SEMIHOSTING));
+
+        let vms: Vec<_> = root.children().collect();
+        assert_eq!(vms.len(), 2);
+        assert_eq!(vms[0].name, "vm@0");
+        assert_eq!(vms[1].name, "vm@1");
+
+        let hello = &vms[0];
+        assert_eq!(str_prop(hello, VM_NAME), Some("hello"));
+        assert_eq!(hello.property(VM_CPUS).unwrap().value, [0, 0, 0, 0]);
+        assert_eq!(u64_prop(hello, VM_MEMORY_SIZE), Some(64 * MIB));
+        assert_eq!(u64_prop(hello, VM_HOST_BASE), None);
+        assert_eq!(hello.property(VM_KERNEL).unwrap().value, [0x5a; 1000]);
+        assert_eq!(u64_prop(hello, VM_KERNEL_ADDR), Some(RAM_BASE + 0x8_0000));
+        assert_eq!(u64_prop(hello, VM_ENTRY), Some(RAM_BASE + 0x8_0000));
+        assert_eq!(u64_prop(hello, VM_DTB_ADDR), Some(RAM_BASE + 62 * MIB));
+        assert!(hello.property(VM_INITRD).is_none());
+        assert!(hello.property(VM_INITRD_ADDR).is_none());
+        assert!(hello.property(VM_BOOTARGS).is_none());
+
+        let linux = &vms[1];
+        assert_eq!(str_prop(linux, VM_NAME), Some("linux"));
+        assert_eq!(
+            linux.property(VM_CPUS).unwrap().value,
+            [0, 0, 0, 1, 0, 0, 0, 2]
+        );
+        assert_eq!(u64_prop(linux, VM_HOST_BASE), Some(0x5000_0000));
+        assert_eq!(linux.property(VM_INITRD).unwrap().value, [7; 300]);
+        let initrd_addr = u64_prop(linux, VM_INITRD_ADDR).unwrap();
+        assert_eq!(initrd_addr, (RAM_BASE + 62 * MIB - 300) & !0xfff);
+        assert_eq!(str_prop(linux, VM_BOOTARGS), Some("console=ttyAMA0"));
+    }
+
+    #[test]
+    fn write_creates_the_directory() {
+        let dir = crate::testutil::TempDir::new("bundle-write");
+        let path = dir.path().join("bundles/s.dtb");
+        write(&scenario(), &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes, build(&scenario()).unwrap());
+    }
+}

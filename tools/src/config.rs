@@ -1,0 +1,306 @@
+//! The scenario file's schema, as written: a TOML file per scenario.
+//!
+//! This module only reads the file into these types; `validate` checks the values
+//! and turns them into a [`crate::validate::Scenario`]. Sizes and addresses stay as
+//! written ([`Number`]) so that a bad one is reported with its field's name.
+
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The QEMU machine the scenario runs on.
+    #[serde(default)]
+    pub machine: MachineConfig,
+    /// Settings of the hypervisor itself.
+    #[serde(default)]
+    pub hypervisor: HypervisorConfig,
+    /// The VMs, in order (`[[vm]]` tables).
+    #[serde(default)]
+    pub vm: Vec<VmConfig>,
+    /// What the test runner expects of a run; only scenarios with it are tests.
+    pub expect: Option<ExpectConfig>,
+}
+
+/// `[machine]`: used by the tools only (QEMU's `-smp` and `-m`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    /// Number of host CPUs (`-smp`).
+    #[serde(default = "MachineConfig::default_cpus")]
+    pub cpus: i64,
+    /// Host RAM (`-m`).
+    #[serde(default = "MachineConfig::default_memory")]
+    pub memory: Number,
+}
+
+impl MachineConfig {
+    fn default_cpus() -> i64 {
+        1
+    }
+
+    fn default_memory() -> Number {
+        Number::Text("1G".to_owned())
+    }
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        Self {
+            cpus: Self::default_cpus(),
+            memory: Self::default_memory(),
+        }
+    }
+}
+
+/// `[hypervisor]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HypervisorConfig {
+    /// The hypervisor's log level.
+    #[serde(default)]
+    pub log_level: LogLevel,
+}
+
+/// The hypervisor's log level, as the bundle's `log-level` carries it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// The default.
+    #[default]
+    Info,
+    /// Chatty.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The value written to the bundle.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// One `[[vm]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Name used in logs, console tags and the exit summary.
+    pub name: String,
+    /// Host CPU indices this VM owns.
+    pub cpus: Vec<i64>,
+    /// RAM size.
+    pub memory: Number,
+    /// Optional host-physical address to pin the VM's RAM at.
+    pub host_base: Option<Number>,
+    /// An image file, or `guest:NAME` for a test guest the tools build.
+    pub kernel: String,
+    /// Load address (= entry) of a raw image without an arm64 Image header.
+    pub load_address: Option<Number>,
+    /// Optional initrd file.
+    pub initrd: Option<String>,
+    /// Optional kernel command line.
+    pub bootargs: Option<String>,
+}
+
+/// `[expect]`: what a test run must show.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConfig {
+    /// Seconds after which QEMU is killed and the test fails.
+    #[serde(default = "ExpectConfig::default_timeout")]
+    pub timeout_secs: i64,
+    /// QEMU's exit status (see `platform::exit`).
+    #[serde(default)]
+    pub exit_status: i64,
+    /// Substrings that must appear, in this order, each on a later line.
+    #[serde(default)]
+    pub lines: Vec<String>,
+    /// Substrings that must appear nowhere.
+    #[serde(default)]
+    pub absent: Vec<String>,
+}
+
+impl ExpectConfig {
+    fn default_timeout() -> i64 {
+        60
+    }
+}
+
+/// A size or an address as written: a TOML integer or a string (`"64M"`, `"0x5000_0000"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Number {
+    /// A TOML integer.
+    Int(i64),
+    /// A TOML string, parsed later.
+    Text(String),
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Int(n) => write!(f, "{n}"),
+            Self::Text(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+
+        impl Visitor<'_> for NumberVisitor {
+            type Value = Number;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a string such as \"64M\" or \"0x50000000\"")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+                Ok(Number::Int(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+                i64::try_from(v)
+                    .map(Number::Int)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+                Ok(Number::Text(v.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(NumberVisitor)
+    }
+}
+
+/// Parses a scenario from TOML text.
+///
+/// # Errors
+///
+/// TOML syntax errors and schema errors (unknown fields, wrong types), with the line
+/// and the field's name as `toml` reports them.
+pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+    toml::from_str(text)
+}
+
+/// Reads and parses the scenario file at `path`.
+///
+/// # Errors
+///
+/// The file cannot be read, or [`parse`] refuses it; the message starts with the path.
+pub fn load(path: &Path) -> Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses() {
+        let config = parse(
+            r#"
+            [machine]
+            cpus = 2
+            memory = "1G"
+            [hypervisor]
+            log_level = "debug"
+            [[vm]]
+            name = "hello"
+            cpus = [0]
+            memory = "64M"
+            host_base = "0x50000000"
+            kernel = "guest:hello"
+            load_address = 0x40080000
+            initrd = "initrd.img"
+            bootargs = "console=ttyAMA0"
+            [expect]
+            timeout_secs = 30
+            exit_status = 0
+            lines = ["a", "b"]
+            absent = ["panicked"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.machine.cpus, 2);
+        assert_eq!(config.machine.memory, Number::Text("1G".into()));
+        assert_eq!(config.hypervisor.log_level, LogLevel::Debug);
+        let vm = &config.vm[0];
+        assert_eq!(vm.host_base, Some(Number::Text("0x50000000".into())));
+        assert_eq!(vm.load_address, Some(Number::Int(0x4008_0000)));
+        let expect = config.expect.unwrap();
+        assert_eq!(expect.timeout_secs, 30);
+        assert_eq!(expect.lines, ["a", "b"]);
+    }
+
+    #[test]
+    fn defaults_fill_missing_tables() {
+        let config = parse("[[vm]]\nname = \"a\"\ncpus = [0]\nmemory = 1\nkernel = \"k\"").unwrap();
+        assert_eq!(config.machine.cpus, 1);
+        assert_eq!(config.machine.memory, Number::Text("1G".into()));
+        assert_eq!(config.hypervisor.log_level, LogLevel::Info);
+        assert!(config.expect.is_none());
+        let expect = parse("[expect]").unwrap().expect.unwrap();
+        assert_eq!((expect.timeout_secs, expect.exit_status), (60, 0));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        for (text, field) in [
+            ("bogus = 1", "bogus"),
+            ("[machine]\nram = 1", "ram"),
+            ("[hypervisor]\nverbose = true", "verbose"),
+            ("[[vm]]\nname = \"a\"\nmemroy = 1", "memroy"),
+            ("[expect]\ntimeout = 1", "timeout"),
+        ] {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("unknown field `{field}`")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_log_level_is_refused() {
+        let message = parse("[hypervisor]\nlog_level = \"loud\"")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("loud"), "{message}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = crate::testutil::TempDir::new("config-load");
+        let path = dir.write("bad.toml", b"[machine]\nram = 1\n");
+        let message = load(&path).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&path.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("unknown field `ram`"), "{message}");
+        let missing = dir.path().join("missing.toml");
+        assert!(format!("{:#}", load(&missing).unwrap_err()).contains("cannot read"));
+    }
+}

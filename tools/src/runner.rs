@@ -1,0 +1,279 @@
+//! The honest QEMU runner: streams the output while keeping it, enforces the timeout,
+//! and never leaves QEMU behind (it is killed when the runner is dropped).
+//!
+//! Judging the run is `expect`'s job; this module only runs it.
+
+use std::io::{self, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::cmd;
+use crate::expect::Ending;
+
+/// How often the runner looks whether QEMU has exited.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long the runner waits for the last output once QEMU has exited.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether QEMU's output is copied to our terminal as it comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Copy stdout to stdout and stderr to stderr (a CI log shows the run).
+    Terminal,
+    /// Only collect (the runner's own tests).
+    #[cfg(test)]
+    Quiet,
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// How it ended.
+    pub ending: Ending,
+    /// Every line QEMU printed (stdout and stderr, in the order lines completed).
+    pub output: Vec<String>,
+}
+
+/// Splits a byte stream into lines as it arrives.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Takes more bytes; returns the lines they complete, without `\n` or `\r`.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            lines.push(Self::text(&line[..end]));
+        }
+        lines
+    }
+
+    /// The unterminated last line, if any.
+    pub fn finish(self) -> Option<String> {
+        (!self.pending.is_empty()).then(|| Self::text(&self.pending))
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes)
+            .trim_end_matches('\r')
+            .to_owned()
+    }
+}
+
+type Transcript = Arc<Mutex<Vec<String>>>;
+
+/// Copies `source` to `sink` as it comes and appends its lines to `transcript`.
+fn pump(mut source: impl Read, mut sink: Option<impl Write>, transcript: &Transcript) {
+    let mut splitter = LineSplitter::default();
+    let mut buf = [0u8; 4096];
+    let push = |lines: Vec<String>| {
+        transcript
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(lines);
+    };
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if let Some(sink) = sink.as_mut() {
+            // The terminal going away must not stop the collection.
+            let _ = sink.write_all(&buf[..n]).and_then(|()| sink.flush());
+        }
+        push(splitter.feed(&buf[..n]));
+    }
+    push(splitter.finish().into_iter().collect());
+}
+
+/// A running QEMU. Dropping it kills QEMU and waits for it.
+struct Process {
+    child: Child,
+    readers: Vec<JoinHandle<()>>,
+    transcript: Transcript,
+}
+
+impl Process {
+    fn spawn(command: &mut Command, echo: Echo) -> Result<Self> {
+        let shown = cmd::describe(command);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start `{shown}`"))?;
+        let transcript = Transcript::default();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let echo = echo == Echo::Terminal;
+        let readers = vec![
+            {
+                let transcript = Arc::clone(&transcript);
+                std::thread::spawn(move || pump(stdout, echo.then(io::stdout), &transcript))
+            },
+            {
+                let transcript = Arc::clone(&transcript);
+                std::thread::spawn(move || pump(stderr, echo.then(io::stderr), &transcript))
+            },
+        ];
+        Ok(Self {
+            child,
+            readers,
+            transcript,
+        })
+    }
+
+    /// Waits until QEMU exits or `timeout` passes; on timeout, kills it.
+    fn wait(&mut self, timeout: Duration) -> Result<Ending> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().context("cannot wait for QEMU")? {
+                return Ok(Ending::Exited(status.code()));
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Ok(Ending::TimedOut(timeout));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Waits for the output threads (they end when QEMU's pipes close) and returns the
+    /// lines. A program that left a child holding the pipes is not waited for long.
+    fn output(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while Instant::now() < deadline && !self.readers.iter().all(JoinHandle::is_finished) {
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        for reader in std::mem::take(&mut self.readers) {
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+        std::mem::take(&mut *self.transcript.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `command` (QEMU) to the end or to `timeout`, streaming and collecting its output.
+///
+/// # Errors
+///
+/// The program cannot be started or waited for. A timeout is not an error here: it is
+/// [`Ending::TimedOut`], for the caller to judge.
+pub fn run(command: &mut Command, timeout: Duration, echo: Echo) -> Result<Run> {
+    let mut process = Process::spawn(command, echo)?;
+    let ending = process.wait(timeout)?;
+    let output = process.output();
+    Ok(Run { ending, output })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    #[test]
+    fn splitter_joins_partial_lines() {
+        let mut s = LineSplitter::default();
+        assert!(s.feed(b"hel").is_empty());
+        assert_eq!(s.feed(b"lo\r\nwor"), ["hello"]);
+        assert_eq!(s.feed(b"ld\n\nx"), ["world", ""]);
+        assert_eq!(s.finish().as_deref(), Some("x"));
+        assert_eq!(LineSplitter::default().finish(), None);
+    }
+
+    #[test]
+    fn pump_copies_and_collects() {
+        let transcript = Transcript::default();
+        let mut sink = Vec::new();
+        pump(&b"a\r\nb\nc"[..], Some(&mut sink), &transcript);
+        assert_eq!(sink, b"a\r\nb\nc");
+        assert_eq!(*transcript.lock().unwrap(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn collects_both_streams_and_the_exit_code() {
+        let run = run(
+            &mut sh("echo one; echo two >&2; printf three; exit 3"),
+            Duration::from_secs(20),
+            Echo::Quiet,
+        )
+        .unwrap();
+        assert_eq!(run.ending, Ending::Exited(Some(3)));
+        let mut output = run.output.clone();
+        output.sort();
+        assert_eq!(output, ["one", "three", "two"]);
+    }
+
+    #[test]
+    fn timeout_kills_the_program() {
+        let started = Instant::now();
+        let run = run(
+            &mut sh("echo started; exec sleep 30"),
+            Duration::from_millis(300),
+            Echo::Quiet,
+        )
+        .unwrap();
+        assert_eq!(run.ending, Ending::TimedOut(Duration::from_millis(300)));
+        assert_eq!(run.output, ["started"]);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipes_does_not_hang_the_runner() {
+        let started = Instant::now();
+        let run = run(
+            &mut sh("sleep 30 & echo bye"),
+            Duration::from_secs(20),
+            Echo::Quiet,
+        )
+        .unwrap();
+        assert_eq!(run.ending, Ending::Exited(Some(0)));
+        assert_eq!(run.output, ["bye"]);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn dropping_the_process_kills_it() {
+        let process = Process::spawn(&mut sh("exec sleep 30"), Echo::Quiet).unwrap();
+        let pid = process.child.id();
+        drop(process);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error() {
+        let result = run(
+            &mut Command::new("/nonexistent/qemu"),
+            Duration::from_secs(1),
+            Echo::Quiet,
+        );
+        assert!(result.unwrap_err().to_string().contains("cannot start"));
+    }
+}

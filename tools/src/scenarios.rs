@@ -1,0 +1,286 @@
+//! `cargo xtask test`'s QEMU part: finds the scenarios with an `[expect]`, runs each
+//! through the runner, and reports `N passed, M failed`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::expect::{self, tail};
+use crate::qemu::{self, Console, Invocation};
+use crate::runner::{self, Echo};
+use crate::workspace::{scenario_name, Workspace};
+use crate::{bundle, config, validate};
+
+/// Lines of output a failure shows.
+pub const TAIL_LINES: usize = 40;
+
+/// How one scenario went.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub name: String,
+    /// How long it took, preparation included.
+    pub elapsed: Duration,
+    /// Everything wrong with it; empty means it passed.
+    pub failures: Vec<String>,
+    /// The end of QEMU's output, if QEMU ran.
+    pub tail: Option<Vec<String>>,
+}
+
+impl Outcome {
+    /// Whether the scenario passed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The report: a `PASS`/`FAIL` line, and for a failure what went wrong and the output's end.
+    pub fn report(&self) -> String {
+        let verdict = if self.passed() { "PASS" } else { "FAIL" };
+        let mut text = format!(
+            "{verdict} {} ({:.1} s)",
+            self.name,
+            self.elapsed.as_secs_f64()
+        );
+        for failure in &self.failures {
+            for (i, line) in failure.lines().enumerate() {
+                text += &format!("\n  {} {line}", if i == 0 { "-" } else { " " });
+            }
+        }
+        match &self.tail {
+            _ if self.passed() => {}
+            None => {}
+            Some(tail) if tail.is_empty() => text += "\n  QEMU printed nothing",
+            Some(tail) => {
+                text += &format!("\n  last {} lines of output:", tail.len());
+                for line in tail {
+                    text += &format!("\n  | {line}");
+                }
+            }
+        }
+        text
+    }
+}
+
+/// The closing line: `N passed, M failed`.
+pub fn summary(outcomes: &[Outcome]) -> String {
+    let passed = outcomes.iter().filter(|o| o.passed()).count();
+    format!("{passed} passed, {} failed", outcomes.len() - passed)
+}
+
+/// The `*.toml` files in `dir`, sorted by name.
+///
+/// # Errors
+///
+/// The directory cannot be read.
+pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Keeps the scenarios named in `only` (all when it is empty).
+///
+/// # Errors
+///
+/// A name in `only` matches no scenario file.
+pub fn select(all: &[PathBuf], only: &[String]) -> Result<Vec<PathBuf>> {
+    if only.is_empty() {
+        return Ok(all.to_vec());
+    }
+    if let Some(unknown) = only
+        .iter()
+        .find(|name| !all.iter().any(|p| scenario_name(p) == **name))
+    {
+        let known: Vec<String> = all.iter().map(|p| scenario_name(p)).collect();
+        bail!(
+            "no scenario named {unknown:?}; there are: {}",
+            known.join(", ")
+        );
+    }
+    Ok(all
+        .iter()
+        .filter(|p| only.contains(&scenario_name(p)))
+        .cloned()
+        .collect())
+}
+
+/// Whether the scenario at `path` is a test (has `[expect]`).
+///
+/// # Errors
+///
+/// The file cannot be read or parsed.
+pub fn is_test(path: &Path) -> Result<bool> {
+    Ok(config::load(path)?.expect.is_some())
+}
+
+/// Packs and runs one test scenario and judges it; every problem becomes a failure.
+pub fn run_one(ws: &Workspace, path: &Path) -> Outcome {
+    let start = Instant::now();
+    let name = scenario_name(path);
+    let (failures, tail) = match try_run(ws, path) {
+        Ok(result) => result,
+        Err(e) => (vec![format!("{e:#}")], None),
+    };
+    Outcome {
+        name,
+        elapsed: start.elapsed(),
+        failures,
+        tail,
+    }
+}
+
+fn try_run(ws: &Workspace, path: &Path) -> Result<(Vec<String>, Option<Vec<String>>)> {
+    let scenario = validate::load(path, &ws.guests_dir())?;
+    let expect = scenario.expect.clone().with_context(|| {
+        format!(
+            "{}: has no [expect] table, so it is not a test",
+            path.display()
+        )
+    })?;
+    let bundle_path = ws.bundle_path(path);
+    bundle::write(&scenario, &bundle_path)?;
+    let args = qemu::args(&Invocation {
+        machine: scenario.machine,
+        hypervisor: ws.relative(&ws.hypervisor_bin()),
+        bundle: ws.relative(&bundle_path),
+        console: Console::Captured,
+        gdb: false,
+    });
+    eprintln!("$ {}", qemu::display(&args));
+    let mut command = ws.command(qemu::QEMU);
+    command.args(&args);
+    let run = runner::run(&mut command, expect.timeout, Echo::Terminal)?;
+    let failures = expect::judge(&expect, run.ending, &run.output, &scenario.vm_names());
+    Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
+}
+
+/// The scenario files `cargo xtask test` considers: all, or those named in `only`.
+///
+/// # Errors
+///
+/// The scenario directory cannot be read, or a name in `only` matches no file.
+pub fn selected(ws: &Workspace, only: &[String]) -> Result<Vec<PathBuf>> {
+    select(&discover(&ws.scenarios_dir())?, only)
+}
+
+/// Runs the test scenarios among `paths` one after the other and prints the summary.
+/// With `named` (the user picked them), a scenario without `[expect]` fails instead
+/// of being skipped.
+///
+/// # Errors
+///
+/// A scenario failed, or none ran at all.
+pub fn run_all(ws: &Workspace, paths: &[PathBuf], named: bool) -> Result<()> {
+    let mut outcomes = Vec::new();
+    for path in paths {
+        let name = scenario_name(path);
+        let outcome = match is_test(path) {
+            Ok(false) if !named => {
+                eprintln!("xtask: skipping {name}: no [expect] table");
+                continue;
+            }
+            Ok(_) => {
+                eprintln!("\n=== {name} ===");
+                run_one(ws, path)
+            }
+            Err(e) => Outcome {
+                name,
+                elapsed: Duration::ZERO,
+                failures: vec![format!("{e:#}")],
+                tail: None,
+            },
+        };
+        println!("{}", outcome.report());
+        outcomes.push(outcome);
+    }
+    println!("\n{}", summary(&outcomes));
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    if outcomes.is_empty() {
+        bail!(
+            "no scenario ran (looked in {})",
+            ws.scenarios_dir().display()
+        );
+    }
+    if failed > 0 {
+        bail!("{failed} of {} scenarios failed", outcomes.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &str, failures: &[&str], tail: &[&str]) -> Outcome {
+        Outcome {
+            name: name.to_owned(),
+            elapsed: Duration::from_millis(1234),
+            failures: failures.iter().map(|s| (*s).to_owned()).collect(),
+            tail: Some(tail.iter().map(|s| (*s).to_owned()).collect()),
+        }
+    }
+
+    #[test]
+    fn summary_counts_scenarios() {
+        let outcomes = [
+            outcome("a", &[], &[]),
+            outcome("b", &["bad"], &[]),
+            outcome("c", &[], &[]),
+        ];
+        assert_eq!(summary(&outcomes), "2 passed, 1 failed");
+        assert_eq!(summary(&[]), "0 passed, 0 failed");
+    }
+
+    #[test]
+    fn reports_show_time_failures_and_tail() {
+        assert_eq!(outcome("hello", &[], &["x"]).report(), "PASS hello (1.2 s)");
+        assert_eq!(
+            outcome("bad", &["status wrong", "two\nlines"], &["out 1", "out 2"]).report(),
+            "FAIL bad (1.2 s)\n  - status wrong\n  - two\n    lines\n  last 2 lines of output:\n  | out 1\n  | out 2"
+        );
+        assert_eq!(
+            outcome("quiet", &["timed out"], &[]).report(),
+            "FAIL quiet (1.2 s)\n  - timed out\n  QEMU printed nothing"
+        );
+        let mut refused = outcome("refused", &["vm[0].memory: bad"], &[]);
+        refused.tail = None;
+        assert_eq!(
+            refused.report(),
+            "FAIL refused (1.2 s)\n  - vm[0].memory: bad"
+        );
+    }
+
+    #[test]
+    fn discover_and_select_by_name() {
+        let dir = crate::testutil::TempDir::new("scenarios");
+        dir.write("b.toml", b"");
+        dir.write("a.toml", b"");
+        dir.write("notes.md", b"");
+        let all = discover(dir.path()).unwrap();
+        let names: Vec<String> = all.iter().map(|p| scenario_name(p)).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(select(&all, &[]).unwrap(), all);
+        assert_eq!(select(&all, &["b".to_owned()]).unwrap(), [all[1].clone()]);
+        let message = select(&all, &["c".to_owned()]).unwrap_err().to_string();
+        assert_eq!(message, "no scenario named \"c\"; there are: a, b");
+    }
+
+    #[test]
+    fn only_files_with_expect_are_tests() {
+        let dir = crate::testutil::TempDir::new("is-test");
+        assert!(is_test(&dir.write("t.toml", b"[expect]\nexit_status = 0\n")).unwrap());
+        assert!(!is_test(&dir.write("r.toml", b"[machine]\ncpus = 1\n")).unwrap());
+        assert!(is_test(&dir.write("bad.toml", b"[expect\n")).is_err());
+    }
+}

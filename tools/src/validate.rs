@@ -1,0 +1,1194 @@
+//! Checks a parsed scenario and turns it into a [`Scenario`] the tools can pack and run.
+//!
+//! Every refusal is one line, `field: reason` (`vm[1].memory: 3 MiB is not a multiple
+//! of 2 MiB`), and all refusals of a file are reported together.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use platform::bundle::{MAX_VMS, MEMORY_GRANULE};
+use platform::qemu_virt::{self, RAM_MAX_SIZE};
+use platform::Region;
+
+use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
+use crate::layout::{self, Layout, DTB_AREA_SIZE};
+use crate::units::{fmt_region, fmt_size, parse_size, parse_u64, MIB};
+
+/// Where the host's RAM starts on QEMU virt (the same address guests see theirs at).
+pub const HOST_RAM_BASE: u64 = qemu_virt::RAM_BASE;
+/// Host RAM at [`HOST_RAM_BASE`] kept for the hypervisor's image, heap and page tables.
+pub const HYPERVISOR_RESERVED: u64 = 64 * MIB;
+/// Most host CPUs a scenario's machine may have.
+pub const MAX_CPUS: u32 = 8;
+/// Longest VM name (the hypervisor keeps it in a 32-byte buffer with its NUL).
+pub const MAX_NAME_LEN: usize = 31;
+/// Longest kernel command line.
+pub const MAX_BOOTARGS_LEN: usize = 1024;
+/// Prefix of a `kernel` that names a test guest the tools build.
+pub const GUEST_PREFIX: &str = "guest:";
+
+/// A checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The QEMU machine.
+    pub machine: Machine,
+    /// The hypervisor's log level.
+    pub log_level: LogLevel,
+    /// The VMs, in config order.
+    pub vms: Vec<Vm>,
+    /// What a test run must show, if this scenario is a test.
+    pub expect: Option<Expect>,
+}
+
+impl Scenario {
+    /// The VMs' names, in config order.
+    pub fn vm_names(&self) -> Vec<String> {
+        self.vms.iter().map(|vm| vm.name.clone()).collect()
+    }
+}
+
+/// The QEMU machine: `-smp` and `-m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machine {
+    /// Host CPUs.
+    pub cpus: u32,
+    /// Host RAM in bytes.
+    pub memory: u64,
+}
+
+/// A checked VM, with its images read and placed.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    /// Its name.
+    pub name: String,
+    /// Host CPU indices.
+    pub cpus: Vec<u32>,
+    /// RAM size in bytes.
+    pub memory: u64,
+    /// Host-physical base its RAM is pinned at, if any.
+    pub host_base: Option<u64>,
+    /// The kernel image's bytes.
+    pub kernel: Vec<u8>,
+    /// The initrd's bytes, if any.
+    pub initrd: Option<Vec<u8>>,
+    /// The kernel command line, if any.
+    pub bootargs: Option<String>,
+    /// Where everything goes in guest RAM.
+    pub layout: Layout,
+}
+
+/// A checked `[expect]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    /// When to give up on QEMU.
+    pub timeout: Duration,
+    /// QEMU's expected exit status.
+    pub exit_status: u8,
+    /// Substrings that must appear in order.
+    pub lines: Vec<String>,
+    /// Substrings that must not appear.
+    pub absent: Vec<String>,
+}
+
+/// Where the images named in a scenario come from.
+pub struct Sources<'a> {
+    /// Relative paths are relative to this (the config file's directory).
+    pub config_dir: &'a Path,
+    /// `guest:NAME` is `<guests_dir>/NAME.bin`.
+    pub guests_dir: &'a Path,
+    /// Reads a file (`std::fs::read`, or a fake in tests).
+    pub read: &'a dyn Fn(&Path) -> io::Result<Vec<u8>>,
+}
+
+/// All the reasons a scenario is refused, one `field: reason` line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub Vec<String>);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Reads, parses and checks the scenario file at `path`.
+///
+/// # Errors
+///
+/// The file cannot be read or parsed, or [`validate`] refuses it; the message names the
+/// file and every refused field.
+pub fn load(path: &Path, guests_dir: &Path) -> Result<Scenario> {
+    let config = config::load(path)?;
+    let config_dir = path.parent().unwrap_or(Path::new("."));
+    let sources = Sources {
+        config_dir,
+        guests_dir,
+        read: &|p| std::fs::read(p),
+    };
+    validate(&config, &sources).map_err(|refusal| {
+        let lines: Vec<String> = refusal.0.iter().map(|l| format!("  {l}")).collect();
+        anyhow::anyhow!("{}: refused:\n{}", path.display(), lines.join("\n"))
+    })
+}
+
+/// Checks `config` and reads the images it names.
+///
+/// # Errors
+///
+/// A [`Refusal`] listing every problem found.
+pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refusal> {
+    let mut errors = Vec::new();
+    let machine_cpus = check_machine_cpus(config.machine.cpus, &mut errors);
+    let machine_memory = check_machine_memory(&config.machine.memory, &mut errors);
+
+    if config.vm.is_empty() {
+        errors.push("vm: a scenario needs at least one [[vm]] table".to_owned());
+    } else if config.vm.len() > MAX_VMS {
+        errors.push(format!(
+            "vm: {} VMs given, but a bundle holds at most {MAX_VMS}",
+            config.vm.len()
+        ));
+    }
+
+    let mut checker = VmChecker {
+        machine_cpus,
+        machine_memory,
+        sources,
+        errors: &mut errors,
+        names: Vec::new(),
+        cpu_owner: BTreeMap::new(),
+        pinned: Vec::new(),
+        total_memory: 0,
+    };
+    let vms: Vec<Option<Vm>> = config
+        .vm
+        .iter()
+        .enumerate()
+        .map(|(i, vm)| checker.check(i, vm))
+        .collect();
+    let total = checker.total_memory;
+
+    if let Some(machine_memory) = machine_memory {
+        let needed = total.saturating_add(HYPERVISOR_RESERVED);
+        if needed > machine_memory {
+            errors.push(format!(
+                "machine.memory: {} cannot hold the VMs' RAM ({} in all) plus {} for the hypervisor",
+                fmt_size(machine_memory),
+                fmt_size(total),
+                fmt_size(HYPERVISOR_RESERVED)
+            ));
+        }
+    }
+
+    let expect = config
+        .expect
+        .as_ref()
+        .and_then(|e| check_expect(e, &mut errors));
+
+    if !errors.is_empty() {
+        return Err(Refusal(errors));
+    }
+    Ok(Scenario {
+        machine: Machine {
+            cpus: machine_cpus.expect("checked"),
+            memory: machine_memory.expect("checked"),
+        },
+        log_level: config.hypervisor.log_level,
+        vms: vms.into_iter().map(|vm| vm.expect("checked")).collect(),
+        expect,
+    })
+}
+
+fn check_machine_cpus(cpus: i64, errors: &mut Vec<String>) -> Option<u32> {
+    match u32::try_from(cpus) {
+        Ok(n) if (1..=MAX_CPUS).contains(&n) => Some(n),
+        _ => {
+            errors.push(format!("machine.cpus: {cpus} is not in 1..={MAX_CPUS}"));
+            None
+        }
+    }
+}
+
+fn check_machine_memory(memory: &Number, errors: &mut Vec<String>) -> Option<u64> {
+    let result = size(memory).and_then(|bytes| {
+        if bytes % MEMORY_GRANULE != 0 {
+            Err(format!(
+                "{} is not a multiple of {}",
+                fmt_size(bytes),
+                fmt_size(MEMORY_GRANULE)
+            ))
+        } else if bytes <= HYPERVISOR_RESERVED {
+            Err(format!(
+                "{} leaves nothing for VMs once the hypervisor has its {}",
+                fmt_size(bytes),
+                fmt_size(HYPERVISOR_RESERVED)
+            ))
+        } else {
+            Ok(bytes)
+        }
+    });
+    result
+        .map_err(|e| errors.push(format!("machine.memory: {e}")))
+        .ok()
+}
+
+/// A size written as an integer or a string.
+fn size(value: &Number) -> Result<u64, String> {
+    match value {
+        Number::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+        Number::Text(text) => parse_size(text),
+    }
+}
+
+/// An address written as an integer or a string.
+fn address(value: &Number) -> Result<u64, String> {
+    match value {
+        Number::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+        Number::Text(text) => {
+            parse_u64(text).map_err(|e| format!("{e} (write e.g. \"0x50000000\")"))
+        }
+    }
+}
+
+/// `io::Error`'s message without the ` (os error N)` tail.
+fn io_reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// Longest `[expect].timeout_secs`: one day.
+pub const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+
+fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expect> {
+    let errors_before = errors.len();
+    let timeout = u64::try_from(expect.timeout_secs)
+        .ok()
+        .filter(|secs| (1..=MAX_TIMEOUT_SECS).contains(secs));
+    if timeout.is_none() {
+        errors.push(format!(
+            "expect.timeout_secs: {} is not in 1..={MAX_TIMEOUT_SECS}",
+            expect.timeout_secs
+        ));
+    }
+    let exit_status = u8::try_from(expect.exit_status).ok();
+    if exit_status.is_none() {
+        errors.push(format!(
+            "expect.exit_status: {} is not an exit status (0..=255)",
+            expect.exit_status
+        ));
+    }
+    for (field, list) in [("lines", &expect.lines), ("absent", &expect.absent)] {
+        for (k, text) in list.iter().enumerate() {
+            if text.is_empty() {
+                errors.push(format!(
+                    "expect.{field}[{k}]: the empty string matches every line"
+                ));
+            } else if text.contains(['\n', '\r']) {
+                errors.push(format!(
+                    "expect.{field}[{k}]: {text:?} contains a line break; lines are matched one at a time"
+                ));
+            }
+        }
+    }
+    if errors.len() != errors_before {
+        return None;
+    }
+    Some(Expect {
+        timeout: Duration::from_secs(timeout?),
+        exit_status: exit_status?,
+        lines: expect.lines.clone(),
+        absent: expect.absent.clone(),
+    })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("the name is empty".to_owned())
+    } else if name.len() > MAX_NAME_LEN {
+        Err(format!(
+            "{name:?} is {} characters long; at most {MAX_NAME_LEN} are allowed",
+            name.len()
+        ))
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        Err(format!(
+            "{name:?} contains {c:?}; use only letters, digits, '_' and '-'"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks VMs one after the other, remembering what earlier VMs took.
+struct VmChecker<'a, 'e> {
+    machine_cpus: Option<u32>,
+    machine_memory: Option<u64>,
+    sources: &'a Sources<'a>,
+    errors: &'e mut Vec<String>,
+    /// Names of the VMs checked so far, by index.
+    names: Vec<String>,
+    /// Host CPU -> index of the VM that has it.
+    cpu_owner: BTreeMap<u32, usize>,
+    /// Pinned host RAM so far, with its VM's index.
+    pinned: Vec<(Region, usize)>,
+    /// Sum of the valid `memory` sizes so far.
+    total_memory: u64,
+}
+
+impl VmChecker<'_, '_> {
+    fn refuse(&mut self, index: usize, field: &str, reason: impl fmt::Display) {
+        self.errors.push(format!("vm[{index}].{field}: {reason}"));
+    }
+
+    /// Checks VM `i`; the VMs before it have been checked already.
+    fn check(&mut self, i: usize, vm: &VmConfig) -> Option<Vm> {
+        let errors_before = self.errors.len();
+
+        if let Err(reason) = check_name(&vm.name) {
+            self.refuse(i, "name", reason);
+        } else if let Some(j) = self.names.iter().position(|other| *other == vm.name) {
+            self.refuse(
+                i,
+                "name",
+                format!("{:?} is already the name of vm[{j}]", vm.name),
+            );
+        }
+        self.names.push(vm.name.clone());
+
+        let cpus = self.check_cpus(i, vm);
+        let memory = self.check_memory(i, vm);
+        let host_base = self.check_host_base(i, vm, memory);
+
+        let kernel = self.read_image(i, "kernel", &vm.kernel, true);
+        let initrd = match &vm.initrd {
+            Some(path) => self.read_image(i, "initrd", path, false).map(Some),
+            None => Some(None),
+        };
+        let load_address = match vm.load_address.as_ref().map(address).transpose() {
+            Ok(addr) => Some(addr),
+            Err(reason) => {
+                self.refuse(i, "load_address", reason);
+                None
+            }
+        };
+
+        if let Some(bootargs) = &vm.bootargs {
+            if bootargs.len() > MAX_BOOTARGS_LEN {
+                let len = bootargs.len();
+                self.refuse(
+                    i,
+                    "bootargs",
+                    format!("{len} bytes long; at most {MAX_BOOTARGS_LEN} are allowed"),
+                );
+            }
+            if bootargs.contains('\0') {
+                self.refuse(i, "bootargs", "contains a NUL character");
+            }
+        }
+
+        let layout = match (memory, &kernel, load_address, &initrd) {
+            (Some(memory), Some(kernel), Some(load_address), Some(initrd)) => {
+                let initrd_size = initrd.as_ref().map(|bytes| bytes.len() as u64);
+                match layout::place(memory, kernel, load_address, initrd_size) {
+                    Ok(layout) => Some(layout),
+                    Err(e) => {
+                        self.refuse(i, e.field(), &e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(Vm {
+            name: vm.name.clone(),
+            cpus,
+            memory: memory?,
+            host_base,
+            kernel: kernel?,
+            initrd: initrd?,
+            bootargs: vm.bootargs.clone(),
+            layout: layout?,
+        })
+    }
+
+    fn check_cpus(&mut self, i: usize, vm: &VmConfig) -> Vec<u32> {
+        if vm.cpus.is_empty() {
+            self.refuse(i, "cpus", "the list is empty; a VM needs at least one CPU");
+        }
+        let mut cpus = Vec::new();
+        for &cpu in &vm.cpus {
+            let Some(cpu) = u32::try_from(cpu).ok().filter(|&c| c < MAX_CPUS) else {
+                self.refuse(i, "cpus", format!("CPU {cpu} does not exist"));
+                continue;
+            };
+            if let Some(machine_cpus) = self.machine_cpus {
+                if cpu >= machine_cpus {
+                    self.refuse(
+                        i,
+                        "cpus",
+                        format!("CPU {cpu} does not exist: machine.cpus is {machine_cpus}"),
+                    );
+                    continue;
+                }
+            }
+            if cpus.contains(&cpu) {
+                self.refuse(i, "cpus", format!("CPU {cpu} is listed twice"));
+                continue;
+            }
+            match self.cpu_owner.get(&cpu) {
+                Some(&owner) => {
+                    let name = self.owner_name(owner);
+                    self.refuse(
+                        i,
+                        "cpus",
+                        format!("CPU {cpu} is already given to vm {name:?}"),
+                    );
+                }
+                None => {
+                    self.cpu_owner.insert(cpu, i);
+                }
+            }
+            cpus.push(cpu);
+        }
+        cpus
+    }
+
+    /// The name of the VM at `index`, as recorded while checking it.
+    fn owner_name(&self, index: usize) -> String {
+        self.names.get(index).cloned().unwrap_or_default()
+    }
+
+    fn check_memory(&mut self, i: usize, vm: &VmConfig) -> Option<u64> {
+        let result = size(&vm.memory).and_then(|bytes| {
+            if bytes == 0 {
+                Err("0 bytes; a VM needs RAM".to_owned())
+            } else if bytes % MEMORY_GRANULE != 0 {
+                Err(format!(
+                    "{} is not a multiple of {}",
+                    fmt_size(bytes),
+                    fmt_size(MEMORY_GRANULE)
+                ))
+            } else if bytes <= DTB_AREA_SIZE {
+                Err(format!(
+                    "{} leaves no room for images: the top {} of guest RAM hold its DTB",
+                    fmt_size(bytes),
+                    fmt_size(DTB_AREA_SIZE)
+                ))
+            } else if bytes > RAM_MAX_SIZE {
+                Err(format!(
+                    "{} is more than the {} a VM can have",
+                    fmt_size(bytes),
+                    fmt_size(RAM_MAX_SIZE)
+                ))
+            } else {
+                Ok(bytes)
+            }
+        });
+        match result {
+            Ok(bytes) => {
+                self.total_memory = self.total_memory.saturating_add(bytes);
+                Some(bytes)
+            }
+            Err(reason) => {
+                self.refuse(i, "memory", reason);
+                None
+            }
+        }
+    }
+
+    fn check_host_base(&mut self, i: usize, vm: &VmConfig, memory: Option<u64>) -> Option<u64> {
+        let base = match address(vm.host_base.as_ref()?) {
+            Ok(base) => base,
+            Err(reason) => {
+                self.refuse(i, "host_base", reason);
+                return None;
+            }
+        };
+        if base % MEMORY_GRANULE != 0 {
+            let granule = fmt_size(MEMORY_GRANULE);
+            self.refuse(
+                i,
+                "host_base",
+                format!("{base:#x} is not {granule} aligned"),
+            );
+            return None;
+        }
+        let (Some(memory), Some(machine_memory)) = (memory, self.machine_memory) else {
+            return Some(base);
+        };
+        let ram = Region::new(base, memory);
+        let usable_base = HOST_RAM_BASE + HYPERVISOR_RESERVED;
+        let usable = Region::new(usable_base, machine_memory - HYPERVISOR_RESERVED);
+        if !usable.contains_range(ram.base, ram.size) {
+            self.refuse(
+                i,
+                "host_base",
+                format!(
+                    "{} is not inside the host RAM VMs may use, {} (machine.memory is {}, \
+                     and the first {} are the hypervisor's)",
+                    fmt_region(&ram),
+                    fmt_region(&usable),
+                    fmt_size(machine_memory),
+                    fmt_size(HYPERVISOR_RESERVED)
+                ),
+            );
+            return None;
+        }
+        if let Some(&(other, j)) = self.pinned.iter().find(|(other, _)| other.overlaps(&ram)) {
+            let name = self.owner_name(j);
+            self.refuse(
+                i,
+                "host_base",
+                format!(
+                    "{} overlaps vm {name:?}'s RAM {}",
+                    fmt_region(&ram),
+                    fmt_region(&other)
+                ),
+            );
+            return None;
+        }
+        self.pinned.push((ram, i));
+        Some(base)
+    }
+
+    /// Resolves and reads an image; `guest:NAME` is allowed for kernels only.
+    fn read_image(
+        &mut self,
+        i: usize,
+        field: &str,
+        spec: &str,
+        allow_guest: bool,
+    ) -> Option<Vec<u8>> {
+        let (path, hint) = match spec.strip_prefix(GUEST_PREFIX) {
+            Some(guest) if allow_guest => {
+                if let Err(reason) = check_name(guest) {
+                    self.refuse(i, field, format!("bad test guest name: {reason}"));
+                    return None;
+                }
+                let path = self.sources.guests_dir.join(format!("{guest}.bin"));
+                (path, " (test guests are built by `cargo xtask build`)")
+            }
+            _ if spec.is_empty() => {
+                self.refuse(i, field, "the path is empty");
+                return None;
+            }
+            _ => (self.resolve(spec), ""),
+        };
+        match (self.sources.read)(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                let reason = io_reason(&e);
+                self.refuse(
+                    i,
+                    field,
+                    format!("cannot read {}: {reason}{hint}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        self.sources.config_dir.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::tests::arm64_image;
+    use crate::units::{GIB, KIB};
+
+    const CONFIG_DIR: &str = "/scenarios";
+    const GUESTS_DIR: &str = "/guests";
+
+    /// The files the fake file system holds.
+    fn fake_read(path: &Path) -> io::Result<Vec<u8>> {
+        let bytes = match path.to_str().unwrap_or_default() {
+            "/scenarios/raw.bin" | "/guests/hello.bin" => vec![0xaa; 4096],
+            "/scenarios/linux.img" => arm64_image(0, 8 * MIB, 0, 64 * KIB as usize),
+            "/scenarios/be.img" => arm64_image(0, MIB, 1, 4096),
+            "/scenarios/big.bin" => vec![0xbb; 3 * MIB as usize],
+            "/scenarios/initrd.img" => vec![0xcc; 5000],
+            "/scenarios/big-initrd.img" => vec![0xcc; 3 * MIB as usize],
+            "/scenarios/empty.bin" => Vec::new(),
+            _ => return Err(io::ErrorKind::NotFound.into()),
+        };
+        Ok(bytes)
+    }
+
+    fn check_with(
+        text: &str,
+        read: &dyn Fn(&Path) -> io::Result<Vec<u8>>,
+    ) -> Result<Scenario, Refusal> {
+        let config = config::parse(text).expect("test config parses");
+        let sources = Sources {
+            config_dir: Path::new(CONFIG_DIR),
+            guests_dir: Path::new(GUESTS_DIR),
+            read,
+        };
+        validate(&config, &sources)
+    }
+
+    fn check(text: &str) -> Result<Scenario, Refusal> {
+        check_with(text, &fake_read)
+    }
+
+    /// One valid VM table with `extra` lines replacing or adding fields.
+    fn vm(name: &str, cpus: &str, extra: &str) -> String {
+        let mut fields = vec![
+            format!("name = \"{name}\""),
+            format!("cpus = {cpus}"),
+            "memory = \"64M\"".to_owned(),
+            "kernel = \"raw.bin\"".to_owned(),
+        ];
+        for line in extra.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let key = line.split('=').next().unwrap().trim();
+            fields.retain(|f| !f.starts_with(&format!("{key} ")));
+            fields.push(line.to_owned());
+        }
+        format!("[[vm]]\n{}\n", fields.join("\n"))
+    }
+
+    fn machine(cpus: u32, memory: &str) -> String {
+        format!("[machine]\ncpus = {cpus}\nmemory = \"{memory}\"\n")
+    }
+
+    /// Asserts the scenario is refused with exactly `expected` (one refusal).
+    fn assert_refused(text: &str, expected: &str) {
+        match check(text) {
+            Ok(_) => panic!("accepted, expected refusal {expected:?}:\n{text}"),
+            Err(Refusal(errors)) => assert_eq!(errors, [expected], "for:\n{text}"),
+        }
+    }
+
+    /// Asserts the scenario is refused with one refusal that starts with `prefix`.
+    fn assert_refused_starting(text: &str, prefix: &str) {
+        match check(text) {
+            Ok(_) => panic!("accepted, expected refusal {prefix:?}:\n{text}"),
+            Err(Refusal(errors)) => {
+                assert_eq!(errors.len(), 1, "{errors:?}");
+                assert!(errors[0].starts_with(prefix), "{errors:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_valid_scenario_is_accepted() {
+        let text = format!(
+            "{}[hypervisor]\nlog_level = \"debug\"\n{}{}[expect]\ntimeout_secs = 5\nlines = [\"hi\"]\n",
+            machine(2, "1G"),
+            vm("hello", "[0]", "kernel = \"guest:hello\"\nbootargs = \"x=1\""),
+            vm(
+                "linux",
+                "[1]",
+                "kernel = \"linux.img\"\ninitrd = \"initrd.img\"\nhost_base = \"0x5000_0000\"\nmemory = 128M"
+            )
+            .replace("128M", "\"128M\""),
+        );
+        let scenario = check(&text).unwrap();
+        assert_eq!(
+            scenario.machine,
+            Machine {
+                cpus: 2,
+                memory: GIB
+            }
+        );
+        assert_eq!(scenario.log_level, LogLevel::Debug);
+        assert_eq!(scenario.vm_names(), ["hello", "linux"]);
+        let hello = &scenario.vms[0];
+        assert_eq!(hello.cpus, [0]);
+        assert_eq!(hello.kernel.len(), 4096);
+        assert_eq!(hello.bootargs.as_deref(), Some("x=1"));
+        assert_eq!(hello.layout.entry, qemu_virt::RAM_BASE);
+        let linux = &scenario.vms[1];
+        assert_eq!(linux.host_base, Some(0x5000_0000));
+        assert_eq!(linux.memory, 128 * MIB);
+        assert_eq!(linux.layout.kernel.size, 8 * MIB);
+        assert_eq!(linux.initrd.as_ref().map(Vec::len), Some(5000));
+        let expect = scenario.expect.unwrap();
+        assert_eq!(expect.timeout, Duration::from_secs(5));
+        assert_eq!(expect.exit_status, 0);
+        assert_eq!(expect.lines, ["hi"]);
+    }
+
+    #[test]
+    fn machine_defaults_are_one_cpu_and_1_gib() {
+        let scenario = check(&vm("a", "[0]", "")).unwrap();
+        assert_eq!(
+            scenario.machine,
+            Machine {
+                cpus: 1,
+                memory: GIB
+            }
+        );
+        assert!(scenario.expect.is_none());
+    }
+
+    #[test]
+    fn all_refusals_are_reported_together() {
+        let text = format!("{}{}", machine(0, "3M"), vm("a b", "[]", ""));
+        let Refusal(errors) = check(&text).unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].starts_with("machine.cpus:"));
+        assert!(errors[1].starts_with("machine.memory:"));
+        assert!(errors[2].starts_with("vm[0].name:"));
+        assert!(errors[3].starts_with("vm[0].cpus:"));
+    }
+
+    #[test]
+    fn machine_cpus_out_of_range() {
+        assert_refused(
+            &format!("[machine]\ncpus = 0\n{}", vm("a", "[0]", "")),
+            "machine.cpus: 0 is not in 1..=8",
+        );
+        assert_refused(
+            &format!("[machine]\ncpus = 9\n{}", vm("a", "[0]", "")),
+            "machine.cpus: 9 is not in 1..=8",
+        );
+    }
+
+    #[test]
+    fn machine_memory_not_a_size() {
+        assert_refused(
+            &format!("[machine]\nmemory = \"lots\"\n{}", vm("a", "[0]", "")),
+            "machine.memory: \"lots\" is not a size (write bytes, or a number with a K, M or G suffix)",
+        );
+    }
+
+    #[test]
+    fn machine_memory_not_a_multiple_of_the_granule() {
+        assert_refused(
+            &format!("{}{}", machine(1, "1025M"), vm("a", "[0]", "")),
+            "machine.memory: 1025 MiB is not a multiple of 2 MiB",
+        );
+    }
+
+    #[test]
+    fn machine_memory_too_small_for_the_hypervisor() {
+        assert_refused(
+            &format!("{}{}", machine(1, "64M"), vm("a", "[0]", "")),
+            "machine.memory: 64 MiB leaves nothing for VMs once the hypervisor has its 64 MiB",
+        );
+    }
+
+    #[test]
+    fn machine_memory_too_small_for_the_vms() {
+        let text = format!(
+            "{}{}{}",
+            machine(2, "128M"),
+            vm("a", "[0]", ""),
+            vm("b", "[1]", "")
+        );
+        assert_refused(
+            &text,
+            "machine.memory: 128 MiB cannot hold the VMs' RAM (128 MiB in all) plus 64 MiB for the hypervisor",
+        );
+    }
+
+    #[test]
+    fn machine_memory_counts_vms_refused_for_other_reasons() {
+        let text = format!(
+            "{}{}",
+            machine(1, "128M"),
+            vm("a", "[0]", "memory = \"128M\"\nkernel = \"gone.bin\"")
+        );
+        let Refusal(errors) = check(&text).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[1].starts_with("machine.memory: 128 MiB cannot hold"));
+    }
+
+    #[test]
+    fn no_vm_is_refused() {
+        assert_refused(
+            "[machine]\ncpus = 1",
+            "vm: a scenario needs at least one [[vm]] table",
+        );
+    }
+
+    #[test]
+    fn too_many_vms_are_refused() {
+        let vms: String = (0..8)
+            .map(|i| vm(&format!("v{i}"), &format!("[{i}]"), "memory = \"4M\""))
+            .collect();
+        assert_refused(
+            &format!("{}{vms}", machine(8, "1G")),
+            "vm: 8 VMs given, but a bundle holds at most 7",
+        );
+    }
+
+    #[test]
+    fn empty_name_is_refused() {
+        assert_refused(&vm("", "[0]", ""), "vm[0].name: the name is empty");
+    }
+
+    #[test]
+    fn long_name_is_refused() {
+        let name = "x".repeat(32);
+        assert_refused_starting(&vm(&name, "[0]", ""), "vm[0].name: \"xxxxxxxx");
+        assert!(check(&vm(&"x".repeat(31), "[0]", "")).is_ok());
+    }
+
+    #[test]
+    fn name_with_bad_characters_is_refused() {
+        assert_refused(
+            &vm("a.b", "[0]", ""),
+            "vm[0].name: \"a.b\" contains '.'; use only letters, digits, '_' and '-'",
+        );
+        assert!(check(&vm("A-z_09", "[0]", "")).is_ok());
+    }
+
+    #[test]
+    fn duplicate_name_is_refused() {
+        let text = format!(
+            "{}{}{}",
+            machine(2, "1G"),
+            vm("a", "[0]", ""),
+            vm("a", "[1]", "")
+        );
+        assert_refused(&text, "vm[1].name: \"a\" is already the name of vm[0]");
+    }
+
+    #[test]
+    fn empty_cpu_list_is_refused() {
+        assert_refused(
+            &vm("a", "[]", ""),
+            "vm[0].cpus: the list is empty; a VM needs at least one CPU",
+        );
+    }
+
+    #[test]
+    fn cpu_beyond_the_machine_is_refused() {
+        assert_refused(
+            &format!("{}{}", machine(2, "1G"), vm("a", "[2]", "")),
+            "vm[0].cpus: CPU 2 does not exist: machine.cpus is 2",
+        );
+        assert_refused(&vm("a", "[-1]", ""), "vm[0].cpus: CPU -1 does not exist");
+    }
+
+    #[test]
+    fn cpu_listed_twice_is_refused() {
+        assert_refused(
+            &format!("{}{}", machine(2, "1G"), vm("a", "[1, 1]", "")),
+            "vm[0].cpus: CPU 1 is listed twice",
+        );
+    }
+
+    #[test]
+    fn cpu_in_two_vms_is_refused() {
+        let text = format!(
+            "{}{}{}",
+            machine(2, "1G"),
+            vm("hello", "[0, 1]", ""),
+            vm("b", "[0]", "")
+        );
+        assert_refused(&text, "vm[1].cpus: CPU 0 is already given to vm \"hello\"");
+    }
+
+    #[test]
+    fn zero_memory_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "memory = 0"),
+            "vm[0].memory: 0 bytes; a VM needs RAM",
+        );
+    }
+
+    #[test]
+    fn memory_not_a_multiple_of_2_mib_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "memory = \"3M\""),
+            "vm[0].memory: 3 MiB is not a multiple of 2 MiB",
+        );
+    }
+
+    #[test]
+    fn memory_of_only_the_dtb_area_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "memory = \"2M\""),
+            "vm[0].memory: 2 MiB leaves no room for images: the top 2 MiB of guest RAM hold its DTB",
+        );
+    }
+
+    #[test]
+    fn memory_beyond_the_ipa_space_is_refused() {
+        assert_refused_starting(
+            &format!(
+                "{}{}",
+                machine(1, "1024G"),
+                vm("a", "[0]", "memory = \"256G\"")
+            ),
+            "vm[0].memory: 256 GiB is more than the 255 GiB a VM can have",
+        );
+    }
+
+    #[test]
+    fn memory_that_is_no_size_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "memory = -2"),
+            "vm[0].memory: -2 is negative",
+        );
+        assert_refused_starting(
+            &vm("a", "[0]", "memory = \"64X\""),
+            "vm[0].memory: \"64X\" is not a size",
+        );
+    }
+
+    #[test]
+    fn misaligned_host_base_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "host_base = \"0x50100000\""),
+            "vm[0].host_base: 0x50100000 is not 2 MiB aligned",
+        );
+    }
+
+    #[test]
+    fn host_base_that_is_no_address_is_refused() {
+        assert_refused_starting(
+            &vm("a", "[0]", "host_base = \"high\""),
+            "vm[0].host_base: \"high\" is not a number",
+        );
+    }
+
+    #[test]
+    fn host_base_in_the_hypervisor_area_is_refused() {
+        assert_refused_starting(
+            &vm("a", "[0]", "host_base = \"0x40000000\""),
+            "vm[0].host_base: [0x40000000, 0x44000000) is not inside the host RAM VMs may use, [0x44000000, 0x80000000)",
+        );
+    }
+
+    #[test]
+    fn host_base_beyond_machine_ram_is_refused() {
+        assert_refused_starting(
+            &vm("a", "[0]", "host_base = \"0x7e000000\""),
+            "vm[0].host_base: [0x7e000000, 0x82000000) is not inside",
+        );
+        // Exactly at the end is fine.
+        assert!(check(&vm("a", "[0]", "host_base = \"0x7c000000\"")).is_ok());
+    }
+
+    #[test]
+    fn overlapping_pinned_ram_is_refused() {
+        let text = format!(
+            "{}{}{}",
+            machine(2, "1G"),
+            vm("a", "[0]", "host_base = \"0x50000000\""),
+            vm("b", "[1]", "host_base = \"0x53e00000\"")
+        );
+        assert_refused(
+            &text,
+            "vm[1].host_base: [0x53e00000, 0x57e00000) overlaps vm \"a\"'s RAM [0x50000000, 0x54000000)",
+        );
+    }
+
+    #[test]
+    fn missing_kernel_is_refused_with_the_os_reason() {
+        let text = vm("a", "[0]", "kernel = \"/nonexistent/sluice/y.bin\"");
+        let Refusal(errors) = check_with(&text, &|p| std::fs::read(p)).unwrap_err();
+        assert_eq!(
+            errors,
+            ["vm[0].kernel: cannot read /nonexistent/sluice/y.bin: No such file or directory"]
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config() {
+        assert_refused_starting(
+            &vm("a", "[0]", "kernel = \"sub/k.bin\""),
+            "vm[0].kernel: cannot read /scenarios/sub/k.bin:",
+        );
+    }
+
+    #[test]
+    fn missing_test_guest_says_how_to_build_it() {
+        assert_refused(
+            &vm("a", "[0]", "kernel = \"guest:nope\""),
+            "vm[0].kernel: cannot read /guests/nope.bin: entity not found \
+             (test guests are built by `cargo xtask build`)",
+        );
+    }
+
+    #[test]
+    fn bad_test_guest_name_is_refused() {
+        assert_refused_starting(
+            &vm("a", "[0]", "kernel = \"guest:../etc/passwd\""),
+            "vm[0].kernel: bad test guest name:",
+        );
+    }
+
+    #[test]
+    fn empty_kernel_path_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "kernel = \"\""),
+            "vm[0].kernel: the path is empty",
+        );
+    }
+
+    #[test]
+    fn empty_kernel_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "kernel = \"empty.bin\""),
+            "vm[0].kernel: the image is empty",
+        );
+    }
+
+    #[test]
+    fn kernel_too_big_for_ram_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "kernel = \"big.bin\"\nmemory = \"4M\""),
+            "vm[0].kernel: the image needs [0x40000000, 0x40300000) (3 MiB), which does not end \
+             below the DTB area: the room for images is [0x40000000, 0x40200000)",
+        );
+    }
+
+    #[test]
+    fn kernel_bss_counts_against_ram() {
+        assert_refused_starting(
+            &vm("a", "[0]", "kernel = \"linux.img\"\nmemory = \"8M\""),
+            "vm[0].kernel: the image needs [0x40000000, 0x40800000) (8 MiB)",
+        );
+    }
+
+    #[test]
+    fn big_endian_kernel_is_refused() {
+        assert_refused_starting(
+            &vm("a", "[0]", "kernel = \"be.img\""),
+            "vm[0].kernel: the arm64 Image header says big-endian",
+        );
+    }
+
+    #[test]
+    fn load_address_outside_ram_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "load_address = \"0x80000000\""),
+            "vm[0].load_address: 0x80000000 is outside the VM's RAM [0x40000000, 0x44000000)",
+        );
+    }
+
+    #[test]
+    fn load_address_for_an_arm64_image_is_refused() {
+        assert_refused_starting(
+            &vm(
+                "a",
+                "[0]",
+                "kernel = \"linux.img\"\nload_address = 0x40080000",
+            ),
+            "vm[0].load_address: the image has an arm64 Image header",
+        );
+    }
+
+    #[test]
+    fn raw_image_at_load_address_is_accepted() {
+        let scenario = check(&vm("a", "[0]", "load_address = \"0x40080000\"")).unwrap();
+        assert_eq!(scenario.vms[0].layout.entry, 0x4008_0000);
+    }
+
+    #[test]
+    fn missing_initrd_is_refused() {
+        assert_refused(
+            &vm("a", "[0]", "initrd = \"gone.img\""),
+            "vm[0].initrd: cannot read /scenarios/gone.img: entity not found",
+        );
+    }
+
+    #[test]
+    fn guest_prefix_is_a_plain_path_for_initrds() {
+        assert_refused_starting(
+            &vm("a", "[0]", "initrd = \"guest:hello\""),
+            "vm[0].initrd: cannot read /scenarios/guest:hello",
+        );
+    }
+
+    #[test]
+    fn initrd_too_big_for_ram_is_refused() {
+        assert_refused_starting(
+            &vm("a", "[0]", "initrd = \"big-initrd.img\"\nmemory = \"4M\""),
+            "vm[0].initrd: 3 MiB does not fit below the DTB area",
+        );
+    }
+
+    #[test]
+    fn initrd_overlapping_the_kernel_is_refused() {
+        assert_refused_starting(
+            &vm("a", "[0]", "kernel = \"big.bin\"\ninitrd = \"big-initrd.img\"\nmemory = \"6M\""),
+            "vm[0].initrd: the initrd at [0x40100000, 0x40400000) overlaps the kernel at [0x40000000, 0x40300000)",
+        );
+    }
+
+    #[test]
+    fn long_bootargs_are_refused() {
+        let long = "x".repeat(1025);
+        assert_refused(
+            &vm("a", "[0]", &format!("bootargs = \"{long}\"")),
+            "vm[0].bootargs: 1025 bytes long; at most 1024 are allowed",
+        );
+        assert!(check(&vm("a", "[0]", &format!("bootargs = \"{}\"", &long[1..]))).is_ok());
+    }
+
+    #[test]
+    fn bootargs_with_nul_are_refused() {
+        assert_refused(
+            &vm("a", "[0]", "bootargs = \"a\\u0000b\""),
+            "vm[0].bootargs: contains a NUL character",
+        );
+    }
+
+    #[test]
+    fn expect_timeout_must_be_positive() {
+        assert_refused(
+            &format!("{}[expect]\ntimeout_secs = 0\n", vm("a", "[0]", "")),
+            "expect.timeout_secs: 0 is not in 1..=86400",
+        );
+    }
+
+    #[test]
+    fn expect_exit_status_must_be_a_byte() {
+        assert_refused(
+            &format!("{}[expect]\nexit_status = 256\n", vm("a", "[0]", "")),
+            "expect.exit_status: 256 is not an exit status (0..=255)",
+        );
+    }
+
+    #[test]
+    fn expect_entries_must_be_single_nonempty_lines() {
+        assert_refused(
+            &format!("{}[expect]\nlines = [\"ok\", \"\"]\n", vm("a", "[0]", "")),
+            "expect.lines[1]: the empty string matches every line",
+        );
+        assert_refused_starting(
+            &format!("{}[expect]\nabsent = [\"a\\nb\"]\n", vm("a", "[0]", "")),
+            "expect.absent[0]: \"a\\nb\" contains a line break",
+        );
+    }
+
+    #[test]
+    fn load_reports_the_file_and_every_refusal() {
+        let dir = crate::testutil::TempDir::new("validate-load");
+        let path = dir.write("s.toml", vm("a", "[0]", "memory = \"3M\"").as_bytes());
+        dir.write("raw.bin", &[1; 64]);
+        let message = load(&path, dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{}: refused:\n  vm[0].memory: 3 MiB is not a multiple of 2 MiB",
+                path.display()
+            )
+        );
+        let ok = dir.write("ok.toml", vm("a", "[0]", "").as_bytes());
+        assert_eq!(load(&ok, dir.path()).unwrap().vms[0].kernel, [1; 64]);
+    }
+}
