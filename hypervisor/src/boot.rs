@@ -65,7 +65,10 @@ fn host_dtb(addr: usize) -> &'static [u8] {
 
 /// The hypervisor image's range in RAM.
 fn image_region() -> Region {
-    let (start, end) = (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64);
+    let (start, end) = (
+        core::ptr::addr_of!(__image_start) as u64,
+        core::ptr::addr_of!(__image_end) as u64,
+    );
     Region::new(start, end - start)
 }
 
@@ -86,11 +89,15 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     }
     banner(&host);
     let Some(bundle_region) = host.bundle else {
-        fatal(format_args!("no boot bundle: pass one with QEMU's -initrd (`cargo xtask run` does)"));
+        fatal(format_args!(
+            "no boot bundle: pass one with QEMU's -initrd (`cargo xtask run` does)"
+        ));
     };
     // SAFETY: the loader put the bundle there and the region is reserved below, never
     // handed to a guest or the heap.
-    let blob: &'static [u8] = unsafe { core::slice::from_raw_parts(bundle_region.base as *const u8, bundle_region.size as usize) };
+    let blob: &'static [u8] = unsafe {
+        core::slice::from_raw_parts(bundle_region.base as *const u8, bundle_region.size as usize)
+    };
     let bundle = match parse_bundle(blob, host.cpus.len()) {
         Ok(b) => b,
         Err(e) => fatal(format_args!("{e}")),
@@ -110,7 +117,11 @@ pub fn primary_main(dtb_addr: usize) -> ! {
         .filter_map(|vm| vm.as_ref().ok())
         .filter_map(|vm| vm.host_base.map(|base| Region::new(base, vm.memory_size)))
         .collect();
-    let mut reserved = Vec::from([image_region(), Region::new(dtb_addr as u64, dtb.len() as u64), bundle_region]);
+    let mut reserved = Vec::from([
+        image_region(),
+        Region::new(dtb_addr as u64, dtb.len() as u64),
+        bundle_region,
+    ]);
     let free = subtract(&host.ram, &reserved);
     reserved.extend(pinned.iter().copied());
     let mut ram = RamAllocator::new(&subtract(&host.ram, &reserved));
@@ -118,10 +129,18 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     let mut vms = Vec::new();
     let mut boot_vm = None;
     for (index, config) in bundle.vms.into_iter().enumerate() {
-        let built = config.map_err(|e| alloc::format!("{e}")).and_then(|config| build_vm(index, config, &free, &pinned, &mut ram));
+        let built = config
+            .map_err(|e| alloc::format!("{e}"))
+            .and_then(|config| build_vm(index, config, &free, &pinned, &mut ram));
         match built {
             Ok((vm, frame)) => {
-                info!("vm \"{}\": {} MiB of RAM, CPU {:?}, entry {:#x}", vm.name(), vm.config.memory_size >> 20, vm.config.cpus, vm.config.entry);
+                info!(
+                    "vm \"{}\": {} MiB of RAM, CPU {:?}, entry {:#x}",
+                    vm.name(),
+                    vm.config.memory_size >> 20,
+                    vm.config.cpus,
+                    vm.config.entry
+                );
                 if vm.config.cpus[0] == 0 && boot_vm.is_none() {
                     boot_vm = Some((index, frame));
                 }
@@ -134,7 +153,11 @@ pub fn primary_main(dtb_addr: usize) -> ! {
             }
         }
     }
-    let machine = MACHINE.call_once(|| Machine { vms, exit: bundle.exit, counter_hz: el2::counter_hz() });
+    let machine = MACHINE.call_once(|| Machine {
+        vms,
+        exit: bundle.exit,
+        counter_hz: el2::counter_hz(),
+    });
     let Some((index, frame)) = boot_vm else {
         error!("no VM to run on CPU 0");
         power_off_if_done();
@@ -157,7 +180,13 @@ static CURRENT_VM: AtomicU8 = AtomicU8::new(0);
 
 /// Allocates a VM's RAM, builds it and loads its images.
 #[allow(unsafe_code)]
-fn build_vm(index: usize, config: VmConfig<'static>, free: &[Region], pinned: &[Region], ram: &mut RamAllocator) -> Result<(Vm, TrapFrame), alloc::string::String> {
+fn build_vm(
+    index: usize,
+    config: VmConfig<'static>,
+    free: &[Region],
+    pinned: &[Region],
+    ram: &mut RamAllocator,
+) -> Result<(Vm, TrapFrame), alloc::string::String> {
     if config.cpus.len() > 1 || config.cpus[0] != 0 {
         return Err(alloc::format!(
             "it asks for CPUs {:?}, but only CPU 0 runs guests until secondary CPU start-up lands",
@@ -167,21 +196,34 @@ fn build_vm(index: usize, config: VmConfig<'static>, free: &[Region], pinned: &[
     let chunks = match config.host_base {
         Some(base) => {
             let region = Region::new(base, config.memory_size);
-            if !free.iter().any(|f| f.contains_range(base, config.memory_size)) {
-                return Err(alloc::format!("host_base: [{base:#x}, {:#x}) is not free RAM", base + config.memory_size));
+            if !free
+                .iter()
+                .any(|f| f.contains_range(base, config.memory_size))
+            {
+                return Err(alloc::format!(
+                    "host_base: [{base:#x}, {:#x}) is not free RAM",
+                    base + config.memory_size
+                ));
             }
             if pinned.iter().filter(|p| p.overlaps(&region)).count() > 1 {
                 return Err("host_base: overlaps another VM's pinned RAM".into());
             }
             Vec::from([(base, config.memory_size)])
         }
-        None => ram.alloc(config.memory_size).ok_or_else(|| alloc::format!("not enough free RAM for {} MiB", config.memory_size >> 20))?,
+        None => ram.alloc(config.memory_size).ok_or_else(|| {
+            alloc::format!("not enough free RAM for {} MiB", config.memory_size >> 20)
+        })?,
     };
     let mut ipa = qemu_virt::RAM_BASE;
     let chunks: Vec<RamChunk> = chunks
         .into_iter()
         .map(|(pa, size)| {
-            let chunk = RamChunk { ipa, pa, host: pa as usize, size };
+            let chunk = RamChunk {
+                ipa,
+                pa,
+                host: pa as usize,
+                size,
+            };
             ipa += size;
             chunk
         })
@@ -189,7 +231,8 @@ fn build_vm(index: usize, config: VmConfig<'static>, free: &[Region], pinned: &[
     // SAFETY: the chunks are free RAM (allocated or checked free above), identity-mapped
     // at EL2 and given to this VM alone.
     let memory = unsafe { GuestMemory::new(chunks) };
-    let mut vm = Vm::new(index, config, memory, Box::new(HostConsole)).map_err(|e| alloc::format!("{e}"))?;
+    let mut vm =
+        Vm::new(index, config, memory, Box::new(HostConsole)).map_err(|e| alloc::format!("{e}"))?;
     let frame = vm.load().map_err(|e| alloc::format!("{e}"))?;
     Ok((vm, frame))
 }
@@ -213,14 +256,21 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     let start = el2::counter();
     let machine = MACHINE.get().expect("a guest runs only after boot");
     let index = CURRENT_VM.load(Ordering::Relaxed) as usize;
-    let mut vm = machine.vms[index].as_ref().expect("the running VM exists").lock();
+    let mut vm = machine.vms[index]
+        .as_ref()
+        .expect("the running VM exists")
+        .lock();
     let (reason, action) = match trap_kind {
         kind::SYNC => {
             let (esr, far, hpfar) = el2::syndrome();
             handle_exit(&mut vm, frame, &mut El1Cpu, Syndrome { esr, far, hpfar })
         }
         kind::SERROR => {
-            error!("vm \"{}\" stopped: SError (asynchronous abort) at pc {:#x}", vm.name(), frame.elr);
+            error!(
+                "vm \"{}\" stopped: SError (asynchronous abort) at pc {:#x}",
+                vm.name(),
+                frame.elr
+            );
             (ExitReason::Other, ExitAction::Fault)
         }
         // No interrupt is routed to guests yet.
@@ -264,7 +314,9 @@ fn stop(vm: spin::MutexGuard<'_, Vm>, end: u8, counter_hz: u64) -> ! {
     if end == CLEAN {
         info!("vm \"{}\" powered off", vm.name());
     }
-    let _ = vm.stats.write_report(&mut ConsoleWriter, vm.name(), counter_hz);
+    let _ = vm
+        .stats
+        .write_report(&mut ConsoleWriter, vm.name(), counter_hz);
     ENDS[vm.index].store(end, Ordering::SeqCst);
     drop(vm);
     power_off_if_done();
@@ -274,15 +326,28 @@ fn stop(vm: spin::MutexGuard<'_, Vm>, end: u8, counter_hz: u64) -> ! {
 /// Powers the machine off once no VM runs, with a status that says how each ended.
 fn power_off_if_done() {
     let Some(machine) = MACHINE.get() else { return };
-    let ends: Vec<u8> = (0..machine.vms.len()).map(|i| ENDS[i].load(Ordering::SeqCst)).collect();
+    let ends: Vec<u8> = (0..machine.vms.len())
+        .map(|i| ENDS[i].load(Ordering::SeqCst))
+        .collect();
     if ends.contains(&RUNNING) {
         return;
     }
-    let status = exit::status(ends.iter().map(|&e| if e == CLEAN { VmEnd::Clean } else { VmEnd::Failed }));
+    let status = exit::status(ends.iter().map(|&e| {
+        if e == CLEAN {
+            VmEnd::Clean
+        } else {
+            VmEnd::Failed
+        }
+    }));
     if status == 0 {
         info!("every VM stopped cleanly; powering off");
     } else {
-        error!("powering off; VMs that failed: {:?}", (0..ends.len()).filter(|&i| exit::vm_failed(status, i)).collect::<Vec<_>>());
+        error!(
+            "powering off; VMs that failed: {:?}",
+            (0..ends.len())
+                .filter(|&i| exit::vm_failed(status, i))
+                .collect::<Vec<_>>()
+        );
     }
     power_off(status, machine.exit);
 }
@@ -311,5 +376,8 @@ pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
 /// An exception taken at EL2 itself: a hypervisor bug.
 pub fn hypervisor_fault(frame: &mut TrapFrame, trap_kind: u64) {
     let (esr, far, _) = el2::syndrome();
-    fatal(format_args!("exception at EL2 (kind {trap_kind}): ESR {esr:#x}, ELR {:#x}, FAR {far:#x}", frame.elr));
+    fatal(format_args!(
+        "exception at EL2 (kind {trap_kind}): ESR {esr:#x}, ELR {:#x}, FAR {far:#x}",
+        frame.elr
+    ));
 }

@@ -10,7 +10,7 @@
 //!     log-level = "info";                  // optional: error, warn, info, debug, trace
 //!     exit = "semihosting";                // or "psci": how to power the machine off
 //!     vm@0 {                               // one node per VM, in config order
-//!         name = "hello";
+//!         vm-name = "hello";            // (dtc reserves "name")
 //!         cpus = <0>;                      // host CPU indices, in /cpus order
 //!         memory-size = /bits/ 64 <size>;  // bytes, multiple of 2 MiB
 //!         host-base = /bits/ 64 <pa>;      // optional: pin RAM at this host address
@@ -43,7 +43,7 @@ pub const EXIT_PSCI: &str = "psci";
 pub const VM_NODE: &str = "vm";
 
 /// VM property: its name, used in logs and console tags.
-pub const VM_NAME: &str = "name";
+pub const VM_NAME: &str = "vm-name";
 /// VM property: host CPU indices (u32 cells).
 pub const VM_CPUS: &str = "cpus";
 /// VM property: RAM size in bytes (u64).

@@ -104,19 +104,18 @@ pub fn find_objcopy(ws: &Workspace) -> Result<PathBuf> {
     Ok(objcopy)
 }
 
-/// Runs `cargo build`; on failure, says if the target is simply not installed.
+/// Runs `cargo build` for `target`, first adding the target with rustup if the
+/// toolchain lacks it (rust-toolchain.toml lists it, but an existing toolchain may
+/// predate that list).
 fn cargo_build(ws: &Workspace, args: &[String], target: &str) -> Result<()> {
-    let result = cmd::run(ws.cargo().args(args));
-    if result.is_err() {
-        if let Ok(sysroot) = sysroot(ws) {
-            if !target_installed(&sysroot, target) {
-                return result.context(format!(
-                    "the {target} target is not installed: run `rustup target add {target}`"
-                ));
-            }
-        }
+    let sysroot = sysroot(ws)?;
+    if !target_installed(&sysroot, target) {
+        eprintln!("xtask: the {target} target is missing; installing it with rustup");
+        cmd::run(ws.command("rustup").args(["target", "add", target])).with_context(|| {
+            format!("could not install {target}: run `rustup target add {target}`")
+        })?;
     }
-    result
+    cmd::run(ws.cargo().args(args))
 }
 
 /// `llvm-objcopy -O binary ELF BIN`.

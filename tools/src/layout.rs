@@ -173,7 +173,7 @@ fn place_kernel(
             if !ram.contains(addr) {
                 return Err(LayoutError::LoadAddressOutsideRam { addr, ram });
             }
-            if addr % ENTRY_ALIGN != 0 {
+            if !addr.is_multiple_of(ENTRY_ALIGN) {
                 return Err(LayoutError::LoadAddressMisaligned { addr });
             }
             Ok(Region::new(addr, file_size))
@@ -351,7 +351,7 @@ pub(crate) mod tests {
         let layout = place(64 * MIB, &[1; 4096], None, Some(5000)).unwrap();
         let initrd = layout.initrd.unwrap();
         assert_eq!(initrd.size, 5000);
-        assert_eq!(initrd.base % INITRD_ALIGN, 0);
+        assert!(initrd.base.is_multiple_of(INITRD_ALIGN));
         assert!(initrd.end().unwrap() <= layout.dtb.base);
         assert!(layout.dtb.base - initrd.end().unwrap() < INITRD_ALIGN);
     }

@@ -64,9 +64,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 pub fn fmt_size(bytes: u64) -> String {
     match bytes {
         0 => "0 bytes".to_owned(),
-        b if b % GIB == 0 => format!("{} GiB", b / GIB),
-        b if b % MIB == 0 => format!("{} MiB", b / MIB),
-        b if b % KIB == 0 => format!("{} KiB", b / KIB),
+        b if b.is_multiple_of(GIB) => format!("{} GiB", b / GIB),
+        b if b.is_multiple_of(MIB) => format!("{} MiB", b / MIB),
+        b if b.is_multiple_of(KIB) => format!("{} KiB", b / KIB),
         1 => "1 byte".to_owned(),
         b => format!("{b} bytes"),
     }

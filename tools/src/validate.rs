@@ -216,7 +216,7 @@ fn check_machine_cpus(cpus: i64, errors: &mut Vec<String>) -> Option<u32> {
 
 fn check_machine_memory(memory: &Number, errors: &mut Vec<String>) -> Option<u64> {
     let result = size(memory).and_then(|bytes| {
-        if bytes % MEMORY_GRANULE != 0 {
+        if !bytes.is_multiple_of(MEMORY_GRANULE) {
             Err(format!(
                 "{} is not a multiple of {}",
                 fmt_size(bytes),
@@ -431,20 +431,15 @@ impl VmChecker<'_, '_> {
         }
         let mut cpus = Vec::new();
         for &cpu in &vm.cpus {
-            let Some(cpu) = u32::try_from(cpu).ok().filter(|&c| c < MAX_CPUS) else {
-                self.refuse(i, "cpus", format!("CPU {cpu} does not exist"));
+            let limit = self.machine_cpus.unwrap_or(MAX_CPUS);
+            let Some(cpu) = u32::try_from(cpu).ok().filter(|&c| c < limit) else {
+                let reason = match self.machine_cpus {
+                    Some(n) => format!("CPU {cpu} does not exist: machine.cpus is {n}"),
+                    None => format!("CPU {cpu} does not exist"),
+                };
+                self.refuse(i, "cpus", reason);
                 continue;
             };
-            if let Some(machine_cpus) = self.machine_cpus {
-                if cpu >= machine_cpus {
-                    self.refuse(
-                        i,
-                        "cpus",
-                        format!("CPU {cpu} does not exist: machine.cpus is {machine_cpus}"),
-                    );
-                    continue;
-                }
-            }
             if cpus.contains(&cpu) {
                 self.refuse(i, "cpus", format!("CPU {cpu} is listed twice"));
                 continue;
@@ -476,7 +471,7 @@ impl VmChecker<'_, '_> {
         let result = size(&vm.memory).and_then(|bytes| {
             if bytes == 0 {
                 Err("0 bytes; a VM needs RAM".to_owned())
-            } else if bytes % MEMORY_GRANULE != 0 {
+            } else if !bytes.is_multiple_of(MEMORY_GRANULE) {
                 Err(format!(
                     "{} is not a multiple of {}",
                     fmt_size(bytes),
@@ -518,7 +513,7 @@ impl VmChecker<'_, '_> {
                 return None;
             }
         };
-        if base % MEMORY_GRANULE != 0 {
+        if !base.is_multiple_of(MEMORY_GRANULE) {
             let granule = fmt_size(MEMORY_GRANULE);
             self.refuse(
                 i,
@@ -877,7 +872,10 @@ mod tests {
             &format!("{}{}", machine(2, "1G"), vm("a", "[2]", "")),
             "vm[0].cpus: CPU 2 does not exist: machine.cpus is 2",
         );
-        assert_refused(&vm("a", "[-1]", ""), "vm[0].cpus: CPU -1 does not exist");
+        assert_refused(
+            &vm("a", "[-1]", ""),
+            "vm[0].cpus: CPU -1 does not exist: machine.cpus is 1",
+        );
     }
 
     #[test]

@@ -41,7 +41,8 @@ impl Uart {
     /// as long as the value lives, and no other code may drive that UART.
     pub unsafe fn new(base: usize) -> Self {
         // SAFETY: the caller guarantees a mapped PL011 at `base` that only we use.
-        Self { regs: unsafe { &*(base as *const Registers) } }
+        let regs = unsafe { &*(base as *const Registers) };
+        Self { regs }
     }
 
     /// Sends one byte, waiting while the transmit FIFO is full.

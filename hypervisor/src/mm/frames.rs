@@ -44,7 +44,7 @@ impl RamAllocator {
     pub fn new(free: &[Region]) -> Self {
         let mut blocks = FrameAllocator::new();
         for f in free {
-            let start = f.base.next_multiple_of(MEMORY_GRANULE) / MEMORY_GRANULE;
+            let start = f.base.div_ceil(MEMORY_GRANULE);
             let end = f.end().unwrap_or(u64::MAX) / MEMORY_GRANULE;
             if end > start {
                 blocks.add_frame(start as usize, end as usize);

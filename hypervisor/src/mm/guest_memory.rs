@@ -177,7 +177,7 @@ impl GuestMemory {
 unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
     let mut i = 0;
     if (src as usize) % 8 == (dst as usize) % 8 {
-        while i < len && (src as usize + i) % 8 != 0 {
+        while i < len && !(src as usize + i).is_multiple_of(8) {
             // SAFETY: i < len, inside both ranges (caller's contract).
             unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
             i += 1;
@@ -204,7 +204,7 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
 /// `dst` must be valid for `len` bytes of writes.
 unsafe fn volatile_zero(dst: *mut u8, len: usize) {
     let mut i = 0;
-    while i < len && (dst as usize + i) % 8 != 0 {
+    while i < len && !(dst as usize + i).is_multiple_of(8) {
         // SAFETY: i < len (caller's contract).
         unsafe { dst.add(i).write_volatile(0) };
         i += 1;

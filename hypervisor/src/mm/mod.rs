@@ -9,7 +9,7 @@
 
 pub mod frames;
 pub mod guest_memory;
-pub mod heap_tables;
-pub mod stage2;
 #[cfg(bare_metal)]
 pub mod heap;
+pub mod heap_tables;
+pub mod stage2;

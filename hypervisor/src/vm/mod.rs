@@ -48,9 +48,9 @@ pub enum VmError {
 impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
+            Self::Stage2(e) => write!(f, "stage-2 tables: {e}"),
             Self::Memory(e) => write!(f, "loading images: {e}"),
-            Self::Dtb(e) => write!(f, "guest DTB: {e:?}"),
+            Self::Dtb(e) => write!(f, "guest DTB: {e}"),
             Self::Bus(e) => write!(f, "devices: {e}"),
             Self::RamMismatch { configured, given } => {
                 write!(f, "RAM: {configured:#x} bytes configured, {given:#x} given")

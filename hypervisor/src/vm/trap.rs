@@ -266,3 +266,304 @@ fn deliver(frame: &mut TrapFrame, cpu: &mut impl GuestCpu, exception: GuestExcep
     frame.elr = injection.pc;
     frame.spsr = injection.pstate;
 }
+
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests {
+    use super::*;
+    use crate::console::ConsoleOutput;
+    use crate::mm::guest_memory::{GuestMemory, RamChunk};
+    use crate::vm::config::VmConfig;
+    use alloc::sync::Arc;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use std::sync::Mutex;
+
+    const RAM: u64 = 0x4000_0000;
+    const RAM_SIZE: u64 = 2 << 20;
+
+    /// Collects what the guest's UART sends.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl ConsoleOutput for Sink {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+        }
+    }
+
+    /// A vCPU whose EL1 registers are plain fields.
+    #[derive(Default)]
+    struct FakeCpu {
+        injected: Option<Injection>,
+        waited: bool,
+    }
+
+    impl GuestCpu for FakeCpu {
+        fn vbar_el1(&self) -> u64 {
+            RAM + 0x1000
+        }
+        fn sctlr_el1(&self) -> u64 {
+            0x30d0_0800
+        }
+        fn set_exception_registers(&mut self, injection: &Injection) {
+            self.injected = Some(*injection);
+        }
+        fn read_id_register(&self, _reg: SysReg) -> u64 {
+            0x1111
+        }
+        fn guest_va_to_ipa(&self, va: u64) -> Option<u64> {
+            Some(va)
+        }
+        fn wait_for_interrupt(&mut self) {
+            self.waited = true;
+        }
+    }
+
+    /// A VM with 2 MiB of RAM backed by `backing`, its UART output going to `sink`.
+    fn vm(backing: &mut Vec<u64>, sink: &Sink) -> Vm {
+        static KERNEL: [u8; 8] = [0x1f, 0x20, 0x03, 0xd5, 0, 0, 0, 0];
+        let config = VmConfig {
+            name: "test",
+            cpus: vec![0],
+            memory_size: RAM_SIZE,
+            host_base: None,
+            kernel: &KERNEL,
+            kernel_addr: RAM,
+            entry: RAM,
+            dtb_addr: RAM + 0x10_0000,
+            initrd: None,
+            bootargs: None,
+        };
+        let chunk = RamChunk {
+            ipa: RAM,
+            pa: 0x8000_0000,
+            host: backing.as_mut_ptr() as usize,
+            size: RAM_SIZE,
+        };
+        // SAFETY: `backing` outlives the VM in every test and is touched only through it.
+        let memory = unsafe { GuestMemory::new(vec![chunk]) };
+        let mut vm = Vm::new(0, config, memory, Box::new(sink.clone())).unwrap();
+        vm.load().unwrap();
+        vm
+    }
+
+    fn backing() -> Vec<u64> {
+        vec![0; (RAM_SIZE / 8) as usize]
+    }
+
+    fn hpfar(ipa: u64) -> u64 {
+        (ipa >> 12) << 4
+    }
+
+    /// `str w1, [x0]` / `ldr w1, [x0]` style syndromes: EC 0x24, IL, ISV, SAS=2, SRT=1.
+    fn word_access(write: bool) -> u64 {
+        0x9381_0006 | ((write as u64) << 6)
+    }
+
+    fn run(
+        vm: &mut Vm,
+        frame: &mut TrapFrame,
+        cpu: &mut FakeCpu,
+        esr: u64,
+        far: u64,
+        hpfar: u64,
+    ) -> (ExitReason, ExitAction) {
+        handle_exit(vm, frame, cpu, Syndrome { esr, far, hpfar })
+    }
+
+    #[test]
+    fn an_mmio_store_reaches_the_uart_and_steps_past() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(RAM, 0);
+        frame.x[1] = b'A' as u64;
+        let out = run(
+            &mut vm,
+            &mut frame,
+            &mut FakeCpu::default(),
+            word_access(true),
+            0x0900_0000,
+            hpfar(0x0900_0000),
+        );
+        assert_eq!(out, (ExitReason::Mmio, ExitAction::Resume));
+        assert_eq!(frame.elr, RAM + 4);
+        assert_eq!(*sink.0.lock().unwrap(), b"A");
+    }
+
+    #[test]
+    fn an_mmio_load_fills_the_register() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(RAM, 0);
+        frame.x[1] = u64::MAX;
+        // PL011 PeriphID0 at 0xfe0 reads 0x11.
+        run(
+            &mut vm,
+            &mut frame,
+            &mut FakeCpu::default(),
+            word_access(false),
+            0xfe0,
+            hpfar(0x0900_0000),
+        );
+        assert_eq!(frame.x[1], 0x11);
+    }
+
+    #[test]
+    fn an_access_to_nothing_injects_an_abort() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(RAM + 0x100, 0);
+        let mut cpu = FakeCpu::default();
+        let out = run(
+            &mut vm,
+            &mut frame,
+            &mut cpu,
+            word_access(false),
+            0x5000_0000,
+            hpfar(0x5000_0000),
+        );
+        assert_eq!(out, (ExitReason::Mmio, ExitAction::Resume));
+        let injected = cpu.injected.unwrap();
+        assert_eq!(injected.elr_el1, RAM + 0x100);
+        assert_eq!(injected.esr_el1, 0x9600_0010);
+        assert_eq!(injected.far_el1, Some(0x5000_0000));
+        assert_eq!(frame.elr, RAM + 0x1000 + 0x200);
+        assert_eq!(
+            frame.spsr & 0x3c0,
+            0x3c0,
+            "the handler runs with interrupts masked"
+        );
+    }
+
+    #[test]
+    fn isv0_is_refused_with_an_abort() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(RAM, 0);
+        let mut cpu = FakeCpu::default();
+        // EC 0x24, IL, no ISV: an ldp at the UART.
+        run(
+            &mut vm,
+            &mut frame,
+            &mut cpu,
+            0x9200_0006,
+            0x0900_0000,
+            hpfar(0x0900_0000),
+        );
+        assert!(cpu.injected.is_some());
+        assert!(sink.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn psci_calls_over_hvc_and_smc() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut cpu = FakeCpu::default();
+        let mut frame = TrapFrame::boot(RAM + 8, 0);
+        frame.x[0] = 0x8400_0000;
+        // HVC #0: ELR already points past it.
+        assert_eq!(
+            run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0),
+            (ExitReason::Hvc, ExitAction::Resume)
+        );
+        assert_eq!((frame.x[0], frame.elr), (0x1_0001, RAM + 8));
+        // SMC #0: trapped at the SMC, so the PC steps past it.
+        frame.x[0] = 0x8400_0000;
+        assert_eq!(
+            run(&mut vm, &mut frame, &mut cpu, 0x5e00_0000, 0, 0),
+            (ExitReason::Smc, ExitAction::Resume)
+        );
+        assert_eq!((frame.x[0], frame.elr), (0x1_0001, RAM + 12));
+        frame.x[0] = 0xdead_beef;
+        run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0);
+        assert_eq!(frame.x[0], u64::MAX, "NOT_SUPPORTED is -1");
+        frame.x[0] = 0x8400_0000;
+        run(&mut vm, &mut frame, &mut cpu, 0x5a00_1234, 0, 0);
+        assert_eq!(
+            frame.x[0],
+            u64::MAX,
+            "a non-zero immediate is not an SMCCC call"
+        );
+        frame.x[0] = 0x8400_0009;
+        assert_eq!(
+            run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1,
+            ExitAction::Reset
+        );
+        frame.x[0] = 0x8400_0008;
+        assert_eq!(
+            run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1,
+            ExitAction::PowerOff
+        );
+    }
+
+    #[test]
+    fn a_fetch_outside_ram_stops_the_vm() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(0x1000, 0);
+        let out = run(
+            &mut vm,
+            &mut frame,
+            &mut FakeCpu::default(),
+            0x8200_0005,
+            0x1000,
+            hpfar(0x1000),
+        );
+        assert_eq!(out, (ExitReason::InstructionAbort, ExitAction::Fault));
+    }
+
+    #[test]
+    fn wfi_waits_and_steps_past() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(RAM, 0);
+        let mut cpu = FakeCpu::default();
+        assert_eq!(
+            run(&mut vm, &mut frame, &mut cpu, 0x0600_0000, 0, 0),
+            (ExitReason::Wfi, ExitAction::Resume)
+        );
+        assert!(cpu.waited);
+        assert_eq!(frame.elr, RAM + 4);
+    }
+
+    #[test]
+    fn sysreg_traps_read_sanitised_values_or_inject_undef() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(RAM, 0);
+        let mut cpu = FakeCpu::default();
+        // mrs x3, id_aa64isar0_el1 (S3_0_C0_C6_0).
+        let iss = (3 << 20) | (3 << 5) | (6 << 1) | 1;
+        let esr = (0x18 << 26) | (1 << 25) | iss;
+        assert_eq!(
+            run(&mut vm, &mut frame, &mut cpu, esr, 0, 0),
+            (ExitReason::SysReg, ExitAction::Resume)
+        );
+        assert_eq!((frame.x[3], frame.elr), (0x1111, RAM + 4));
+        // An implementation-defined register: undefined in the guest.
+        let iss = (3 << 20) | (15 << 10) | (2 << 1) | 1;
+        run(
+            &mut vm,
+            &mut frame,
+            &mut cpu,
+            (0x18 << 26) | (1 << 25) | iss,
+            0,
+            0,
+        );
+        assert_eq!(cpu.injected.unwrap().esr_el1, 0x0200_0000);
+    }
+
+    #[test]
+    fn unknown_exception_classes_become_undefined_instructions() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(RAM, 0);
+        let mut cpu = FakeCpu::default();
+        assert_eq!(
+            run(&mut vm, &mut frame, &mut cpu, 0x3c << 26, 0, 0),
+            (ExitReason::Other, ExitAction::Resume)
+        );
+        assert_eq!(cpu.injected.unwrap().esr_el1, 0x0200_0000);
+    }
+}

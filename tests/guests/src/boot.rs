@@ -16,10 +16,10 @@ use platform::image::MAGIC;
 
 /// Where the image wants to be placed, from a 2 MiB aligned RAM base.
 const TEXT_OFFSET: u64 = 0x20_0000;
-/// Header flags: little-endian (bit 0 = 0), 4 KiB pages (bits 1-2 = 1), may be placed
-/// anywhere in physical memory (bit 3). The code is linked for RAM at 0x4000_0000
-/// (QEMU virt's, and every Sluice guest's); loaded anywhere else it stops at once.
-const FLAGS: u64 = 0b1010;
+/// Header flags: little-endian (bit 0 = 0), 4 KiB pages (bits 1-2 = 1), placed near
+/// the base of RAM (bit 3 = 0). The code is linked for RAM at 0x4000_0000 (QEMU
+/// virt's, and every Sluice guest's); loaded anywhere else it stops at once.
+const FLAGS: u64 = 0b0010;
 /// SPSR for the drop to EL1: D, A, I and F masked, EL1h (Arm ARM C5.2.19).
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// HCR_EL2: RW (EL1 is AArch64), APK and API (no pointer-auth traps).

@@ -40,48 +40,39 @@ pub use self::calls::{hvc, smc};
 mod calls {
     use core::arch::asm;
 
-    /// `hvc #0` with x0..x3; returns x0.
-    pub fn hvc(x0: u64, x1: u64, x2: u64, x3: u64) -> u64 {
-        let ret;
-        // SAFETY: an SMCCC call hands control to EL2 and comes back with x0..x3
-        // changed and x4..x17 possibly changed (SMCCC 1.0 allows it), which the
-        // operands say; it does not touch this guest's memory.
-        unsafe {
-            asm!(
-                "hvc #0",
-                inlateout("x0") x0 => ret,
-                inlateout("x1") x1 => _,
-                inlateout("x2") x2 => _,
-                inlateout("x3") x3 => _,
-                out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _,
-                out("x12") _, out("x13") _, out("x14") _, out("x15") _,
-                out("x16") _, out("x17") _,
-                options(nostack),
-            );
-        }
-        ret
+    /// One SMCCC call through `$insn` with x0..x3; evaluates to the returned x0.
+    macro_rules! smccc_call {
+        ($insn:literal, $x0:expr, $x1:expr, $x2:expr, $x3:expr) => {{
+            let ret;
+            // SAFETY: an SMCCC call hands control to a higher EL and comes back with
+            // x0..x3 changed and x4..x17 possibly changed (SMCCC 1.0 allows it), which
+            // the operands say; it does not touch this guest's memory.
+            unsafe {
+                asm!(
+                    $insn,
+                    inlateout("x0") $x0 => ret,
+                    inlateout("x1") $x1 => _,
+                    inlateout("x2") $x2 => _,
+                    inlateout("x3") $x3 => _,
+                    out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+                    out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+                    out("x12") _, out("x13") _, out("x14") _, out("x15") _,
+                    out("x16") _, out("x17") _,
+                    options(nostack),
+                );
+            }
+            ret
+        }};
     }
 
-    /// `smc #0` with x0..x3; returns x0.
+    /// `hvc #0` with x0..x3; returns x0.
+    pub fn hvc(x0: u64, x1: u64, x2: u64, x3: u64) -> u64 {
+        smccc_call!("hvc #0", x0, x1, x2, x3)
+    }
+
+    /// `smc #0` with x0..x3; returns x0 (EL3, or a hypervisor trapping `smc`, answers).
     pub fn smc(x0: u64, x1: u64, x2: u64, x3: u64) -> u64 {
-        let ret;
-        // SAFETY: as for `hvc`, with EL3 (or a hypervisor trapping `smc`) answering.
-        unsafe {
-            asm!(
-                "smc #0",
-                inlateout("x0") x0 => ret,
-                inlateout("x1") x1 => _,
-                inlateout("x2") x2 => _,
-                inlateout("x3") x3 => _,
-                out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _,
-                out("x12") _, out("x13") _, out("x14") _, out("x15") _,
-                out("x16") _, out("x17") _,
-                options(nostack),
-            );
-        }
-        ret
+        smccc_call!("smc #0", x0, x1, x2, x3)
     }
 }
 

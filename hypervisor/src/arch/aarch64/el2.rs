@@ -135,15 +135,24 @@ pub fn switch_to_vm(stage2_root: u64, vmid: u8, vcpu: usize) {
     VMPIDR_EL2.set((1 << 31) | vcpu as u64);
     HCR_EL2.set(hcr_el2());
     barrier::isb(barrier::SY);
-    // SAFETY: invalidates stage 1 and 2 entries of the current VMID only.
-    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+    // SAFETY: makes the table writes visible to the walker, then invalidates stage 1 and
+    // 2 entries of the current VMID only.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vmalls12e1",
+            "dsb nsh",
+            "isb",
+            options(nostack)
+        )
+    };
 }
 
 /// Puts the guest's EL1 system registers in their reset state: MMU and caches off,
 /// no vectors, timers off, so a (re)started VM finds nothing of a previous run.
 pub fn reset_el1_state() {
-    // RES1 bits of SCTLR_EL1 (EIS, EOS, SPAN, TSCXT, ...): 0x30d0_0800; MMU off.
-    SCTLR_EL1.set(0x30d0_0800 | (1 << 23));
+    // SCTLR_EL1 reset value: RES1 bits (LSMAOE, nTLSMD, EIS, SPAN, EOS, TSCXT), MMU off.
+    SCTLR_EL1.set(0x30d0_0800);
     VBAR_EL1.set(0);
     CPACR_EL1.set(0);
     TCR_EL1.set(0);

@@ -192,7 +192,7 @@ mod tests {
             0,
             MODE_EL1H,
             VBAR | 0x7ff,
-            0x30d0_0800,
+            0x30d0_0800 & !SCTLR_SPAN,
         );
         assert_eq!(inj.pc, VBAR + 0x200);
         assert_ne!(inj.pstate & PAN, 0);
