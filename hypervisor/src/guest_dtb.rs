@@ -6,9 +6,10 @@
 //! node follows Linux's `arm/psci.yaml` binding, the UART `arm,pl011` and
 //! `arm,primecell` bindings with a `fixed-clock` as its clock.
 //!
-//! The GIC, the timer and the virtio-mmio nodes join when the interrupt and virtio
-//! work lands: they all need an interrupt controller node to refer to
-//! (`interrupt-parent`), and the PL011 then gets its `interrupts` property.
+//! The GICv3 (`arm,gic-v3`, redistributor region sized for the vCPUs) is the root's
+//! `interrupt-parent`; the architected timer lists its four PPIs like QEMU virt's
+//! (secure, non-secure physical, virtual, hypervisor), and the PL011 its SPI. The
+//! virtio-mmio nodes join with the virtio work.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -32,6 +33,18 @@ const UART_PATH: &str = "/pl011@9000000";
 mod phandle {
     /// The `/apb-pclk` fixed clock.
     pub const APB_PCLK: u32 = 1;
+    /// The interrupt controller.
+    pub const GIC: u32 = 2;
+}
+
+/// Interrupt specifier cells for the GICv3 binding: type, number, flags.
+mod irq {
+    /// An SPI.
+    pub const SPI: u32 = 0;
+    /// A PPI.
+    pub const PPI: u32 = 1;
+    /// Level-sensitive, active high.
+    pub const LEVEL_HIGH: u32 = 4;
 }
 
 /// PSCI 0.2 function IDs (Arm DEN 0022, "PSCI Function IDs"), given for clients
@@ -117,10 +130,7 @@ pub fn write_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, GuestDtbError> {
     }
     if let Some(initrd) = spec.initrd {
         if !spec.memory.contains_range(initrd.base, initrd.size) {
-            return Err(GuestDtbError::InitrdOutsideMemory {
-                initrd,
-                memory: spec.memory,
-            });
+            return Err(GuestDtbError::InitrdOutsideMemory { initrd, memory: spec.memory });
         }
     }
 
@@ -131,10 +141,13 @@ pub fn write_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, GuestDtbError> {
     fdt.property_u32("#size-cells", 2)?;
     fdt.property_string("compatible", "linux,dummy-virt")?;
     fdt.property_string("model", MODEL)?;
+    fdt.property_u32("interrupt-parent", phandle::GIC)?;
 
     write_psci(&mut fdt)?;
     write_cpus(&mut fdt, spec.cpus)?;
     write_memory(&mut fdt, spec.memory)?;
+    write_gic(&mut fdt, spec.cpus)?;
+    write_timer(&mut fdt)?;
     write_uart(&mut fdt)?;
     write_chosen(&mut fdt, spec)?;
 
@@ -154,10 +167,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 /// `/psci`: PSCI 1.0 through the `hvc` conduit (a guest's `smc` is served the same).
 fn write_psci(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
     let node = fdt.begin_node("psci")?;
-    fdt.property_string_list(
-        "compatible",
-        strings(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]),
-    )?;
+    fdt.property_string_list("compatible", strings(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]))?;
     fdt.property_string("method", "hvc")?;
     fdt.property_u32("cpu_on", psci_fn::CPU_ON_64)?;
     fdt.property_u32("cpu_off", psci_fn::CPU_OFF)?;
@@ -188,6 +198,39 @@ fn write_memory(fdt: &mut FdtWriter, memory: Region) -> Result<(), vm_fdt::Error
     fdt.end_node(node)
 }
 
+/// `/intc@8000000`: the GICv3 (Linux `arm,gic-v3.yaml`): distributor, then one
+/// redistributor region holding a frame per vCPU.
+fn write_gic(fdt: &mut FdtWriter, cpus: u32) -> Result<(), vm_fdt::Error> {
+    let node = fdt.begin_node(&format!("intc@{:x}", qemu_virt::GICD.base))?;
+    fdt.property_string("compatible", "arm,gic-v3")?;
+    fdt.property_null("interrupt-controller")?;
+    fdt.property_u32("#interrupt-cells", 3)?;
+    fdt.property_u32("#redistributor-regions", 1)?;
+    let gicd = qemu_virt::GICD;
+    let gicr_size = u64::from(cpus) * qemu_virt::GICR_FRAME_SIZE;
+    fdt.property_array_u64("reg", &[gicd.base, gicd.size, qemu_virt::GICR_BASE, gicr_size])?;
+    fdt.property_phandle(phandle::GIC)?;
+    fdt.end_node(node)
+}
+
+/// `/timer`: the architected timer's PPIs (Linux `arm,arch_timer.yaml`).
+fn write_timer(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
+    let node = fdt.begin_node("timer")?;
+    fdt.property_string("compatible", "arm,armv8-timer")?;
+    fdt.property_null("always-on")?;
+    let mut cells = Vec::new();
+    for ppi in [
+        qemu_virt::SECURE_TIMER_PPI,
+        qemu_virt::PHYSICAL_TIMER_PPI,
+        qemu_virt::VIRTUAL_TIMER_PPI,
+        qemu_virt::HYP_TIMER_PPI,
+    ] {
+        cells.extend_from_slice(&[irq::PPI, ppi, irq::LEVEL_HIGH]);
+    }
+    fdt.property_array_u32("interrupts", &cells)?;
+    fdt.end_node(node)
+}
+
 /// The PL011's clock and the PL011 itself, as QEMU virt describes them.
 fn write_uart(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
     let clock = fdt.begin_node("apb-pclk")?;
@@ -204,6 +247,7 @@ fn write_uart(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
     fdt.property_array_u64("reg", &[uart.base, uart.size])?;
     fdt.property_string_list("clock-names", strings(&["uartclk", "apb_pclk"]))?;
     fdt.property_array_u32("clocks", &[phandle::APB_PCLK, phandle::APB_PCLK])?;
+    fdt.property_array_u32("interrupts", &[irq::SPI, qemu_virt::UART_SPI, irq::LEVEL_HIGH])?;
     fdt.end_node(node)
 }
 
@@ -241,9 +285,7 @@ mod tests {
 
     /// The raw value of `name` in the node at `path`.
     fn prop<'a>(fdt: &Fdt<'a>, path: &str, name: &str) -> Option<&'a [u8]> {
-        let node = fdt
-            .find_node(path)
-            .unwrap_or_else(|| panic!("no node {path}"));
+        let node = fdt.find_node(path).unwrap_or_else(|| panic!("no node {path}"));
         node.property(name).map(|p| p.value)
     }
 
@@ -266,23 +308,14 @@ mod tests {
         let fdt = Fdt::new(&blob).unwrap();
         assert_eq!(prop(&fdt, "/", "#address-cells"), Some(&u32s(&[2])[..]));
         assert_eq!(prop(&fdt, "/", "#size-cells"), Some(&u32s(&[2])[..]));
-        assert_eq!(
-            prop(&fdt, "/", "compatible"),
-            Some(&strs(&["linux,dummy-virt"])[..])
-        );
+        assert_eq!(prop(&fdt, "/", "compatible"), Some(&strs(&["linux,dummy-virt"])[..]));
         assert_eq!(fdt.root().model(), MODEL);
 
         let psci = strs(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]);
         assert_eq!(prop(&fdt, "/psci", "compatible"), Some(&psci[..]));
         assert_eq!(prop(&fdt, "/psci", "method"), Some(&strs(&["hvc"])[..]));
-        assert_eq!(
-            prop(&fdt, "/psci", "cpu_on"),
-            Some(&u32s(&[0xc400_0003])[..])
-        );
-        assert_eq!(
-            prop(&fdt, "/psci", "cpu_off"),
-            Some(&u32s(&[0x8400_0002])[..])
-        );
+        assert_eq!(prop(&fdt, "/psci", "cpu_on"), Some(&u32s(&[0xc400_0003])[..]));
+        assert_eq!(prop(&fdt, "/psci", "cpu_off"), Some(&u32s(&[0x8400_0002])[..]));
 
         assert_eq!(prop(&fdt, "/cpus", "#address-cells"), Some(&u32s(&[1])[..]));
         assert_eq!(prop(&fdt, "/cpus", "#size-cells"), Some(&u32s(&[0])[..]));
@@ -305,50 +338,25 @@ mod tests {
     fn memory_clock_and_uart() {
         let blob = write_guest_dtb(&spec(1)).unwrap();
         let fdt = Fdt::new(&blob).unwrap();
-        assert_eq!(
-            prop(&fdt, "/memory@40000000", "device_type"),
-            Some(&strs(&["memory"])[..])
-        );
-        assert_eq!(
-            prop(&fdt, "/memory@40000000", "reg"),
-            Some(&u64s(&[0x4000_0000, 0x800_0000])[..])
-        );
-        let regions: Vec<_> = fdt
-            .memory()
-            .regions()
-            .map(|r| (r.starting_address as u64, r.size))
-            .collect();
+        assert_eq!(prop(&fdt, "/memory@40000000", "device_type"), Some(&strs(&["memory"])[..]));
+        assert_eq!(prop(&fdt, "/memory@40000000", "reg"), Some(&u64s(&[0x4000_0000, 0x800_0000])[..]));
+        let regions: Vec<_> = fdt.memory().regions().map(|r| (r.starting_address as u64, r.size)).collect();
         assert_eq!(regions, [(0x4000_0000, Some(0x800_0000))]);
 
         let clk = "/apb-pclk";
-        assert_eq!(
-            prop(&fdt, clk, "compatible"),
-            Some(&strs(&["fixed-clock"])[..])
-        );
+        assert_eq!(prop(&fdt, clk, "compatible"), Some(&strs(&["fixed-clock"])[..]));
         assert_eq!(prop(&fdt, clk, "#clock-cells"), Some(&u32s(&[0])[..]));
-        assert_eq!(
-            prop(&fdt, clk, "clock-frequency"),
-            Some(&u32s(&[24_000_000])[..])
-        );
-        assert_eq!(
-            prop(&fdt, clk, "clock-output-names"),
-            Some(&strs(&["clk24mhz"])[..])
-        );
+        assert_eq!(prop(&fdt, clk, "clock-frequency"), Some(&u32s(&[24_000_000])[..]));
+        assert_eq!(prop(&fdt, clk, "clock-output-names"), Some(&strs(&["clk24mhz"])[..]));
         let phandle = prop(&fdt, clk, "phandle").unwrap();
 
         let uart = "/pl011@9000000";
         let compatible = strs(&["arm,pl011", "arm,primecell"]);
         assert_eq!(prop(&fdt, uart, "compatible"), Some(&compatible[..]));
-        assert_eq!(
-            prop(&fdt, uart, "reg"),
-            Some(&u64s(&[0x0900_0000, 0x1000])[..])
-        );
+        assert_eq!(prop(&fdt, uart, "reg"), Some(&u64s(&[0x0900_0000, 0x1000])[..]));
         let names = strs(&["uartclk", "apb_pclk"]);
         assert_eq!(prop(&fdt, uart, "clock-names"), Some(&names[..]));
-        assert_eq!(
-            prop(&fdt, uart, "clocks"),
-            Some(&[phandle, phandle].concat()[..])
-        );
+        assert_eq!(prop(&fdt, uart, "clocks"), Some(&[phandle, phandle].concat()[..]));
         // The phandle leads back to the clock.
         let ph = u32::from_be_bytes(phandle.try_into().unwrap());
         assert_eq!(fdt.find_phandle(ph).unwrap().name, "apb-pclk");
@@ -360,35 +368,17 @@ mod tests {
         let fdt = Fdt::new(&blob).unwrap();
         assert_eq!(fdt.chosen().bootargs(), Some("console=ttyAMA0 earlycon"));
         assert_eq!(fdt.chosen().stdout().unwrap().name, "pl011@9000000");
-        assert_eq!(
-            prop(&fdt, "/chosen", "stdout-path"),
-            Some(&strs(&["/pl011@9000000"])[..])
-        );
-        assert_eq!(
-            prop(&fdt, "/chosen", "linux,initrd-start"),
-            Some(&u64s(&[0x4400_0000])[..])
-        );
-        assert_eq!(
-            prop(&fdt, "/chosen", "linux,initrd-end"),
-            Some(&u64s(&[0x4412_3000])[..])
-        );
+        assert_eq!(prop(&fdt, "/chosen", "stdout-path"), Some(&strs(&["/pl011@9000000"])[..]));
+        assert_eq!(prop(&fdt, "/chosen", "linux,initrd-start"), Some(&u64s(&[0x4400_0000])[..]));
+        assert_eq!(prop(&fdt, "/chosen", "linux,initrd-end"), Some(&u64s(&[0x4412_3000])[..]));
     }
 
     #[test]
     fn chosen_without_bootargs_or_initrd() {
-        let spec = GuestDtbSpec {
-            bootargs: None,
-            initrd: None,
-            ..spec(1)
-        };
+        let spec = GuestDtbSpec { bootargs: None, initrd: None, ..spec(1) };
         let blob = write_guest_dtb(&spec).unwrap();
         let fdt = Fdt::new(&blob).unwrap();
-        let names: Vec<_> = fdt
-            .find_node("/chosen")
-            .unwrap()
-            .properties()
-            .map(|p| p.name)
-            .collect();
+        let names: Vec<_> = fdt.find_node("/chosen").unwrap().properties().map(|p| p.name).collect();
         assert_eq!(names, ["stdout-path"]);
         assert_eq!(fdt.chosen().bootargs(), None);
         assert_eq!(fdt.chosen().stdout().unwrap().name, "pl011@9000000");
@@ -396,44 +386,22 @@ mod tests {
 
     #[test]
     fn memory_node_is_named_after_its_base() {
-        let spec = GuestDtbSpec {
-            memory: Region::new(0x8000_0000, 0x20_0000),
-            initrd: None,
-            ..spec(1)
-        };
+        let spec = GuestDtbSpec { memory: Region::new(0x8000_0000, 0x20_0000), initrd: None, ..spec(1) };
         let blob = write_guest_dtb(&spec).unwrap();
         let fdt = Fdt::new(&blob).unwrap();
-        assert_eq!(
-            prop(&fdt, "/memory@80000000", "reg"),
-            Some(&u64s(&[0x8000_0000, 0x20_0000])[..])
-        );
+        assert_eq!(prop(&fdt, "/memory@80000000", "reg"), Some(&u64s(&[0x8000_0000, 0x20_0000])[..]));
     }
 
     #[test]
     fn refuses_bad_specs() {
         for cpus in [0, MAX_CPUS + 1] {
-            assert_eq!(
-                write_guest_dtb(&spec(cpus)),
-                Err(GuestDtbError::CpuCount(cpus))
-            );
+            assert_eq!(write_guest_dtb(&spec(cpus)), Err(GuestDtbError::CpuCount(cpus)));
         }
         assert!(write_guest_dtb(&spec(MAX_CPUS)).is_ok());
         let initrd = Region::new(0x47ff_f000, 0x2000);
-        let err = write_guest_dtb(&GuestDtbSpec {
-            initrd: Some(initrd),
-            ..spec(1)
-        });
-        assert_eq!(
-            err,
-            Err(GuestDtbError::InitrdOutsideMemory {
-                initrd,
-                memory: RAM
-            })
-        );
-        let err = write_guest_dtb(&GuestDtbSpec {
-            bootargs: Some("a\0b"),
-            ..spec(1)
-        });
+        let err = write_guest_dtb(&GuestDtbSpec { initrd: Some(initrd), ..spec(1) });
+        assert_eq!(err, Err(GuestDtbError::InitrdOutsideMemory { initrd, memory: RAM }));
+        let err = write_guest_dtb(&GuestDtbSpec { bootargs: Some("a\0b"), ..spec(1) });
         assert_eq!(err, Err(GuestDtbError::Fdt(vm_fdt::Error::InvalidString)));
     }
 
@@ -441,24 +409,37 @@ mod tests {
     fn refuses_blobs_over_the_size_limit() {
         let limit = bundle::GUEST_DTB_MAX_SIZE as usize;
         let long = "x".repeat(limit);
-        let err = write_guest_dtb(&GuestDtbSpec {
-            bootargs: Some(&long),
-            ..spec(1)
-        });
-        assert!(
-            matches!(err, Err(GuestDtbError::TooLarge { size }) if size > limit),
-            "{err:?}"
-        );
+        let err = write_guest_dtb(&GuestDtbSpec { bootargs: Some(&long), ..spec(1) });
+        assert!(matches!(err, Err(GuestDtbError::TooLarge { size }) if size > limit), "{err:?}");
         // A long but fitting command line is fine.
         let fits = "y".repeat(limit / 2);
-        let blob = write_guest_dtb(&GuestDtbSpec {
-            bootargs: Some(&fits),
-            ..spec(1)
-        })
-        .unwrap();
-        assert_eq!(
-            Fdt::new(&blob).unwrap().chosen().bootargs(),
-            Some(&fits[..])
-        );
+        let blob = write_guest_dtb(&GuestDtbSpec { bootargs: Some(&fits), ..spec(1) }).unwrap();
+        assert_eq!(Fdt::new(&blob).unwrap().chosen().bootargs(), Some(&fits[..]));
+    }
+
+    #[test]
+    fn describes_the_gic_and_the_timer() {
+        let blob = write_guest_dtb(&spec(2)).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let gic = fdt.find_node("/intc@8000000").unwrap();
+        assert_eq!(gic.compatible().unwrap().first(), "arm,gic-v3");
+        assert!(gic.property("interrupt-controller").is_some());
+        let regs: Vec<_> =
+            gic.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap() as u64)).collect();
+        assert_eq!(regs, [(0x0800_0000, 0x1_0000), (0x080a_0000, 0x4_0000)]);
+        let root = fdt.find_node("/").unwrap();
+        assert_eq!(root.property("interrupt-parent").unwrap().as_usize(), Some(phandle::GIC as usize));
+        assert_eq!(gic.property("phandle").unwrap().as_usize(), Some(phandle::GIC as usize));
+        let timer = fdt.find_node("/timer").unwrap();
+        let cells: Vec<u32> = timer
+            .property("interrupts")
+            .unwrap()
+            .value
+            .chunks(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(cells, [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
+        let uart = fdt.find_node("/pl011@9000000").unwrap();
+        assert_eq!(uart.property("interrupts").unwrap().value, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4]);
     }
 }

@@ -16,6 +16,8 @@ pub struct HostInfo {
     pub cpus: Vec<u64>,
     /// The UART Sluice owns (from `/chosen/stdout-path`, else the first PL011).
     pub uart: Region,
+    /// The UART's interrupt (INTID), if its node names an SPI.
+    pub uart_intid: Option<u32>,
     /// GICv3 distributor.
     pub gicd: Option<Region>,
     /// GICv3 redistributor region.
@@ -71,22 +73,20 @@ pub fn read_host_dtb(blob: &'static [u8]) -> Result<HostInfo, HostError> {
             .and_then(|mut r| r.nth(i))
             .and_then(|r| Some(Region::new(r.starting_address as u64, r.size? as u64)))
     };
-    let stdout = fdt.chosen().stdout().filter(|n| {
-        n.compatible()
-            .is_some_and(|c| c.all().any(|c| c == "arm,pl011"))
+    let stdout =
+        fdt.chosen().stdout().filter(|n| n.compatible().is_some_and(|c| c.all().any(|c| c == "arm,pl011")));
+    let uart_node = stdout.or_else(|| fdt.find_compatible(&["arm,pl011"])).ok_or(HostError::NoUart)?;
+    let uart = region_of(uart_node, 0).ok_or(HostError::NoUart)?;
+    // GICv3 binding: <type number flags>, type 0 = SPI, INTID = 32 + number.
+    let uart_intid = uart_node.property("interrupts").and_then(|p| {
+        let cell =
+            |i: usize| p.value.get(i * 4..i * 4 + 4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        (cell(0)? == 0).then_some(32 + cell(1)?)
     });
-    let uart = stdout
-        .or_else(|| fdt.find_compatible(&["arm,pl011"]))
-        .and_then(|n| region_of(n, 0))
-        .ok_or(HostError::NoUart)?;
     let gic = fdt.find_compatible(&["arm,gic-v3"]);
     let chosen = fdt.find_node("/chosen");
-    let cell = |name: &str| {
-        chosen
-            .and_then(|c| c.property(name))
-            .and_then(|p| p.as_usize())
-            .map(|v| v as u64)
-    };
+    let cell =
+        |name: &str| chosen.and_then(|c| c.property(name)).and_then(|p| p.as_usize()).map(|v| v as u64);
     let bundle = match (cell("linux,initrd-start"), cell("linux,initrd-end")) {
         (Some(start), Some(end)) if end > start => Some(Region::new(start, end - start)),
         _ => None,
@@ -95,12 +95,10 @@ pub fn read_host_dtb(blob: &'static [u8]) -> Result<HostInfo, HostError> {
         ram,
         cpus,
         uart,
+        uart_intid,
         gicd: gic.and_then(|g| region_of(g, 0)),
         gicr: gic.and_then(|g| region_of(g, 1)),
-        psci_method: fdt
-            .find_node("/psci")
-            .and_then(|p| p.property("method"))
-            .and_then(|p| p.as_str()),
+        psci_method: fdt.find_node("/psci").and_then(|p| p.property("method")).and_then(|p| p.as_str()),
         bundle,
         bootargs: fdt.chosen().bootargs(),
     })
@@ -108,9 +106,7 @@ pub fn read_host_dtb(blob: &'static [u8]) -> Result<HostInfo, HostError> {
 
 /// The value of `key=` in a command line, if present.
 pub fn bootarg<'a>(bootargs: &'a str, key: &str) -> Option<&'a str> {
-    bootargs
-        .split_whitespace()
-        .find_map(|arg| arg.strip_prefix(key)?.strip_prefix('='))
+    bootargs.split_whitespace().find_map(|arg| arg.strip_prefix(key)?.strip_prefix('='))
 }
 
 #[cfg(test)]
@@ -126,15 +122,13 @@ mod tests {
         w.property_u32("#size-cells", 2).unwrap();
         let chosen = w.begin_node("chosen").unwrap();
         w.property_string("stdout-path", "/pl011@9000000").unwrap();
-        w.property_string("bootargs", "sluice.log=debug quiet")
-            .unwrap();
+        w.property_string("bootargs", "sluice.log=debug quiet").unwrap();
         w.property_u64("linux,initrd-start", 0x4800_0000).unwrap();
         w.property_u64("linux,initrd-end", 0x4810_0000).unwrap();
         w.end_node(chosen).unwrap();
         let mem = w.begin_node("memory@40000000").unwrap();
         w.property_string("device_type", "memory").unwrap();
-        w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000])
-            .unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000]).unwrap();
         w.end_node(mem).unwrap();
         let cpus = w.begin_node("cpus").unwrap();
         w.property_u32("#address-cells", 1).unwrap();
@@ -148,16 +142,12 @@ mod tests {
         w.end_node(cpus).unwrap();
         let gic = w.begin_node("intc@8000000").unwrap();
         w.property_string("compatible", "arm,gic-v3").unwrap();
-        w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
-            .unwrap();
+        w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000]).unwrap();
         w.end_node(gic).unwrap();
         let uart = w.begin_node("pl011@9000000").unwrap();
-        w.property_string_list(
-            "compatible",
-            vec!["arm,pl011".into(), "arm,primecell".into()],
-        )
-        .unwrap();
+        w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
         w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
+        w.property_array_u32("interrupts", &[0, 1, 4]).unwrap();
         w.end_node(uart).unwrap();
         let psci = w.begin_node("psci").unwrap();
         w.property_string("method", "smc").unwrap();
@@ -172,6 +162,7 @@ mod tests {
         assert_eq!(host.ram, [Region::new(0x4000_0000, 0x4000_0000)]);
         assert_eq!(host.cpus, [0, 1]);
         assert_eq!(host.uart, Region::new(0x0900_0000, 0x1000));
+        assert_eq!(host.uart_intid, Some(33));
         assert_eq!(host.gicd, Some(Region::new(0x0800_0000, 0x1_0000)));
         assert_eq!(host.gicr, Some(Region::new(0x080a_0000, 0xf6_0000)));
         assert_eq!(host.psci_method, Some("smc"));

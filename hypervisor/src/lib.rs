@@ -16,9 +16,12 @@ pub mod drivers;
 pub mod guest_dtb;
 pub mod host;
 pub mod mm;
+pub mod vgic;
 pub mod vm;
 
 #[cfg(bare_metal)]
 pub mod boot;
 #[cfg(bare_metal)]
 pub mod logger;
+#[cfg(bare_metal)]
+pub mod run;

@@ -1,24 +1,40 @@
-//! Sluice's own log lines and guest console output, on the host UART.
+//! The host console: Sluice's log lines, every guest's console output and the
+//! keyboard, on the one host UART, through the console multiplexer.
 //!
-//! One lock serialises the UART so a log line and guest output never interleave
-//! mid-line. Log lines read `sluice: message` (with the level for warnings and
-//! errors); the level is chosen at run time.
+//! One lock covers the UART and the multiplexer, so lines never interleave mid-line;
+//! with several VMs each guest line is tagged `[name] `. Log lines read
+//! `sluice: message` (with the level for warnings and errors); the level is chosen at
+//! run time. Lock order: a VM's lock may be held when taking this one, never the
+//! other way round.
 
+use crate::console::mux::{ConsoleMux, InputAction};
 use crate::console::ConsoleOutput;
 use crate::drivers::pl011::Uart;
-use core::fmt::{self, Write};
+use core::fmt;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
 
-/// The host UART, once the boot path has found it.
-static UART: Mutex<Option<Uart>> = Mutex::new(None);
+/// The host UART and the multiplexer in front of it.
+struct HostConsole {
+    uart: Uart,
+    mux: ConsoleMux,
+}
 
-/// Hands the host UART to the console.
+static CONSOLE: Mutex<Option<HostConsole>> = Mutex::new(None);
+
+/// Hands the host UART to the console; no VM outputs yet.
 pub fn init(uart: Uart, level: LevelFilter) {
-    *UART.lock() = Some(uart);
+    *CONSOLE.lock() = Some(HostConsole { uart, mux: ConsoleMux::new(&[]) });
     // set_logger fails only if called twice; the first logger stays.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
+}
+
+/// Names the VMs (index = VM index) whose output the console multiplexes.
+pub fn set_vms(names: &[&str]) {
+    if let Some(console) = CONSOLE.lock().as_mut() {
+        console.mux = ConsoleMux::new(names);
+    }
 }
 
 /// Parses a level name ("error" .. "trace", "off").
@@ -26,37 +42,102 @@ pub fn parse_level(name: &str) -> Option<LevelFilter> {
     name.parse().ok()
 }
 
-struct UartWriter<'a>(&'a mut Uart);
-
-impl Write for UartWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.0.put(b'\r');
-            }
-            self.0.put(b);
-        }
-        Ok(())
+/// Runs `f` with the console, if it is up.
+fn with_console(f: impl FnOnce(&mut ConsoleMux, &mut dyn FnMut(&[u8]))) {
+    if let Some(HostConsole { uart, mux }) = CONSOLE.lock().as_mut() {
+        f(mux, &mut |bytes: &[u8]| bytes.iter().for_each(|&b| uart.put(b)));
     }
 }
 
-/// Prints to the host UART (for the banner and reports); does nothing before `init`.
+/// Prints text that is not a log line (the banner, reports); `\n` becomes `\r\n`.
 pub fn print(args: fmt::Arguments<'_>) {
-    if let Some(uart) = UART.lock().as_mut() {
-        let _ = UartWriter(uart).write_fmt(args);
-    }
+    with_console(|mux, mut emit| mux.print(args, &mut emit));
 }
 
-/// Prints to the host UART even if another context holds the lock: only for a
-/// hypervisor that is dying, where mixed output beats none.
+/// Prints even if another context holds the console: only for a hypervisor that
+/// is dying, where mixed output beats none.
 #[allow(unsafe_code)]
 pub fn print_emergency(args: fmt::Arguments<'_>) {
-    if UART.is_locked() {
+    if CONSOLE.is_locked() {
         // SAFETY: the lock protects no invariant beyond byte order on the wire, and the
         // machine powers off right after this.
-        unsafe { UART.force_unlock() };
+        unsafe { CONSOLE.force_unlock() };
     }
     print(args);
+}
+
+/// Drains the bytes the host UART has received into `buf`; returns how many.
+pub fn receive(buf: &mut [u8]) -> usize {
+    let mut guard = CONSOLE.lock();
+    let Some(console) = guard.as_mut() else { return 0 };
+    let mut n = 0;
+    while n < buf.len() {
+        match console.uart.get() {
+            Some(b) => {
+                buf[n] = b;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    n
+}
+
+/// Has the host UART interrupt when bytes arrive.
+pub fn enable_receive_interrupt() {
+    if let Some(console) = CONSOLE.lock().as_mut() {
+        console.uart.enable_receive_interrupt();
+    }
+}
+
+/// What one typed byte means (escape keys are handled here: focus changes and help
+/// are printed).
+pub fn route_input(byte: u8) -> InputAction {
+    let mut action = InputAction::None;
+    with_console(|mux, mut emit| {
+        action = mux.input(byte);
+        match action {
+            InputAction::Switch { vm } => {
+                let name = alloc::string::String::from(mux.name(vm));
+                mux.log_line(format_args!("console input now goes to vm \"{name}\""), &mut emit)
+            }
+            InputAction::Help => {
+                let help = alloc::format!("{}", mux.help_text());
+                mux.log_line(format_args!("{help}"), &mut emit);
+            }
+            _ => {}
+        }
+    });
+    action
+}
+
+/// Sends what VM `vm` holds back of an unfinished line (it went idle or stopped:
+/// a prompt, or a last line without a newline).
+pub fn flush_vm_output(vm: usize) {
+    with_console(|mux, mut emit| {
+        if mux.has_partial_line(vm) {
+            mux.flush(vm, &mut emit);
+        }
+    });
+}
+
+/// Queues `byte` for VM `vm`, whose UART can't take it now.
+pub fn queue_input(vm: usize, byte: u8) {
+    with_console(|mux, _| mux.queue_input(vm, byte));
+}
+
+/// Whether bytes wait for VM `vm` (new input must queue behind them).
+pub fn has_queued_input(vm: usize) -> bool {
+    let mut queued = false;
+    with_console(|mux, _| queued = vm < mux.vm_count() && mux.queued(vm) > 0);
+    queued
+}
+
+/// Takes the oldest byte queued for VM `vm`.
+pub fn pop_input(vm: usize) -> Option<u8> {
+    let mut byte = None;
+    with_console(|mux, _| byte = mux.pop_input(vm));
+    byte
 }
 
 struct Logger;
@@ -79,21 +160,27 @@ impl Log for Logger {
             Level::Debug => "debug: ",
             Level::Trace => "trace: ",
         };
-        print(format_args!("sluice: {tag}{}\n", record.args()));
+        with_console(|mux, mut emit| mux.log_line(format_args!("{tag}{}", record.args()), &mut emit));
     }
 
     fn flush(&self) {}
 }
 
-/// A guest's console output, straight to the host UART.
-pub struct HostConsole;
+/// One VM's console output, through the multiplexer.
+pub struct VmConsole {
+    /// The VM's index.
+    pub vm: usize,
+}
 
-impl ConsoleOutput for HostConsole {
+impl ConsoleOutput for VmConsole {
     fn write(&mut self, bytes: &[u8]) {
-        if let Some(uart) = UART.lock().as_mut() {
-            for &b in bytes {
-                uart.put(b);
+        let vm = self.vm;
+        with_console(|mux, mut emit| {
+            if vm < mux.vm_count() {
+                mux.output(vm, bytes, &mut emit);
+            } else {
+                emit(bytes);
             }
-        }
+        });
     }
 }

@@ -8,7 +8,7 @@
 #[cfg(bare_metal)]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    hypervisor::boot::fatal(format_args!("panicked: {info}"))
+    hypervisor::run::fatal(format_args!("panicked: {info}"))
 }
 
 // The library holds everything; make sure it is linked in.

@@ -35,16 +35,8 @@ impl ImageHeader {
             return None;
         }
         let image_size = word(16)?;
-        let text_offset = if image_size == 0 {
-            LEGACY_TEXT_OFFSET
-        } else {
-            word(8)?
-        };
-        Some(Self {
-            text_offset,
-            image_size,
-            flags: word(24)?,
-        })
+        let text_offset = if image_size == 0 { LEGACY_TEXT_OFFSET } else { word(8)? };
+        Some(Self { text_offset, image_size, flags: word(24)? })
     }
 
     /// Whether the kernel is little-endian (the only kind Sluice boots).
@@ -69,14 +61,7 @@ mod tests {
     #[test]
     fn parses_a_modern_header() {
         let h = ImageHeader::parse(&header(0, 0x200_0000, 0xa)).unwrap();
-        assert_eq!(
-            h,
-            ImageHeader {
-                text_offset: 0,
-                image_size: 0x200_0000,
-                flags: 0xa
-            }
-        );
+        assert_eq!(h, ImageHeader { text_offset: 0, image_size: 0x200_0000, flags: 0xa });
         assert!(h.is_little_endian());
     }
 

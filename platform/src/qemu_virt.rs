@@ -40,10 +40,7 @@ pub const SECURE_TIMER_PPI: u32 = 13;
 
 /// Guest-physical region of virtio-mmio slot `n`.
 pub const fn virtio_mmio_slot(n: u32) -> Region {
-    Region::new(
-        VIRTIO_MMIO_BASE + n as u64 * VIRTIO_MMIO_SLOT_SIZE,
-        VIRTIO_MMIO_SLOT_SIZE,
-    )
+    Region::new(VIRTIO_MMIO_BASE + n as u64 * VIRTIO_MMIO_SLOT_SIZE, VIRTIO_MMIO_SLOT_SIZE)
 }
 
 /// Guest RAM of `size` bytes.

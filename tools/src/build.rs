@@ -45,28 +45,17 @@ pub fn elf_path(target_dir: &Path, target: &str, bin: &str) -> PathBuf {
 
 /// The host triple from `rustc -vV` output.
 pub fn host_triple(rustc_version: &str) -> Option<&str> {
-    rustc_version
-        .lines()
-        .find_map(|line| line.strip_prefix("host: "))
-        .map(str::trim)
+    rustc_version.lines().find_map(|line| line.strip_prefix("host: ")).map(str::trim)
 }
 
 /// Where the llvm-tools component keeps `llvm-objcopy`.
 pub fn objcopy_path(sysroot: &Path, host: &str) -> PathBuf {
-    sysroot
-        .join("lib/rustlib")
-        .join(host)
-        .join("bin")
-        .join("llvm-objcopy")
+    sysroot.join("lib/rustlib").join(host).join("bin").join("llvm-objcopy")
 }
 
 /// Whether the standard library for `target` is installed in `sysroot`.
 pub fn target_installed(sysroot: &Path, target: &str) -> bool {
-    sysroot
-        .join("lib/rustlib")
-        .join(target)
-        .join("lib")
-        .is_dir()
+    sysroot.join("lib/rustlib").join(target).join("lib").is_dir()
 }
 
 /// The toolchain's sysroot (as seen from the workspace root, so rust-toolchain.toml applies).
@@ -87,19 +76,10 @@ pub fn find_objcopy(ws: &Workspace) -> Result<PathBuf> {
     if objcopy.is_file() {
         return Ok(objcopy);
     }
-    eprintln!(
-        "xtask: {} is missing; installing the llvm-tools component",
-        objcopy.display()
-    );
-    cmd::run(
-        ws.command("rustup")
-            .args(["component", "add", "llvm-tools"]),
-    )?;
+    eprintln!("xtask: {} is missing; installing the llvm-tools component", objcopy.display());
+    cmd::run(ws.command("rustup").args(["component", "add", "llvm-tools"]))?;
     if !objcopy.is_file() {
-        bail!(
-            "{} is still missing after `rustup component add llvm-tools`",
-            objcopy.display()
-        );
+        bail!("{} is still missing after `rustup component add llvm-tools`", objcopy.display());
     }
     Ok(objcopy)
 }
@@ -111,9 +91,8 @@ fn cargo_build(ws: &Workspace, args: &[String], target: &str) -> Result<()> {
     let sysroot = sysroot(ws)?;
     if !target_installed(&sysroot, target) {
         eprintln!("xtask: the {target} target is missing; installing it with rustup");
-        cmd::run(ws.command("rustup").args(["target", "add", target])).with_context(|| {
-            format!("could not install {target}: run `rustup target add {target}`")
-        })?;
+        cmd::run(ws.command("rustup").args(["target", "add", target]))
+            .with_context(|| format!("could not install {target}: run `rustup target add {target}`"))?;
     }
     cmd::run(ws.cargo().args(args))
 }
@@ -130,8 +109,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::copy(from, to)
-        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    std::fs::copy(from, to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -164,11 +142,7 @@ pub fn build_guests(ws: &Workspace, objcopy_tool: &Path) -> Result<Vec<(String, 
     let mut guests = Vec::new();
     for name in ws.metadata.bins(GUESTS_PACKAGE)? {
         let bin = dir.join(format!("{name}.bin"));
-        objcopy(
-            objcopy_tool,
-            &elf_path(ws.target_dir(), GUESTS_TARGET, &name),
-            &bin,
-        )?;
+        objcopy(objcopy_tool, &elf_path(ws.target_dir(), GUESTS_TARGET, &name), &bin)?;
         guests.push((name, bin));
     }
     if guests.is_empty() {
@@ -190,10 +164,7 @@ pub fn build_all(ws: &Workspace) -> Result<Built> {
     for (_, bin) in &guests {
         eprintln!("xtask: built {}", ws.relative(bin).display());
     }
-    Ok(Built {
-        hypervisor_bin,
-        hypervisor_elf,
-    })
+    Ok(Built { hypervisor_bin, hypervisor_elf })
 }
 
 #[cfg(test)]
@@ -236,9 +207,6 @@ mod tests {
         let dir = crate::testutil::TempDir::new("sysroot");
         dir.write("lib/rustlib/aarch64-unknown-none/lib/libcore.rlib", b"");
         assert!(target_installed(dir.path(), "aarch64-unknown-none"));
-        assert!(!target_installed(
-            dir.path(),
-            "aarch64-unknown-none-softfloat"
-        ));
+        assert!(!target_installed(dir.path(), "aarch64-unknown-none-softfloat"));
     }
 }

@@ -4,9 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use platform::bundle::{
-    COMPATIBLE, EXIT, EXIT_SEMIHOSTING, LOG_LEVEL, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR, VM_ENTRY,
-    VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME,
-    VM_NODE,
+    COMPATIBLE, EXIT, EXIT_SEMIHOSTING, LOG_LEVEL, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR, VM_ENTRY, VM_HOST_BASE,
+    VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME, VM_NODE,
 };
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
@@ -88,8 +87,7 @@ mod tests {
             cpus: cpus.to_vec(),
             memory: 64 * MIB,
             host_base: None,
-            layout: layout::place(64 * MIB, &kernel, Some(RAM_BASE + 0x8_0000), initrd_size)
-                .unwrap(),
+            layout: layout::place(64 * MIB, &kernel, Some(RAM_BASE + 0x8_0000), initrd_size).unwrap(),
             kernel,
             initrd,
             bootargs: bootargs.map(str::to_owned),
@@ -97,18 +95,10 @@ mod tests {
     }
 
     fn scenario() -> Scenario {
-        let mut second = vm(
-            "linux",
-            &[1, 2],
-            Some(vec![7; 300]),
-            Some("console=ttyAMA0"),
-        );
+        let mut second = vm("linux", &[1, 2], Some(vec![7; 300]), Some("console=ttyAMA0"));
         second.host_base = Some(0x5000_0000);
         Scenario {
-            machine: Machine {
-                cpus: 3,
-                memory: GIB,
-            },
+            machine: Machine { cpus: 3, memory: GIB },
             log_level: LogLevel::Trace,
             vms: vec![vm("hello", &[0], None, None), second],
             expect: None,
@@ -153,10 +143,7 @@ mod tests {
 
         let linux = &vms[1];
         assert_eq!(str_prop(linux, VM_NAME), Some("linux"));
-        assert_eq!(
-            linux.property(VM_CPUS).unwrap().value,
-            [0, 0, 0, 1, 0, 0, 0, 2]
-        );
+        assert_eq!(linux.property(VM_CPUS).unwrap().value, [0, 0, 0, 1, 0, 0, 0, 2]);
         assert_eq!(u64_prop(linux, VM_HOST_BASE), Some(0x5000_0000));
         assert_eq!(linux.property(VM_INITRD).unwrap().value, [7; 300]);
         let initrd_addr = u64_prop(linux, VM_INITRD_ADDR).unwrap();

@@ -28,9 +28,7 @@ pub fn describe(command: &Command) -> String {
 pub fn run(command: &mut Command) -> Result<()> {
     let shown = describe(command);
     eprintln!("$ {shown}");
-    let status = command
-        .status()
-        .with_context(|| format!("cannot start `{shown}`"))?;
+    let status = command.status().with_context(|| format!("cannot start `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
@@ -44,19 +42,11 @@ pub fn run(command: &mut Command) -> Result<()> {
 /// The program cannot be started, or it exits unsuccessfully (its stderr is included).
 pub fn output(command: &mut Command) -> Result<String> {
     let shown = describe(command);
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `{shown}`"))?;
+    let out = command.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{shown}`"))?;
     if !out.status.success() {
-        bail!(
-            "`{shown}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
-    String::from_utf8(out.stdout)
-        .with_context(|| format!("`{shown}` printed something that is not UTF-8"))
+    String::from_utf8(out.stdout).with_context(|| format!("`{shown}` printed something that is not UTF-8"))
 }
 
 #[cfg(test)]
@@ -67,10 +57,7 @@ mod tests {
     fn describe_quotes_what_needs_it() {
         let mut command = Command::new("gdb");
         command.args(["-ex", "target remote :1234", "it's", ""]);
-        assert_eq!(
-            describe(&command),
-            r"gdb -ex 'target remote :1234' 'it'\''s' ''"
-        );
+        assert_eq!(describe(&command), r"gdb -ex 'target remote :1234' 'it'\''s' ''");
     }
 
     #[test]
@@ -79,9 +66,7 @@ mod tests {
         let message = run(&mut Command::new("false")).unwrap_err().to_string();
         assert!(message.starts_with("`false` failed"), "{message}");
         assert_eq!(output(Command::new("echo").arg("hi")).unwrap(), "hi\n");
-        let message = output(&mut Command::new("/nonexistent/program"))
-            .unwrap_err()
-            .to_string();
+        let message = output(&mut Command::new("/nonexistent/program")).unwrap_err().to_string();
         assert!(message.contains("cannot start"), "{message}");
     }
 }

@@ -52,10 +52,7 @@ impl MachineConfig {
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        Self {
-            cpus: Self::default_cpus(),
-            memory: Self::default_memory(),
-        }
+        Self { cpus: Self::default_cpus(), memory: Self::default_memory() }
     }
 }
 
@@ -136,12 +133,26 @@ pub struct ExpectConfig {
     /// Substrings that must appear nowhere.
     #[serde(default)]
     pub absent: Vec<String>,
+    /// Input typed on the serial console, in order (`[[expect.send]]` tables).
+    #[serde(default)]
+    pub send: Vec<SendConfig>,
 }
 
 impl ExpectConfig {
     fn default_timeout() -> i64 {
         60
     }
+}
+
+/// One `[[expect.send]]` table: type `text` once `after` has appeared in the output.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendConfig {
+    /// A substring of the serial output to wait for, looked for after the previous
+    /// send's match.
+    pub after: String,
+    /// What to write to QEMU's stdin (the serial console) then.
+    pub text: String,
 }
 
 /// A size or an address as written: a TOML integer or a string (`"64M"`, `"0x5000_0000"`).
@@ -178,9 +189,7 @@ impl<'de> Deserialize<'de> for Number {
             }
 
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
-                i64::try_from(v)
-                    .map(Number::Int)
-                    .map_err(|_| E::custom(format!("{v} is too large")))
+                i64::try_from(v).map(Number::Int).map_err(|_| E::custom(format!("{v} is too large")))
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
@@ -208,8 +217,7 @@ pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
 ///
 /// The file cannot be read, or [`parse`] refuses it; the message starts with the path.
 pub fn load(path: &Path) -> Result<Config> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
 }
 
@@ -240,6 +248,12 @@ mod tests {
             exit_status = 0
             lines = ["a", "b"]
             absent = ["panicked"]
+            [[expect.send]]
+            after = "echo: ready"
+            text = "hello\r"
+            [[expect.send]]
+            after = "hello"
+            text = "\u0001x"
             "#,
         )
         .unwrap();
@@ -252,6 +266,13 @@ mod tests {
         let expect = config.expect.unwrap();
         assert_eq!(expect.timeout_secs, 30);
         assert_eq!(expect.lines, ["a", "b"]);
+        assert_eq!(
+            expect.send,
+            [
+                SendConfig { after: "echo: ready".into(), text: "hello\r".into() },
+                SendConfig { after: "hello".into(), text: "\u{1}x".into() },
+            ]
+        );
     }
 
     #[test]
@@ -263,6 +284,7 @@ mod tests {
         assert!(config.expect.is_none());
         let expect = parse("[expect]").unwrap().expect.unwrap();
         assert_eq!((expect.timeout_secs, expect.exit_status), (60, 0));
+        assert!(expect.send.is_empty());
     }
 
     #[test]
@@ -273,20 +295,26 @@ mod tests {
             ("[hypervisor]\nverbose = true", "verbose"),
             ("[[vm]]\nname = \"a\"\nmemroy = 1", "memroy"),
             ("[expect]\ntimeout = 1", "timeout"),
+            ("[[expect.send]]\nafter = \"a\"\ntext = \"b\"\ndelay = 1", "delay"),
         ] {
             let message = parse(text).unwrap_err().to_string();
-            assert!(
-                message.contains(&format!("unknown field `{field}`")),
-                "{message}"
-            );
+            assert!(message.contains(&format!("unknown field `{field}`")), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_send_needs_both_fields() {
+        for (text, field) in
+            [("[[expect.send]]\ntext = \"b\"", "after"), ("[[expect.send]]\nafter = \"a\"", "text")]
+        {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains(&format!("missing field `{field}`")), "{message}");
         }
     }
 
     #[test]
     fn unknown_log_level_is_refused() {
-        let message = parse("[hypervisor]\nlog_level = \"loud\"")
-            .unwrap_err()
-            .to_string();
+        let message = parse("[hypervisor]\nlog_level = \"loud\"").unwrap_err().to_string();
         assert!(message.contains("loud"), "{message}");
     }
 
@@ -295,10 +323,7 @@ mod tests {
         let dir = crate::testutil::TempDir::new("config-load");
         let path = dir.write("bad.toml", b"[machine]\nram = 1\n");
         let message = load(&path).unwrap_err().to_string();
-        assert!(
-            message.starts_with(&path.display().to_string()),
-            "{message}"
-        );
+        assert!(message.starts_with(&path.display().to_string()), "{message}");
         assert!(message.contains("unknown field `ram`"), "{message}");
         let missing = dir.path().join("missing.toml");
         assert!(format!("{:#}", load(&missing).unwrap_err()).contains("cannot read"));

@@ -34,16 +34,12 @@ pub fn plan(found: bool, is_root: bool, has_apt: bool) -> Plan {
 
 /// Finds `program` in the directories of a `PATH`-style list.
 pub fn find_in(program: &str, path_var: &OsStr) -> Option<PathBuf> {
-    std::env::split_paths(path_var)
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
+    std::env::split_paths(path_var).map(|dir| dir.join(program)).find(|candidate| is_executable(candidate))
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 /// Finds `program` on this process's PATH.
@@ -69,11 +65,11 @@ pub fn ensure_qemu() -> Result<()> {
         Plan::AptInstall => {
             eprintln!("xtask: {QEMU} is not on PATH; installing {QEMU_PACKAGE} with apt-get");
             cmd::run(Command::new("apt-get").arg("update"))?;
-            cmd::run(
-                Command::new("apt-get")
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .args(["install", "-y", QEMU_PACKAGE]),
-            )?;
+            cmd::run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
+                "install",
+                "-y",
+                QEMU_PACKAGE,
+            ]))?;
             if find(QEMU).is_none() {
                 bail!("{QEMU} is still not on PATH after installing {QEMU_PACKAGE}");
             }
@@ -102,8 +98,7 @@ mod tests {
         let tool = dir.write("bin/tool", b"#!/bin/sh\n");
         dir.write("bin/data", b"");
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path_var =
-            std::env::join_paths([dir.path().join("none"), dir.path().join("bin")]).unwrap();
+        let path_var = std::env::join_paths([dir.path().join("none"), dir.path().join("bin")]).unwrap();
         assert_eq!(find_in("tool", &path_var), Some(tool));
         assert_eq!(find_in("data", &path_var), None);
         assert_eq!(find_in("missing", &path_var), None);

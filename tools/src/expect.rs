@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::send::{self, Progress};
 use crate::status::describe;
 use crate::validate::Expect;
 
@@ -32,20 +33,11 @@ pub fn check_lines(output: &[String], expected: &[String]) -> Vec<String> {
                 last_match = Some((index, text));
             }
             None => {
-                let mut message = format!(
-                    "expected line {} of {} not found: {text:?}",
-                    k + 1,
-                    expected.len()
-                );
+                let mut message =
+                    format!("expected line {} of {} not found: {text:?}", k + 1, expected.len());
                 if let Some((index, previous)) = last_match {
-                    message += &format!(
-                        " (looked after line {}, which matched {previous:?})",
-                        index + 1
-                    );
-                    if let Some(early) = output[..from]
-                        .iter()
-                        .position(|l| l.contains(text.as_str()))
-                    {
+                    message += &format!(" (looked after line {}, which matched {previous:?})", index + 1);
+                    if let Some(early) = output[..from].iter().position(|l| l.contains(text.as_str())) {
                         message += &format!("; it appears only earlier, on line {}", early + 1);
                     }
                 }
@@ -61,32 +53,26 @@ pub fn check_absent(output: &[String], absent: &[String]) -> Vec<String> {
     absent
         .iter()
         .filter_map(|text| {
-            let index = output
-                .iter()
-                .position(|line| line.contains(text.as_str()))?;
-            Some(format!(
-                "{text:?} must not appear, but line {} has it: {}",
-                index + 1,
-                output[index].trim()
-            ))
+            let index = output.iter().position(|line| line.contains(text.as_str()))?;
+            Some(format!("{text:?} must not appear, but line {} has it: {}", index + 1, output[index].trim()))
         })
         .collect()
 }
 
-/// Everything wrong with a run; empty when it met `expect`.
+/// Everything wrong with a run; empty when it met `expect`. `typed` says how far the
+/// scenario's typed input (`expect.sends`) got.
 pub fn judge(
     expect: &Expect,
     ending: Ending,
     output: &[String],
     vm_names: &[String],
+    typed: &Progress,
 ) -> Vec<String> {
     let mut failures = Vec::new();
     let wanted = expect.exit_status;
     match ending {
-        Ending::TimedOut(after) => failures.push(format!(
-            "timed out after {} s (expect.timeout_secs); QEMU was killed",
-            after.as_secs()
-        )),
+        Ending::TimedOut(after) => failures
+            .push(format!("timed out after {} s (expect.timeout_secs); QEMU was killed", after.as_secs())),
         Ending::Exited(None) => failures.push("QEMU was killed by a signal".to_owned()),
         Ending::Exited(Some(code)) if code == i32::from(wanted) => {}
         Ending::Exited(Some(code)) => {
@@ -100,6 +86,7 @@ pub fn judge(
             ));
         }
     }
+    failures.extend(send::check(&expect.sends, typed, ending));
     failures.extend(check_lines(output, &expect.lines));
     failures.extend(check_absent(output, &expect.absent));
     failures
@@ -116,10 +103,7 @@ mod tests {
 
     /// Splits captured output into lines, without `\n` or the serial port's `\r`.
     fn split_lines(output: &str) -> Vec<String> {
-        output
-            .lines()
-            .map(|line| line.trim_end_matches('\r').to_owned())
-            .collect()
+        output.lines().map(|line| line.trim_end_matches('\r').to_owned()).collect()
     }
 
     fn strings(items: &[&str]) -> Vec<String> {
@@ -163,8 +147,7 @@ mod tests {
         let failures = check_lines(&output(), &strings(&["nope", "hello", "gone"]));
         assert_eq!(failures.len(), 2);
         assert_eq!(failures[0], "expected line 1 of 3 not found: \"nope\"");
-        assert!(failures[1]
-            .starts_with("expected line 3 of 3 not found: \"gone\" (looked after line 2"));
+        assert!(failures[1].starts_with("expected line 3 of 3 not found: \"gone\" (looked after line 2"));
     }
 
     #[test]
@@ -182,19 +165,24 @@ mod tests {
             exit_status: status,
             lines: strings(&["hello"]),
             absent: strings(&["panicked"]),
+            sends: Vec::new(),
         }
+    }
+
+    fn judged(expect: &Expect, ending: Ending, output: &[String], names: &[String]) -> Vec<String> {
+        judge(expect, ending, output, names, &Progress::default())
     }
 
     #[test]
     fn a_good_run_passes() {
-        assert!(judge(&expect(0), Ending::Exited(Some(0)), &output(), &[]).is_empty());
-        assert!(judge(&expect(2), Ending::Exited(Some(2)), &output(), &[]).is_empty());
+        assert!(judged(&expect(0), Ending::Exited(Some(0)), &output(), &[]).is_empty());
+        assert!(judged(&expect(2), Ending::Exited(Some(2)), &output(), &[]).is_empty());
     }
 
     #[test]
     fn wrong_status_is_decoded() {
         let names = strings(&["hello", "bad"]);
-        let failures = judge(&expect(0), Ending::Exited(Some(2)), &output(), &names);
+        let failures = judged(&expect(0), Ending::Exited(Some(2)), &output(), &names);
         assert_eq!(
             failures,
             ["QEMU exited with status 2 (VM 1 (\"bad\") failed), expected 0 (every VM stopped cleanly)"]
@@ -203,25 +191,29 @@ mod tests {
 
     #[test]
     fn timeout_and_signal_fail() {
-        let failures = judge(
-            &expect(0),
-            Ending::TimedOut(Duration::from_secs(10)),
-            &output(),
-            &[],
-        );
-        assert_eq!(
-            failures,
-            ["timed out after 10 s (expect.timeout_secs); QEMU was killed"]
-        );
-        let failures = judge(&expect(0), Ending::Exited(None), &output(), &[]);
+        let failures = judged(&expect(0), Ending::TimedOut(Duration::from_secs(10)), &output(), &[]);
+        assert_eq!(failures, ["timed out after 10 s (expect.timeout_secs); QEMU was killed"]);
+        let failures = judged(&expect(0), Ending::Exited(None), &output(), &[]);
         assert_eq!(failures, ["QEMU was killed by a signal"]);
     }
 
     #[test]
     fn every_problem_is_listed() {
         let bad = split_lines("panicked at x");
-        let failures = judge(&expect(0), Ending::Exited(Some(128)), &bad, &[]);
+        let failures = judged(&expect(0), Ending::Exited(Some(128)), &bad, &[]);
         assert_eq!(failures.len(), 3, "{failures:?}");
+    }
+
+    #[test]
+    fn a_send_that_never_triggered_fails_the_run() {
+        let mut expect = expect(0);
+        expect.sends = vec![send::Step { after: "login:".to_owned(), text: b"root\r".to_vec() }];
+        let ending = Ending::Exited(Some(0));
+        let failures = judged(&expect, ending, &output(), &[]);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].starts_with("expect.send[0] never triggered: \"login:\""));
+        let sent = Progress { sent: 1, error: None };
+        assert!(judge(&expect, ending, &output(), &[], &sent).is_empty());
     }
 
     #[test]

@@ -96,9 +96,7 @@ impl LayoutError {
             Self::LoadAddressWithHeader { .. }
             | Self::LoadAddressOutsideRam { .. }
             | Self::LoadAddressMisaligned { .. } => "load_address",
-            Self::EmptyInitrd | Self::InitrdTooBig { .. } | Self::InitrdOverlapsKernel { .. } => {
-                "initrd"
-            }
+            Self::EmptyInitrd | Self::InitrdTooBig { .. } | Self::InitrdOverlapsKernel { .. } => "initrd",
         }
     }
 }
@@ -107,10 +105,9 @@ impl fmt::Display for LayoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::EmptyKernel => write!(f, "the image is empty"),
-            Self::BigEndian => write!(
-                f,
-                "the arm64 Image header says big-endian; only little-endian kernels boot"
-            ),
+            Self::BigEndian => {
+                write!(f, "the arm64 Image header says big-endian; only little-endian kernels boot")
+            }
             Self::LoadAddressWithHeader { header_addr } => write!(
                 f,
                 "the image has an arm64 Image header, which places it at {header_addr:#x}; \
@@ -148,11 +145,7 @@ impl fmt::Display for LayoutError {
 }
 
 /// The kernel's load address and span, from its bytes and the optional `load_address`.
-fn place_kernel(
-    kernel: &[u8],
-    load_address: Option<u64>,
-    ram: Region,
-) -> Result<Region, LayoutError> {
+fn place_kernel(kernel: &[u8], load_address: Option<u64>, ram: Region) -> Result<Region, LayoutError> {
     if kernel.is_empty() {
         return Err(LayoutError::EmptyKernel);
     }
@@ -222,13 +215,7 @@ pub fn place(
         }
     };
 
-    Ok(Layout {
-        ram,
-        kernel,
-        entry: kernel.base,
-        dtb,
-        initrd,
-    })
+    Ok(Layout { ram, kernel, entry: kernel.base, dtb, initrd })
 }
 
 #[cfg(test)]
@@ -238,12 +225,7 @@ pub(crate) mod tests {
     use platform::image::MAGIC;
 
     /// An arm64 Image of `file_size` bytes whose header says the given values.
-    pub(crate) fn arm64_image(
-        text_offset: u64,
-        image_size: u64,
-        flags: u64,
-        file_size: usize,
-    ) -> Vec<u8> {
+    pub(crate) fn arm64_image(text_offset: u64, image_size: u64, flags: u64, file_size: usize) -> Vec<u8> {
         let mut image = vec![0u8; file_size.max(64)];
         image[8..16].copy_from_slice(&text_offset.to_le_bytes());
         image[16..24].copy_from_slice(&image_size.to_le_bytes());
@@ -297,10 +279,7 @@ pub(crate) mod tests {
     fn load_address_outside_ram_is_refused() {
         let err = place(64 * MIB, &[1; 4], Some(0x1000), None).unwrap_err();
         assert_eq!(err.field(), "load_address");
-        assert_eq!(
-            err.to_string(),
-            "0x1000 is outside the VM's RAM [0x40000000, 0x44000000)"
-        );
+        assert_eq!(err.to_string(), "0x1000 is outside the VM's RAM [0x40000000, 0x44000000)");
         let end = RAM_BASE + 64 * MIB;
         assert!(place(64 * MIB, &[1; 4], Some(end), None).is_err());
     }
@@ -308,22 +287,13 @@ pub(crate) mod tests {
     #[test]
     fn misaligned_load_address_is_refused() {
         let err = place(64 * MIB, &[1; 4], Some(RAM_BASE + 2), None).unwrap_err();
-        assert_eq!(
-            err,
-            LayoutError::LoadAddressMisaligned { addr: RAM_BASE + 2 }
-        );
+        assert_eq!(err, LayoutError::LoadAddressMisaligned { addr: RAM_BASE + 2 });
     }
 
     #[test]
     fn empty_images_are_refused() {
-        assert_eq!(
-            place(64 * MIB, &[], None, None),
-            Err(LayoutError::EmptyKernel)
-        );
-        assert_eq!(
-            place(64 * MIB, &[1], None, Some(0)),
-            Err(LayoutError::EmptyInitrd)
-        );
+        assert_eq!(place(64 * MIB, &[], None, None), Err(LayoutError::EmptyKernel));
+        assert_eq!(place(64 * MIB, &[1], None, Some(0)), Err(LayoutError::EmptyInitrd));
     }
 
     #[test]
@@ -332,16 +302,10 @@ pub(crate) mod tests {
         assert!(place(4 * MIB, &vec![1; 2 * MIB as usize], None, None).is_ok());
         let err = place(4 * MIB, &vec![1; 2 * MIB as usize + 1], None, None).unwrap_err();
         assert_eq!(err.field(), "kernel");
-        assert!(
-            err.to_string().contains("does not end below the DTB area"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("does not end below the DTB area"), "{err}");
         // A loaded image's bss counts, not only its file size.
         let image = arm64_image(0, 2 * MIB + 4096, 0, 4096);
-        assert!(matches!(
-            place(4 * MIB, &image, None, None),
-            Err(LayoutError::KernelTooBig { .. })
-        ));
+        assert!(matches!(place(4 * MIB, &image, None, None), Err(LayoutError::KernelTooBig { .. })));
         // Only the DTB area: nothing fits.
         assert!(place(2 * MIB, &[1; 4], None, None).is_err());
     }
@@ -367,9 +331,6 @@ pub(crate) mod tests {
     fn initrd_overlapping_the_kernel_is_refused() {
         let err = place(4 * MIB, &vec![1; MIB as usize], None, Some(MIB + 4096)).unwrap_err();
         assert_eq!(err.field(), "initrd");
-        assert!(
-            matches!(err, LayoutError::InitrdOverlapsKernel { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, LayoutError::InitrdOverlapsKernel { .. }), "{err}");
     }
 }

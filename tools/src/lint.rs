@@ -10,34 +10,9 @@ use crate::workspace::Workspace;
 pub fn steps() -> Vec<Vec<&'static str>> {
     vec![
         vec!["fmt", "--all", "--check"],
-        vec![
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        vec![
-            "clippy",
-            "-p",
-            HYPERVISOR_PACKAGE,
-            "--target",
-            HYPERVISOR_TARGET,
-            "--",
-            "-D",
-            "warnings",
-        ],
-        vec![
-            "clippy",
-            "-p",
-            GUESTS_PACKAGE,
-            "--target",
-            GUESTS_TARGET,
-            "--",
-            "-D",
-            "warnings",
-        ],
+        vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        vec!["clippy", "-p", HYPERVISOR_PACKAGE, "--target", HYPERVISOR_TARGET, "--", "-D", "warnings"],
+        vec!["clippy", "-p", GUESTS_PACKAGE, "--target", GUESTS_TARGET, "--", "-D", "warnings"],
     ]
 }
 

@@ -21,6 +21,7 @@ mod lint;
 mod qemu;
 mod runner;
 mod scenarios;
+mod send;
 mod status;
 #[cfg(test)]
 mod testutil;
@@ -41,11 +42,7 @@ use crate::workspace::Workspace;
 const DEFAULT_SCENARIO: &str = "tests/scenarios/hello.toml";
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "xtask",
-    bin_name = "cargo xtask",
-    about = "Build, pack, run and test Sluice"
-)]
+#[command(name = "xtask", bin_name = "cargo xtask", about = "Build, pack, run and test Sluice")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -131,25 +128,18 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool) -> Result<Exi
     });
     eprintln!("$ {}", qemu::display(&args));
     if gdb {
-        eprintln!(
-            "xtask: {}",
-            qemu::gdb_hint(&ws.relative(&built.hypervisor_elf))
-        );
+        eprintln!("xtask: {}", qemu::gdb_hint(&ws.relative(&built.hypervisor_elf)));
     }
-    eprintln!("xtask: quit QEMU with Ctrl-A X");
+    eprintln!("xtask: the console is Sluice's: Ctrl-A h for help, Ctrl-A x to quit");
+    let terminal = qemu::TerminalGuard::save();
     let status = ws
         .command(qemu::QEMU)
         .args(&args)
         .status()
         .with_context(|| format!("cannot start {}", qemu::QEMU))?;
-    eprintln!(
-        "sluice: {}",
-        status::describe_exit(status, &scenario.vm_names())
-    );
-    let code = status
-        .code()
-        .and_then(|c| u8::try_from(c).ok())
-        .unwrap_or(1);
+    drop(terminal);
+    eprintln!("sluice: {}", status::describe_exit(status, &scenario.vm_names()));
+    let code = status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1);
     Ok(ExitCode::from(code))
 }
 
@@ -176,34 +166,23 @@ mod tests {
 
     #[test]
     fn cli_parses_every_command() {
-        let parse = |args: &[&str]| {
-            Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
-        };
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()));
         assert!(matches!(parse(&["build"]).unwrap().command, Cmd::Build));
-        let Cmd::Bundle { config, output } =
-            parse(&["bundle", "s.toml", "-o", "b.dtb"]).unwrap().command
+        let Cmd::Bundle { config, output } = parse(&["bundle", "s.toml", "-o", "b.dtb"]).unwrap().command
         else {
             panic!("not bundle");
         };
-        assert_eq!(
-            (config, output),
-            (PathBuf::from("s.toml"), Some(PathBuf::from("b.dtb")))
-        );
+        assert_eq!((config, output), (PathBuf::from("s.toml"), Some(PathBuf::from("b.dtb"))));
         let Cmd::Run { config, gdb } = parse(&["run", "--gdb"]).unwrap().command else {
             panic!("not run");
         };
         assert_eq!((config, gdb), (None, true));
         let Cmd::Test { scenarios, no_host } =
-            parse(&["test", "--scenario", "a", "--scenario", "b", "--no-host"])
-                .unwrap()
-                .command
+            parse(&["test", "--scenario", "a", "--scenario", "b", "--no-host"]).unwrap().command
         else {
             panic!("not test");
         };
-        assert_eq!(
-            (scenarios, no_host),
-            (vec!["a".to_owned(), "b".to_owned()], true)
-        );
+        assert_eq!((scenarios, no_host), (vec!["a".to_owned(), "b".to_owned()], true));
         assert!(matches!(parse(&["lint"]).unwrap().command, Cmd::Lint));
         assert!(parse(&["bundle"]).is_err());
     }

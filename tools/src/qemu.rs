@@ -1,7 +1,9 @@
-//! QEMU's command line for a scenario.
+//! QEMU's command line for a scenario, and the terminal it runs on.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use crate::units::MIB;
 use crate::validate::Machine;
@@ -13,12 +15,17 @@ pub const MACHINE: &str = "virt,virtualization=on,gic-version=3";
 /// The port `-s` opens for gdb.
 pub const GDB_PORT: u16 = 1234;
 
-/// How QEMU talks to the person or program running it.
+/// How QEMU talks to the person or program running it. In both, the serial port is
+/// QEMU's stdin and stdout and nothing else is: no monitor, no display, and no QEMU
+/// escape key, so every byte typed (Ctrl-A and Ctrl-C included) reaches the
+/// hypervisor's UART, whose console multiplexer has its own escape keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Console {
-    /// `cargo xtask run`: serial and monitor on the terminal (`-nographic`).
+    /// `cargo xtask run`: the serial port on the terminal, which QEMU's stdio chardev
+    /// sets raw while it runs; `signal=off` leaves Ctrl-C to the guest instead of
+    /// letting the terminal turn it into SIGINT.
     Interactive,
-    /// The test runner: serial on stdout, no monitor, no display.
+    /// The test runner: the serial port on QEMU's stdin and stdout (pipes).
     Captured,
 }
 
@@ -42,26 +49,67 @@ pub fn args(invocation: &Invocation) -> Vec<OsString> {
     let smp = invocation.machine.cpus.to_string();
     // Validation keeps machine memory a multiple of 2 MiB, so whole MiB are exact.
     let memory = format!("{}M", invocation.machine.memory / MIB);
-    let head = [
-        "-machine", MACHINE, "-cpu", "max", "-smp", &smp, "-m", &memory,
-    ];
+    let head = ["-machine", MACHINE, "-cpu", "max", "-smp", &smp, "-m", &memory];
     let mut args: Vec<OsString> = head.iter().map(OsString::from).collect();
     args.push("-kernel".into());
     args.push(invocation.hypervisor.clone().into());
     args.push("-initrd".into());
     args.push(invocation.bundle.clone().into());
     let console: &[&str] = match invocation.console {
-        Console::Interactive => &["-nographic"],
+        Console::Interactive => &[
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-chardev",
+            "stdio,id=console,signal=off",
+            "-serial",
+            "chardev:console",
+        ],
         Console::Captured => &["-display", "none", "-monitor", "none", "-serial", "stdio"],
     };
     let gdb: &[&str] = if invocation.gdb { &["-s", "-S"] } else { &[] };
-    let tail = [
-        "-semihosting-config",
-        "enable=on,target=native",
-        "-no-reboot",
-    ];
+    let tail = ["-semihosting-config", "enable=on,target=native", "-no-reboot"];
     args.extend(tail.iter().chain(console).chain(gdb).map(OsString::from));
     args
+}
+
+/// The terminal's settings, saved while QEMU runs on it and put back when dropped.
+///
+/// QEMU's stdio chardev sets the terminal raw (no echo, no line editing, no signals
+/// with `signal=off`) and restores it when it exits normally; this guard restores it
+/// also when QEMU was killed or crashed.
+pub struct TerminalGuard {
+    /// `stty -g`'s output, if stdin is a terminal.
+    saved: Option<String>,
+}
+
+impl TerminalGuard {
+    /// Saves the settings of the terminal on stdin, if it is one.
+    pub fn save() -> Self {
+        let saved = std::io::stdin().is_terminal().then(|| stty(&["-g"])).flatten();
+        Self { saved }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = stty(&[saved]);
+        }
+    }
+}
+
+/// Runs `stty` on the terminal on stdin; its output, if it succeeded.
+fn stty(args: &[&str]) -> Option<String> {
+    let out = Command::new("stty")
+        .args(args)
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// How to attach gdb to a QEMU started with `gdb` set.
@@ -87,10 +135,7 @@ mod tests {
 
     fn invocation(console: Console, gdb: bool) -> Invocation {
         Invocation {
-            machine: Machine {
-                cpus: 2,
-                memory: GIB,
-            },
+            machine: Machine { cpus: 2, memory: GIB },
             hypervisor: "target/sluice/sluice.bin".into(),
             bundle: "target/sluice/bundles/hello.dtb".into(),
             console,
@@ -108,7 +153,8 @@ mod tests {
             line(&invocation(Console::Interactive, false)),
             "qemu-system-aarch64 -machine virt,virtualization=on,gic-version=3 -cpu max -smp 2 -m 1024M \
              -kernel target/sluice/sluice.bin -initrd target/sluice/bundles/hello.dtb \
-             -semihosting-config enable=on,target=native -no-reboot -nographic"
+             -semihosting-config enable=on,target=native -no-reboot \
+             -display none -monitor none -chardev stdio,id=console,signal=off -serial chardev:console"
         );
     }
 
@@ -119,8 +165,25 @@ mod tests {
     }
 
     #[test]
+    fn nothing_takes_the_escape_key_before_the_hypervisor() {
+        for console in [Console::Interactive, Console::Captured] {
+            let line = line(&invocation(console, false));
+            assert!(!line.contains("-nographic"), "{line}");
+            assert!(line.contains("-monitor none"), "{line}");
+            assert!(!line.contains("mux=on"), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_terminal_guard_never_fails() {
+        // Under `cargo test` stdin may or may not be a terminal; either way the guard
+        // saves and restores without failing.
+        drop(TerminalGuard::save());
+    }
+
+    #[test]
     fn gdb_waits_for_the_debugger() {
-        assert!(line(&invocation(Console::Interactive, true)).ends_with("-nographic -s -S"));
+        assert!(line(&invocation(Console::Interactive, true)).ends_with("-serial chardev:console -s -S"));
         assert!(!line(&invocation(Console::Interactive, false)).contains(" -S"));
         let hint = gdb_hint(std::path::Path::new("target/sluice/sluice.elf"));
         assert!(hint.ends_with("gdb-multiarch target/sluice/sluice.elf -ex 'target remote :1234'"));

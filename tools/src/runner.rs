@@ -1,10 +1,12 @@
-//! The honest QEMU runner: streams the output while keeping it, enforces the timeout,
-//! and never leaves QEMU behind (it is killed when the runner is dropped).
+//! The honest QEMU runner: streams the output while keeping it, types the scenario's
+//! input when it is due, enforces the timeout, and never leaves QEMU behind (it is
+//! killed when the runner is dropped).
 //!
 //! Judging the run is `expect`'s job; this module only runs it.
 
 use std::io::{self, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::cmd;
 use crate::expect::Ending;
+use crate::send::{self, Progress, Schedule, Step};
 
 /// How often the runner looks whether QEMU has exited.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -36,6 +39,8 @@ pub struct Run {
     pub ending: Ending,
     /// Every line QEMU printed (stdout and stderr, in the order lines completed).
     pub output: Vec<String>,
+    /// How far the typed input got.
+    pub typed: Progress,
 }
 
 /// Splits a byte stream into lines as it arrives.
@@ -62,23 +67,24 @@ impl LineSplitter {
     }
 
     fn text(bytes: &[u8]) -> String {
-        String::from_utf8_lossy(bytes)
-            .trim_end_matches('\r')
-            .to_owned()
+        String::from_utf8_lossy(bytes).trim_end_matches('\r').to_owned()
     }
 }
 
 type Transcript = Arc<Mutex<Vec<String>>>;
 
-/// Copies `source` to `sink` as it comes and appends its lines to `transcript`.
-fn pump(mut source: impl Read, mut sink: Option<impl Write>, transcript: &Transcript) {
+/// Copies `source` to `sink` as it comes, shows every chunk to `tap`, and appends its
+/// lines to `transcript`.
+fn pump(
+    mut source: impl Read,
+    mut sink: Option<impl Write>,
+    transcript: &Transcript,
+    mut tap: impl FnMut(&[u8]),
+) {
     let mut splitter = LineSplitter::default();
     let mut buf = [0u8; 4096];
     let push = |lines: Vec<String>| {
-        transcript
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .extend(lines);
+        transcript.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(lines);
     };
     loop {
         let n = match source.read(&mut buf) {
@@ -91,46 +97,92 @@ fn pump(mut source: impl Read, mut sink: Option<impl Write>, transcript: &Transc
             // The terminal going away must not stop the collection.
             let _ = sink.write_all(&buf[..n]).and_then(|()| sink.flush());
         }
+        tap(&buf[..n]);
         push(splitter.feed(&buf[..n]));
     }
     push(splitter.finish().into_iter().collect());
 }
 
+type SharedProgress = Arc<Mutex<Progress>>;
+
+/// Writes each text that arrives to QEMU's stdin, in order, and counts them in
+/// `progress`. Stdin stays open until the sender goes away (QEMU's stdout closed: it
+/// exited), so QEMU never reads an early end of file. Stops at the first failed write.
+fn type_input(mut stdin: ChildStdin, texts: Receiver<Vec<u8>>, progress: &SharedProgress, echo: bool) {
+    for text in texts {
+        let written = stdin.write_all(&text).and_then(|()| stdin.flush());
+        let mut progress = progress.lock().unwrap_or_else(|p| p.into_inner());
+        match written {
+            Ok(()) => {
+                if echo {
+                    eprintln!("\nxtask: typed expect.send[{}]: {}", progress.sent, send::shown(&text));
+                }
+                progress.sent += 1;
+            }
+            Err(e) => {
+                progress.error = Some(e.to_string());
+                return;
+            }
+        }
+    }
+}
+
 /// A running QEMU. Dropping it kills QEMU and waits for it.
 struct Process {
     child: Child,
-    readers: Vec<JoinHandle<()>>,
+    /// The output pumps and the input typist; they end when QEMU's pipes close.
+    threads: Vec<JoinHandle<()>>,
     transcript: Transcript,
+    typed: SharedProgress,
 }
 
 impl Process {
-    fn spawn(command: &mut Command, echo: Echo) -> Result<Self> {
+    /// Starts `command`. With `steps`, its stdin is a pipe that gets each step's text
+    /// when the step is due (its stdout shows the step's `after`); without, stdin is
+    /// empty.
+    fn spawn(command: &mut Command, echo: Echo, steps: &[Step]) -> Result<Self> {
         let shown = cmd::describe(command);
+        let stdin = if steps.is_empty() { Stdio::null() } else { Stdio::piped() };
         let mut child = command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start `{shown}`"))?;
         let transcript = Transcript::default();
+        let typed = SharedProgress::default();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let echo = echo == Echo::Terminal;
-        let readers = vec![
-            {
-                let transcript = Arc::clone(&transcript);
-                std::thread::spawn(move || pump(stdout, echo.then(io::stdout), &transcript))
-            },
-            {
-                let transcript = Arc::clone(&transcript);
-                std::thread::spawn(move || pump(stderr, echo.then(io::stderr), &transcript))
-            },
-        ];
-        Ok(Self {
-            child,
-            readers,
-            transcript,
-        })
+        let mut threads = Vec::new();
+        let mut schedule = Schedule::new(steps.to_vec());
+        let mut due = None;
+        if let Some(stdin) = child.stdin.take() {
+            let (sender, texts) = mpsc::channel();
+            due = Some(sender);
+            let typed = Arc::clone(&typed);
+            threads.push(std::thread::spawn(move || {
+                type_input(stdin, texts, &typed, echo);
+            }));
+        }
+        threads.push({
+            let transcript = Arc::clone(&transcript);
+            std::thread::spawn(move || {
+                let tap = |bytes: &[u8]| {
+                    let Some(sender) = &due else { return };
+                    for k in schedule.feed(bytes) {
+                        // The typist is gone only if a write failed; that is recorded.
+                        let _ = sender.send(schedule.steps()[k].text.clone());
+                    }
+                };
+                pump(stdout, echo.then(io::stdout), &transcript, tap);
+            })
+        });
+        threads.push({
+            let transcript = Arc::clone(&transcript);
+            std::thread::spawn(move || pump(stderr, echo.then(io::stderr), &transcript, |_| {}))
+        });
+        Ok(Self { child, threads, transcript, typed })
     }
 
     /// Waits until QEMU exits or `timeout` passes; on timeout, kills it.
@@ -148,19 +200,22 @@ impl Process {
         }
     }
 
-    /// Waits for the output threads (they end when QEMU's pipes close) and returns the
-    /// lines. A program that left a child holding the pipes is not waited for long.
-    fn output(&mut self) -> Vec<String> {
+    /// Waits for the output and input threads (they end when QEMU's pipes close) and
+    /// returns the lines and how far the input got. A program that left a child holding
+    /// the pipes is not waited for long.
+    fn output(&mut self) -> (Vec<String>, Progress) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while Instant::now() < deadline && !self.readers.iter().all(JoinHandle::is_finished) {
+        while Instant::now() < deadline && !self.threads.iter().all(JoinHandle::is_finished) {
             std::thread::sleep(POLL_INTERVAL);
         }
-        for reader in std::mem::take(&mut self.readers) {
-            if reader.is_finished() {
-                let _ = reader.join();
+        for thread in std::mem::take(&mut self.threads) {
+            if thread.is_finished() {
+                let _ = thread.join();
             }
         }
-        std::mem::take(&mut *self.transcript.lock().unwrap_or_else(|p| p.into_inner()))
+        let output = std::mem::take(&mut *self.transcript.lock().unwrap_or_else(|p| p.into_inner()));
+        let typed = self.typed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (output, typed)
     }
 
     fn kill(&mut self) {
@@ -175,17 +230,20 @@ impl Drop for Process {
     }
 }
 
-/// Runs `command` (QEMU) to the end or to `timeout`, streaming and collecting its output.
+/// Runs `command` (QEMU) to the end or to `timeout`, streaming and collecting its
+/// output, and typing each of `input` on its stdin when the step is due (see
+/// [`crate::send`]).
 ///
 /// # Errors
 ///
 /// The program cannot be started or waited for. A timeout is not an error here: it is
-/// [`Ending::TimedOut`], for the caller to judge.
-pub fn run(command: &mut Command, timeout: Duration, echo: Echo) -> Result<Run> {
-    let mut process = Process::spawn(command, echo)?;
+/// [`Ending::TimedOut`], for the caller to judge; neither is input that was never due
+/// ([`Run::typed`]).
+pub fn run(command: &mut Command, timeout: Duration, echo: Echo, input: &[Step]) -> Result<Run> {
+    let mut process = Process::spawn(command, echo, input)?;
     let ending = process.wait(timeout)?;
-    let output = process.output();
-    Ok(Run { ending, output })
+    let (output, typed) = process.output();
+    Ok(Run { ending, output, typed })
 }
 
 #[cfg(test)]
@@ -212,7 +270,11 @@ mod tests {
     fn pump_copies_and_collects() {
         let transcript = Transcript::default();
         let mut sink = Vec::new();
-        pump(&b"a\r\nb\nc"[..], Some(&mut sink), &transcript);
+        let mut seen = Vec::new();
+        pump(&b"a\r\nb\nc"[..], Some(&mut sink), &transcript, |b| {
+            seen.extend_from_slice(b);
+        });
+        assert_eq!(seen, b"a\r\nb\nc");
         assert_eq!(sink, b"a\r\nb\nc");
         assert_eq!(*transcript.lock().unwrap(), ["a", "b", "c"]);
     }
@@ -223,6 +285,7 @@ mod tests {
             &mut sh("echo one; echo two >&2; printf three; exit 3"),
             Duration::from_secs(20),
             Echo::Quiet,
+            &[],
         )
         .unwrap();
         assert_eq!(run.ending, Ending::Exited(Some(3)));
@@ -234,12 +297,8 @@ mod tests {
     #[test]
     fn timeout_kills_the_program() {
         let started = Instant::now();
-        let run = run(
-            &mut sh("echo started; exec sleep 30"),
-            Duration::from_millis(300),
-            Echo::Quiet,
-        )
-        .unwrap();
+        let run = run(&mut sh("echo started; exec sleep 30"), Duration::from_millis(300), Echo::Quiet, &[])
+            .unwrap();
         assert_eq!(run.ending, Ending::TimedOut(Duration::from_millis(300)));
         assert_eq!(run.output, ["started"]);
         assert!(started.elapsed() < Duration::from_secs(10));
@@ -248,12 +307,7 @@ mod tests {
     #[test]
     fn a_grandchild_holding_the_pipes_does_not_hang_the_runner() {
         let started = Instant::now();
-        let run = run(
-            &mut sh("sleep 5 & echo bye"),
-            Duration::from_secs(20),
-            Echo::Quiet,
-        )
-        .unwrap();
+        let run = run(&mut sh("sleep 5 & echo bye"), Duration::from_secs(20), Echo::Quiet, &[]).unwrap();
         assert_eq!(run.ending, Ending::Exited(Some(0)));
         assert_eq!(run.output, ["bye"]);
         assert!(started.elapsed() < Duration::from_secs(10));
@@ -261,7 +315,7 @@ mod tests {
 
     #[test]
     fn dropping_the_process_kills_it() {
-        let process = Process::spawn(&mut sh("exec sleep 30"), Echo::Quiet).unwrap();
+        let process = Process::spawn(&mut sh("exec sleep 30"), Echo::Quiet, &[]).unwrap();
         let pid = process.child.id();
         drop(process);
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
@@ -269,11 +323,68 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_an_error() {
-        let result = run(
-            &mut Command::new("/nonexistent/qemu"),
-            Duration::from_secs(1),
-            Echo::Quiet,
-        );
+        let result = run(&mut Command::new("/nonexistent/qemu"), Duration::from_secs(1), Echo::Quiet, &[]);
         assert!(result.unwrap_err().to_string().contains("cannot start"));
+    }
+
+    fn steps(pairs: &[(&str, &str)]) -> Vec<Step> {
+        pairs
+            .iter()
+            .map(|(after, text)| Step { after: (*after).to_owned(), text: text.as_bytes().to_vec() })
+            .collect()
+    }
+
+    #[test]
+    fn input_is_typed_when_due_and_stdin_stays_open() {
+        // A prompt without a newline, two answers, then a check that stdin is still
+        // open: `timeout` ends `cat` (status 124) only if no end of file came first.
+        let script = "printf 'name? '; read a; echo \"hello $a\"; \
+                      printf 'again? '; read b; echo \"and $b\"; \
+                      timeout 1 cat; echo \"cat: $?\"";
+        let run = run(
+            &mut sh(script),
+            Duration::from_secs(20),
+            Echo::Quiet,
+            &steps(&[("name? ", "ann\n"), ("again? ", "bob\n")]),
+        )
+        .unwrap();
+        assert_eq!(run.ending, Ending::Exited(Some(0)));
+        assert_eq!(run.typed, Progress { sent: 2, error: None });
+        assert_eq!(run.output, ["name? hello ann", "again? and bob", "cat: 124"]);
+    }
+
+    #[test]
+    fn input_waits_for_its_trigger() {
+        // The answer must not arrive before the question: `read -t 0` sees no input.
+        let script = "if read -t 0 x; then echo early; fi; sleep 0.3; \
+                      if read -t 0 x; then echo early; fi; echo ready; read a; echo \"got $a\"";
+        let run = run(
+            Command::new("bash").args(["-c", script]),
+            Duration::from_secs(20),
+            Echo::Quiet,
+            &steps(&[("ready", "x\n")]),
+        )
+        .unwrap();
+        assert_eq!(run.output, ["ready", "got x"]);
+        assert_eq!(run.typed.sent, 1);
+    }
+
+    #[test]
+    fn input_that_never_triggers_is_not_sent() {
+        let run = run(
+            &mut sh("echo one; timeout 1 cat; echo \"cat: $?\""),
+            Duration::from_secs(20),
+            Echo::Quiet,
+            &steps(&[("one", "1\n"), ("two", "2\n")]),
+        )
+        .unwrap();
+        assert_eq!(run.output, ["one", "1", "cat: 124"]);
+        assert_eq!(run.typed, Progress { sent: 1, error: None });
+    }
+
+    #[test]
+    fn without_input_stdin_is_empty() {
+        let run = run(&mut sh("cat; echo \"cat: $?\""), Duration::from_secs(20), Echo::Quiet, &[]).unwrap();
+        assert_eq!(run.output, ["cat: 0"]);
     }
 }

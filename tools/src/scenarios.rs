@@ -37,11 +37,7 @@ impl Outcome {
     /// The report: a `PASS`/`FAIL` line, and for a failure what went wrong and the output's end.
     pub fn report(&self) -> String {
         let verdict = if self.passed() { "PASS" } else { "FAIL" };
-        let mut text = format!(
-            "{verdict} {} ({:.1} s)",
-            self.name,
-            self.elapsed.as_secs_f64()
-        );
+        let mut text = format!("{verdict} {} ({:.1} s)", self.name, self.elapsed.as_secs_f64());
         for failure in &self.failures {
             for (i, line) in failure.lines().enumerate() {
                 text += &format!("\n  {} {line}", if i == 0 { "-" } else { " " });
@@ -74,13 +70,10 @@ pub fn summary(outcomes: &[Outcome]) -> String {
 ///
 /// The directory cannot be read.
 pub fn discover(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .path();
+        let path = entry.with_context(|| format!("cannot read {}", dir.display()))?.path();
         if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
             files.push(path);
         }
@@ -98,21 +91,11 @@ pub fn select(all: &[PathBuf], only: &[String]) -> Result<Vec<PathBuf>> {
     if only.is_empty() {
         return Ok(all.to_vec());
     }
-    if let Some(unknown) = only
-        .iter()
-        .find(|name| !all.iter().any(|p| scenario_name(p) == **name))
-    {
+    if let Some(unknown) = only.iter().find(|name| !all.iter().any(|p| scenario_name(p) == **name)) {
         let known: Vec<String> = all.iter().map(|p| scenario_name(p)).collect();
-        bail!(
-            "no scenario named {unknown:?}; there are: {}",
-            known.join(", ")
-        );
+        bail!("no scenario named {unknown:?}; there are: {}", known.join(", "));
     }
-    Ok(all
-        .iter()
-        .filter(|p| only.contains(&scenario_name(p)))
-        .cloned()
-        .collect())
+    Ok(all.iter().filter(|p| only.contains(&scenario_name(p))).cloned().collect())
 }
 
 /// Whether the scenario at `path` is a test (has `[expect]`).
@@ -132,22 +115,15 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Outcome {
         Ok(result) => result,
         Err(e) => (vec![format!("{e:#}")], None),
     };
-    Outcome {
-        name,
-        elapsed: start.elapsed(),
-        failures,
-        tail,
-    }
+    Outcome { name, elapsed: start.elapsed(), failures, tail }
 }
 
 fn try_run(ws: &Workspace, path: &Path) -> Result<(Vec<String>, Option<Vec<String>>)> {
     let scenario = validate::load(path, &ws.guests_dir())?;
-    let expect = scenario.expect.clone().with_context(|| {
-        format!(
-            "{}: has no [expect] table, so it is not a test",
-            path.display()
-        )
-    })?;
+    let expect = scenario
+        .expect
+        .clone()
+        .with_context(|| format!("{}: has no [expect] table, so it is not a test", path.display()))?;
     let bundle_path = ws.bundle_path(path);
     bundle::write(&scenario, &bundle_path)?;
     let args = qemu::args(&Invocation {
@@ -160,8 +136,8 @@ fn try_run(ws: &Workspace, path: &Path) -> Result<(Vec<String>, Option<Vec<Strin
     eprintln!("$ {}", qemu::display(&args));
     let mut command = ws.command(qemu::QEMU);
     command.args(&args);
-    let run = runner::run(&mut command, expect.timeout, Echo::Terminal)?;
-    let failures = expect::judge(&expect, run.ending, &run.output, &scenario.vm_names());
+    let run = runner::run(&mut command, expect.timeout, Echo::Terminal, &expect.sends)?;
+    let failures = expect::judge(&expect, run.ending, &run.output, &scenario.vm_names(), &run.typed);
     Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
 }
 
@@ -194,12 +170,7 @@ pub fn run_all(ws: &Workspace, paths: &[PathBuf], named: bool) -> Result<()> {
                 eprintln!("\n=== {name} ===");
                 run_one(ws, path)
             }
-            Err(e) => Outcome {
-                name,
-                elapsed: Duration::ZERO,
-                failures: vec![format!("{e:#}")],
-                tail: None,
-            },
+            Err(e) => Outcome { name, elapsed: Duration::ZERO, failures: vec![format!("{e:#}")], tail: None },
         };
         println!("{}", outcome.report());
         outcomes.push(outcome);
@@ -207,10 +178,7 @@ pub fn run_all(ws: &Workspace, paths: &[PathBuf], named: bool) -> Result<()> {
     println!("\n{}", summary(&outcomes));
     let failed = outcomes.iter().filter(|o| !o.passed()).count();
     if outcomes.is_empty() {
-        bail!(
-            "no scenario ran (looked in {})",
-            ws.scenarios_dir().display()
-        );
+        bail!("no scenario ran (looked in {})", ws.scenarios_dir().display());
     }
     if failed > 0 {
         bail!("{failed} of {} scenarios failed", outcomes.len());
@@ -233,11 +201,7 @@ mod tests {
 
     #[test]
     fn summary_counts_scenarios() {
-        let outcomes = [
-            outcome("a", &[], &[]),
-            outcome("b", &["bad"], &[]),
-            outcome("c", &[], &[]),
-        ];
+        let outcomes = [outcome("a", &[], &[]), outcome("b", &["bad"], &[]), outcome("c", &[], &[])];
         assert_eq!(summary(&outcomes), "2 passed, 1 failed");
         assert_eq!(summary(&[]), "0 passed, 0 failed");
     }
@@ -255,10 +219,7 @@ mod tests {
         );
         let mut refused = outcome("refused", &["vm[0].memory: bad"], &[]);
         refused.tail = None;
-        assert_eq!(
-            refused.report(),
-            "FAIL refused (1.2 s)\n  - vm[0].memory: bad"
-        );
+        assert_eq!(refused.report(), "FAIL refused (1.2 s)\n  - vm[0].memory: bad");
     }
 
     #[test]

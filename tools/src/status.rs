@@ -17,9 +17,7 @@ pub fn describe(status: u8, vm_names: &[String]) -> String {
     for index in (0..MAX_VMS).filter(|&i| vm_failed(status, i)) {
         parts.push(match vm_names.get(index) {
             Some(name) => format!("VM {index} ({name:?}) failed"),
-            None => format!(
-                "VM {index} failed, but the scenario has no such VM (did QEMU itself fail?)"
-            ),
+            None => format!("VM {index} failed, but the scenario has no such VM (did QEMU itself fail?)"),
         });
     }
     parts.join("; ")
@@ -52,22 +50,13 @@ mod tests {
         let s = status([VmEnd::Clean, VmEnd::Failed]);
         assert_eq!(describe(s, &names()), "VM 1 (\"bad\") failed");
         let s = status([VmEnd::Failed, VmEnd::Failed]);
-        assert_eq!(
-            describe(s, &names()),
-            "VM 0 (\"hello\") failed; VM 1 (\"bad\") failed"
-        );
+        assert_eq!(describe(s, &names()), "VM 0 (\"hello\") failed; VM 1 (\"bad\") failed");
     }
 
     #[test]
     fn panic_and_unknown_vms_are_said() {
-        assert_eq!(
-            describe(HYPERVISOR_PANIC, &names()),
-            "the hypervisor panicked"
-        );
+        assert_eq!(describe(HYPERVISOR_PANIC, &names()), "the hypervisor panicked");
         let text = describe(HYPERVISOR_PANIC | 0b100, &names());
-        assert!(
-            text.starts_with("the hypervisor panicked; VM 2 failed, but"),
-            "{text}"
-        );
+        assert!(text.starts_with("the hypervisor panicked; VM 2 failed, but"), "{text}");
     }
 }

@@ -11,8 +11,7 @@ impl TempDir {
     pub fn new(label: &str) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("xtask-test-{}-{n}-{label}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("xtask-test-{}-{n}-{label}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create scratch directory");
         Self(path)

@@ -16,10 +16,7 @@ pub const GIB: u64 = 1 << 30;
 /// A message if `text` is not such a number or does not fit in 64 bits.
 pub fn parse_u64(text: &str) -> Result<u64, String> {
     let digits: String = text.trim().chars().filter(|&c| c != '_').collect();
-    let (digits, radix) = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
+    let (digits, radix) = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
         Some(hex) => (hex.to_owned(), 16),
         None => (digits, 10),
     };
@@ -39,25 +36,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let lower = trimmed.to_ascii_lowercase();
     let is_hex = lower.starts_with("0x");
-    let suffixes: [(&str, u64); 6] = [
-        ("kib", KIB),
-        ("mib", MIB),
-        ("gib", GIB),
-        ("k", KIB),
-        ("m", MIB),
-        ("g", GIB),
-    ];
+    let suffixes: [(&str, u64); 6] =
+        [("kib", KIB), ("mib", MIB), ("gib", GIB), ("k", KIB), ("m", MIB), ("g", GIB)];
     let (number, unit) = suffixes
         .iter()
         .filter(|_| !is_hex)
         .find_map(|&(suffix, unit)| lower.strip_suffix(suffix).map(|n| (n, unit)))
         .unwrap_or((lower.as_str(), 1));
-    let value = parse_u64(number).map_err(|_| {
-        format!("{text:?} is not a size (write bytes, or a number with a K, M or G suffix)")
-    })?;
-    value
-        .checked_mul(unit)
-        .ok_or_else(|| format!("{text:?} does not fit in 64 bits"))
+    let value = parse_u64(number)
+        .map_err(|_| format!("{text:?} is not a size (write bytes, or a number with a K, M or G suffix)"))?;
+    value.checked_mul(unit).ok_or_else(|| format!("{text:?} does not fit in 64 bits"))
 }
 
 /// Formats a byte count the way messages show it: `3 MiB`, `1 GiB`, `4097 bytes`.

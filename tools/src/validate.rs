@@ -16,6 +16,7 @@ use platform::Region;
 
 use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
+use crate::send::Step;
 use crate::units::{fmt_region, fmt_size, parse_size, parse_u64, MIB};
 
 /// Where the host's RAM starts on QEMU virt (the same address guests see theirs at).
@@ -92,6 +93,8 @@ pub struct Expect {
     pub lines: Vec<String>,
     /// Substrings that must not appear.
     pub absent: Vec<String>,
+    /// Input to type on the serial console, in order.
+    pub sends: Vec<Step>,
 }
 
 /// Where the images named in a scenario come from.
@@ -125,11 +128,7 @@ impl std::error::Error for Refusal {}
 pub fn load(path: &Path, guests_dir: &Path) -> Result<Scenario> {
     let config = config::load(path)?;
     let config_dir = path.parent().unwrap_or(Path::new("."));
-    let sources = Sources {
-        config_dir,
-        guests_dir,
-        read: &|p| std::fs::read(p),
-    };
+    let sources = Sources { config_dir, guests_dir, read: &|p| std::fs::read(p) };
     validate(&config, &sources).map_err(|refusal| {
         let lines: Vec<String> = refusal.0.iter().map(|l| format!("  {l}")).collect();
         anyhow::anyhow!("{}: refused:\n{}", path.display(), lines.join("\n"))
@@ -149,10 +148,7 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
     if config.vm.is_empty() {
         errors.push("vm: a scenario needs at least one [[vm]] table".to_owned());
     } else if config.vm.len() > MAX_VMS {
-        errors.push(format!(
-            "vm: {} VMs given, but a bundle holds at most {MAX_VMS}",
-            config.vm.len()
-        ));
+        errors.push(format!("vm: {} VMs given, but a bundle holds at most {MAX_VMS}", config.vm.len()));
     }
 
     let mut checker = VmChecker {
@@ -165,12 +161,7 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
         pinned: Vec::new(),
         total_memory: 0,
     };
-    let vms: Vec<Option<Vm>> = config
-        .vm
-        .iter()
-        .enumerate()
-        .map(|(i, vm)| checker.check(i, vm))
-        .collect();
+    let vms: Vec<Option<Vm>> = config.vm.iter().enumerate().map(|(i, vm)| checker.check(i, vm)).collect();
     let total = checker.total_memory;
 
     if let Some(machine_memory) = machine_memory {
@@ -185,19 +176,13 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
         }
     }
 
-    let expect = config
-        .expect
-        .as_ref()
-        .and_then(|e| check_expect(e, &mut errors));
+    let expect = config.expect.as_ref().and_then(|e| check_expect(e, &mut errors));
 
     if !errors.is_empty() {
         return Err(Refusal(errors));
     }
     Ok(Scenario {
-        machine: Machine {
-            cpus: machine_cpus.expect("checked"),
-            memory: machine_memory.expect("checked"),
-        },
+        machine: Machine { cpus: machine_cpus.expect("checked"), memory: machine_memory.expect("checked") },
         log_level: config.hypervisor.log_level,
         vms: vms.into_iter().map(|vm| vm.expect("checked")).collect(),
         expect,
@@ -217,11 +202,7 @@ fn check_machine_cpus(cpus: i64, errors: &mut Vec<String>) -> Option<u32> {
 fn check_machine_memory(memory: &Number, errors: &mut Vec<String>) -> Option<u64> {
     let result = size(memory).and_then(|bytes| {
         if !bytes.is_multiple_of(MEMORY_GRANULE) {
-            Err(format!(
-                "{} is not a multiple of {}",
-                fmt_size(bytes),
-                fmt_size(MEMORY_GRANULE)
-            ))
+            Err(format!("{} is not a multiple of {}", fmt_size(bytes), fmt_size(MEMORY_GRANULE)))
         } else if bytes <= HYPERVISOR_RESERVED {
             Err(format!(
                 "{} leaves nothing for VMs once the hypervisor has its {}",
@@ -232,9 +213,7 @@ fn check_machine_memory(memory: &Number, errors: &mut Vec<String>) -> Option<u64
             Ok(bytes)
         }
     });
-    result
-        .map_err(|e| errors.push(format!("machine.memory: {e}")))
-        .ok()
+    result.map_err(|e| errors.push(format!("machine.memory: {e}"))).ok()
 }
 
 /// A size written as an integer or a string.
@@ -249,9 +228,7 @@ fn size(value: &Number) -> Result<u64, String> {
 fn address(value: &Number) -> Result<u64, String> {
     match value {
         Number::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
-        Number::Text(text) => {
-            parse_u64(text).map_err(|e| format!("{e} (write e.g. \"0x50000000\")"))
-        }
+        Number::Text(text) => parse_u64(text).map_err(|e| format!("{e} (write e.g. \"0x50000000\")")),
     }
 }
 
@@ -269,33 +246,37 @@ pub const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 
 fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expect> {
     let errors_before = errors.len();
-    let timeout = u64::try_from(expect.timeout_secs)
-        .ok()
-        .filter(|secs| (1..=MAX_TIMEOUT_SECS).contains(secs));
+    let timeout =
+        u64::try_from(expect.timeout_secs).ok().filter(|secs| (1..=MAX_TIMEOUT_SECS).contains(secs));
     if timeout.is_none() {
-        errors.push(format!(
-            "expect.timeout_secs: {} is not in 1..={MAX_TIMEOUT_SECS}",
-            expect.timeout_secs
-        ));
+        errors.push(format!("expect.timeout_secs: {} is not in 1..={MAX_TIMEOUT_SECS}", expect.timeout_secs));
     }
     let exit_status = u8::try_from(expect.exit_status).ok();
     if exit_status.is_none() {
-        errors.push(format!(
-            "expect.exit_status: {} is not an exit status (0..=255)",
-            expect.exit_status
-        ));
+        errors.push(format!("expect.exit_status: {} is not an exit status (0..=255)", expect.exit_status));
     }
     for (field, list) in [("lines", &expect.lines), ("absent", &expect.absent)] {
         for (k, text) in list.iter().enumerate() {
             if text.is_empty() {
-                errors.push(format!(
-                    "expect.{field}[{k}]: the empty string matches every line"
-                ));
+                errors.push(format!("expect.{field}[{k}]: the empty string matches every line"));
             } else if text.contains(['\n', '\r']) {
                 errors.push(format!(
                     "expect.{field}[{k}]: {text:?} contains a line break; lines are matched one at a time"
                 ));
             }
+        }
+    }
+    for (k, send) in expect.send.iter().enumerate() {
+        if send.after.is_empty() {
+            errors.push(format!("expect.send[{k}].after: empty; say what output the input waits for"));
+        } else if send.after.contains(['\n', '\r']) {
+            errors.push(format!(
+                "expect.send[{k}].after: {:?} contains a line break; wait for text within one line",
+                send.after
+            ));
+        }
+        if send.text.is_empty() {
+            errors.push(format!("expect.send[{k}].text: empty; there is nothing to send"));
         }
     }
     if errors.len() != errors_before {
@@ -306,6 +287,11 @@ fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expec
         exit_status: exit_status?,
         lines: expect.lines.clone(),
         absent: expect.absent.clone(),
+        sends: expect
+            .send
+            .iter()
+            .map(|send| Step { after: send.after.clone(), text: send.text.as_bytes().to_vec() })
+            .collect(),
     })
 }
 
@@ -313,17 +299,9 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         Err("the name is empty".to_owned())
     } else if name.len() > MAX_NAME_LEN {
-        Err(format!(
-            "{name:?} is {} characters long; at most {MAX_NAME_LEN} are allowed",
-            name.len()
-        ))
-    } else if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        Err(format!(
-            "{name:?} contains {c:?}; use only letters, digits, '_' and '-'"
-        ))
+        Err(format!("{name:?} is {} characters long; at most {MAX_NAME_LEN} are allowed", name.len()))
+    } else if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        Err(format!("{name:?} contains {c:?}; use only letters, digits, '_' and '-'"))
     } else {
         Ok(())
     }
@@ -357,11 +335,7 @@ impl VmChecker<'_, '_> {
         if let Err(reason) = check_name(&vm.name) {
             self.refuse(i, "name", reason);
         } else if let Some(j) = self.names.iter().position(|other| *other == vm.name) {
-            self.refuse(
-                i,
-                "name",
-                format!("{:?} is already the name of vm[{j}]", vm.name),
-            );
+            self.refuse(i, "name", format!("{:?} is already the name of vm[{j}]", vm.name));
         }
         self.names.push(vm.name.clone());
 
@@ -447,11 +421,7 @@ impl VmChecker<'_, '_> {
             match self.cpu_owner.get(&cpu) {
                 Some(&owner) => {
                     let name = self.owner_name(owner);
-                    self.refuse(
-                        i,
-                        "cpus",
-                        format!("CPU {cpu} is already given to vm {name:?}"),
-                    );
+                    self.refuse(i, "cpus", format!("CPU {cpu} is already given to vm {name:?}"));
                 }
                 None => {
                     self.cpu_owner.insert(cpu, i);
@@ -472,11 +442,7 @@ impl VmChecker<'_, '_> {
             if bytes == 0 {
                 Err("0 bytes; a VM needs RAM".to_owned())
             } else if !bytes.is_multiple_of(MEMORY_GRANULE) {
-                Err(format!(
-                    "{} is not a multiple of {}",
-                    fmt_size(bytes),
-                    fmt_size(MEMORY_GRANULE)
-                ))
+                Err(format!("{} is not a multiple of {}", fmt_size(bytes), fmt_size(MEMORY_GRANULE)))
             } else if bytes <= DTB_AREA_SIZE {
                 Err(format!(
                     "{} leaves no room for images: the top {} of guest RAM hold its DTB",
@@ -484,11 +450,7 @@ impl VmChecker<'_, '_> {
                     fmt_size(DTB_AREA_SIZE)
                 ))
             } else if bytes > RAM_MAX_SIZE {
-                Err(format!(
-                    "{} is more than the {} a VM can have",
-                    fmt_size(bytes),
-                    fmt_size(RAM_MAX_SIZE)
-                ))
+                Err(format!("{} is more than the {} a VM can have", fmt_size(bytes), fmt_size(RAM_MAX_SIZE)))
             } else {
                 Ok(bytes)
             }
@@ -515,11 +477,7 @@ impl VmChecker<'_, '_> {
         };
         if !base.is_multiple_of(MEMORY_GRANULE) {
             let granule = fmt_size(MEMORY_GRANULE);
-            self.refuse(
-                i,
-                "host_base",
-                format!("{base:#x} is not {granule} aligned"),
-            );
+            self.refuse(i, "host_base", format!("{base:#x} is not {granule} aligned"));
             return None;
         }
         let (Some(memory), Some(machine_memory)) = (memory, self.machine_memory) else {
@@ -548,11 +506,7 @@ impl VmChecker<'_, '_> {
             self.refuse(
                 i,
                 "host_base",
-                format!(
-                    "{} overlaps vm {name:?}'s RAM {}",
-                    fmt_region(&ram),
-                    fmt_region(&other)
-                ),
+                format!("{} overlaps vm {name:?}'s RAM {}", fmt_region(&ram), fmt_region(&other)),
             );
             return None;
         }
@@ -561,13 +515,7 @@ impl VmChecker<'_, '_> {
     }
 
     /// Resolves and reads an image; `guest:NAME` is allowed for kernels only.
-    fn read_image(
-        &mut self,
-        i: usize,
-        field: &str,
-        spec: &str,
-        allow_guest: bool,
-    ) -> Option<Vec<u8>> {
+    fn read_image(&mut self, i: usize, field: &str, spec: &str, allow_guest: bool) -> Option<Vec<u8>> {
         let (path, hint) = match spec.strip_prefix(GUEST_PREFIX) {
             Some(guest) if allow_guest => {
                 if let Err(reason) = check_name(guest) {
@@ -587,11 +535,7 @@ impl VmChecker<'_, '_> {
             Ok(bytes) => Some(bytes),
             Err(e) => {
                 let reason = io_reason(&e);
-                self.refuse(
-                    i,
-                    field,
-                    format!("cannot read {}: {reason}{hint}", path.display()),
-                );
+                self.refuse(i, field, format!("cannot read {}: {reason}{hint}", path.display()));
                 None
             }
         }
@@ -626,16 +570,9 @@ mod tests {
         Ok(bytes)
     }
 
-    fn check_with(
-        text: &str,
-        read: &dyn Fn(&Path) -> io::Result<Vec<u8>>,
-    ) -> Result<Scenario, Refusal> {
+    fn check_with(text: &str, read: &dyn Fn(&Path) -> io::Result<Vec<u8>>) -> Result<Scenario, Refusal> {
         let config = config::parse(text).expect("test config parses");
-        let sources = Sources {
-            config_dir: Path::new(CONFIG_DIR),
-            guests_dir: Path::new(GUESTS_DIR),
-            read,
-        };
+        let sources = Sources { config_dir: Path::new(CONFIG_DIR), guests_dir: Path::new(GUESTS_DIR), read };
         validate(&config, &sources)
     }
 
@@ -696,13 +633,7 @@ mod tests {
             .replace("128M", "\"128M\""),
         );
         let scenario = check(&text).unwrap();
-        assert_eq!(
-            scenario.machine,
-            Machine {
-                cpus: 2,
-                memory: GIB
-            }
-        );
+        assert_eq!(scenario.machine, Machine { cpus: 2, memory: GIB });
         assert_eq!(scenario.log_level, LogLevel::Debug);
         assert_eq!(scenario.vm_names(), ["hello", "linux"]);
         let hello = &scenario.vms[0];
@@ -719,18 +650,13 @@ mod tests {
         assert_eq!(expect.timeout, Duration::from_secs(5));
         assert_eq!(expect.exit_status, 0);
         assert_eq!(expect.lines, ["hi"]);
+        assert!(expect.sends.is_empty());
     }
 
     #[test]
     fn machine_defaults_are_one_cpu_and_1_gib() {
         let scenario = check(&vm("a", "[0]", "")).unwrap();
-        assert_eq!(
-            scenario.machine,
-            Machine {
-                cpus: 1,
-                memory: GIB
-            }
-        );
+        assert_eq!(scenario.machine, Machine { cpus: 1, memory: GIB });
         assert!(scenario.expect.is_none());
     }
 
@@ -783,12 +709,7 @@ mod tests {
 
     #[test]
     fn machine_memory_too_small_for_the_vms() {
-        let text = format!(
-            "{}{}{}",
-            machine(2, "128M"),
-            vm("a", "[0]", ""),
-            vm("b", "[1]", "")
-        );
+        let text = format!("{}{}{}", machine(2, "128M"), vm("a", "[0]", ""), vm("b", "[1]", ""));
         assert_refused(
             &text,
             "machine.memory: 128 MiB cannot hold the VMs' RAM (128 MiB in all) plus 64 MiB for the hypervisor",
@@ -797,11 +718,8 @@ mod tests {
 
     #[test]
     fn machine_memory_counts_vms_refused_for_other_reasons() {
-        let text = format!(
-            "{}{}",
-            machine(1, "128M"),
-            vm("a", "[0]", "memory = \"128M\"\nkernel = \"gone.bin\"")
-        );
+        let text =
+            format!("{}{}", machine(1, "128M"), vm("a", "[0]", "memory = \"128M\"\nkernel = \"gone.bin\""));
         let Refusal(errors) = check(&text).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[1].starts_with("machine.memory: 128 MiB cannot hold"));
@@ -809,17 +727,13 @@ mod tests {
 
     #[test]
     fn no_vm_is_refused() {
-        assert_refused(
-            "[machine]\ncpus = 1",
-            "vm: a scenario needs at least one [[vm]] table",
-        );
+        assert_refused("[machine]\ncpus = 1", "vm: a scenario needs at least one [[vm]] table");
     }
 
     #[test]
     fn too_many_vms_are_refused() {
-        let vms: String = (0..8)
-            .map(|i| vm(&format!("v{i}"), &format!("[{i}]"), "memory = \"4M\""))
-            .collect();
+        let vms: String =
+            (0..8).map(|i| vm(&format!("v{i}"), &format!("[{i}]"), "memory = \"4M\"")).collect();
         assert_refused(
             &format!("{}{vms}", machine(8, "1G")),
             "vm: 8 VMs given, but a bundle holds at most 7",
@@ -849,21 +763,13 @@ mod tests {
 
     #[test]
     fn duplicate_name_is_refused() {
-        let text = format!(
-            "{}{}{}",
-            machine(2, "1G"),
-            vm("a", "[0]", ""),
-            vm("a", "[1]", "")
-        );
+        let text = format!("{}{}{}", machine(2, "1G"), vm("a", "[0]", ""), vm("a", "[1]", ""));
         assert_refused(&text, "vm[1].name: \"a\" is already the name of vm[0]");
     }
 
     #[test]
     fn empty_cpu_list_is_refused() {
-        assert_refused(
-            &vm("a", "[]", ""),
-            "vm[0].cpus: the list is empty; a VM needs at least one CPU",
-        );
+        assert_refused(&vm("a", "[]", ""), "vm[0].cpus: the list is empty; a VM needs at least one CPU");
     }
 
     #[test]
@@ -872,10 +778,7 @@ mod tests {
             &format!("{}{}", machine(2, "1G"), vm("a", "[2]", "")),
             "vm[0].cpus: CPU 2 does not exist: machine.cpus is 2",
         );
-        assert_refused(
-            &vm("a", "[-1]", ""),
-            "vm[0].cpus: CPU -1 does not exist: machine.cpus is 1",
-        );
+        assert_refused(&vm("a", "[-1]", ""), "vm[0].cpus: CPU -1 does not exist: machine.cpus is 1");
     }
 
     #[test]
@@ -888,29 +791,18 @@ mod tests {
 
     #[test]
     fn cpu_in_two_vms_is_refused() {
-        let text = format!(
-            "{}{}{}",
-            machine(2, "1G"),
-            vm("hello", "[0, 1]", ""),
-            vm("b", "[0]", "")
-        );
+        let text = format!("{}{}{}", machine(2, "1G"), vm("hello", "[0, 1]", ""), vm("b", "[0]", ""));
         assert_refused(&text, "vm[1].cpus: CPU 0 is already given to vm \"hello\"");
     }
 
     #[test]
     fn zero_memory_is_refused() {
-        assert_refused(
-            &vm("a", "[0]", "memory = 0"),
-            "vm[0].memory: 0 bytes; a VM needs RAM",
-        );
+        assert_refused(&vm("a", "[0]", "memory = 0"), "vm[0].memory: 0 bytes; a VM needs RAM");
     }
 
     #[test]
     fn memory_not_a_multiple_of_2_mib_is_refused() {
-        assert_refused(
-            &vm("a", "[0]", "memory = \"3M\""),
-            "vm[0].memory: 3 MiB is not a multiple of 2 MiB",
-        );
+        assert_refused(&vm("a", "[0]", "memory = \"3M\""), "vm[0].memory: 3 MiB is not a multiple of 2 MiB");
     }
 
     #[test]
@@ -924,25 +816,15 @@ mod tests {
     #[test]
     fn memory_beyond_the_ipa_space_is_refused() {
         assert_refused_starting(
-            &format!(
-                "{}{}",
-                machine(1, "1024G"),
-                vm("a", "[0]", "memory = \"256G\"")
-            ),
+            &format!("{}{}", machine(1, "1024G"), vm("a", "[0]", "memory = \"256G\"")),
             "vm[0].memory: 256 GiB is more than the 255 GiB a VM can have",
         );
     }
 
     #[test]
     fn memory_that_is_no_size_is_refused() {
-        assert_refused(
-            &vm("a", "[0]", "memory = -2"),
-            "vm[0].memory: -2 is negative",
-        );
-        assert_refused_starting(
-            &vm("a", "[0]", "memory = \"64X\""),
-            "vm[0].memory: \"64X\" is not a size",
-        );
+        assert_refused(&vm("a", "[0]", "memory = -2"), "vm[0].memory: -2 is negative");
+        assert_refused_starting(&vm("a", "[0]", "memory = \"64X\""), "vm[0].memory: \"64X\" is not a size");
     }
 
     #[test]
@@ -1030,18 +912,12 @@ mod tests {
 
     #[test]
     fn empty_kernel_path_is_refused() {
-        assert_refused(
-            &vm("a", "[0]", "kernel = \"\""),
-            "vm[0].kernel: the path is empty",
-        );
+        assert_refused(&vm("a", "[0]", "kernel = \"\""), "vm[0].kernel: the path is empty");
     }
 
     #[test]
     fn empty_kernel_is_refused() {
-        assert_refused(
-            &vm("a", "[0]", "kernel = \"empty.bin\""),
-            "vm[0].kernel: the image is empty",
-        );
+        assert_refused(&vm("a", "[0]", "kernel = \"empty.bin\""), "vm[0].kernel: the image is empty");
     }
 
     #[test]
@@ -1080,11 +956,7 @@ mod tests {
     #[test]
     fn load_address_for_an_arm64_image_is_refused() {
         assert_refused_starting(
-            &vm(
-                "a",
-                "[0]",
-                "kernel = \"linux.img\"\nload_address = 0x40080000",
-            ),
+            &vm("a", "[0]", "kernel = \"linux.img\"\nload_address = 0x40080000"),
             "vm[0].load_address: the image has an arm64 Image header",
         );
     }
@@ -1174,6 +1046,40 @@ mod tests {
     }
 
     #[test]
+    fn sends_are_checked_and_kept_in_order() {
+        let text = format!(
+            "{}[expect]\n[[expect.send]]\nafter = \"echo: ready\"\ntext = \"hello\\r\"\n\
+             [[expect.send]]\nafter = \"hello\"\ntext = \"\\u0001x\"\n",
+            vm("a", "[0]", "")
+        );
+        let expect = check(&text).unwrap().expect.unwrap();
+        assert_eq!(
+            expect.sends,
+            [
+                Step { after: "echo: ready".to_owned(), text: b"hello\r".to_vec() },
+                Step { after: "hello".to_owned(), text: b"\x01x".to_vec() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_send_needs_something_to_wait_for_and_to_send() {
+        let send = |after: &str, text: &str| {
+            format!(
+                "{}[expect]\n[[expect.send]]\nafter = \"ok\"\ntext = \"x\"\n\
+                 [[expect.send]]\nafter = \"{after}\"\ntext = \"{text}\"\n",
+                vm("a", "[0]", "")
+            )
+        };
+        assert_refused(&send("", "x"), "expect.send[1].after: empty; say what output the input waits for");
+        assert_refused(
+            &send("a\\r\\nb", "x"),
+            "expect.send[1].after: \"a\\r\\nb\" contains a line break; wait for text within one line",
+        );
+        assert_refused(&send("ok", ""), "expect.send[1].text: empty; there is nothing to send");
+    }
+
+    #[test]
     fn load_reports_the_file_and_every_refusal() {
         let dir = crate::testutil::TempDir::new("validate-load");
         let path = dir.write("s.toml", vm("a", "[0]", "memory = \"3M\"").as_bytes());
@@ -1181,10 +1087,7 @@ mod tests {
         let message = load(&path, dir.path()).unwrap_err().to_string();
         assert_eq!(
             message,
-            format!(
-                "{}: refused:\n  vm[0].memory: 3 MiB is not a multiple of 2 MiB",
-                path.display()
-            )
+            format!("{}: refused:\n  vm[0].memory: 3 MiB is not a multiple of 2 MiB", path.display())
         );
         let ok = dir.write("ok.toml", vm("a", "[0]", "").as_bytes());
         assert_eq!(load(&ok, dir.path()).unwrap().vms[0].kernel, [1; 64]);

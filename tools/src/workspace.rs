@@ -86,13 +86,9 @@ impl Workspace {
     pub fn discover() -> Result<Self> {
         let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut command = Command::new(cargo_program());
-        command
-            .args(["metadata", "--no-deps", "--format-version", "1"])
-            .current_dir(manifest_dir);
+        command.args(["metadata", "--no-deps", "--format-version", "1"]).current_dir(manifest_dir);
         let json = cmd::output(&mut command)?;
-        Ok(Self {
-            metadata: Metadata::parse(&json)?,
-        })
+        Ok(Self { metadata: Metadata::parse(&json)? })
     }
 
     /// The workspace root.
@@ -141,9 +137,7 @@ impl Workspace {
 
     /// The bundle file of the scenario at `config`: `<out>/bundles/<stem>.dtb`.
     pub fn bundle_path(&self, config: &Path) -> PathBuf {
-        self.out_dir()
-            .join("bundles")
-            .join(format!("{}.dtb", scenario_name(config)))
+        self.out_dir().join("bundles").join(format!("{}.dtb", scenario_name(config)))
     }
 
     /// The scenario directory, `tests/scenarios`.
@@ -153,9 +147,7 @@ impl Workspace {
 
     /// `path` relative to the workspace root when it is inside it, for shorter output.
     pub fn relative(&self, path: &Path) -> PathBuf {
-        path.strip_prefix(self.root())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|_| path.to_path_buf())
+        path.strip_prefix(self.root()).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
     }
 }
 
@@ -166,10 +158,7 @@ pub fn cargo_program() -> OsString {
 
 /// A scenario's name: its file name without `.toml`.
 pub fn scenario_name(config: &Path) -> String {
-    config
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "scenario".to_owned())
+    config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "scenario".to_owned())
 }
 
 #[cfg(test)]
@@ -192,37 +181,22 @@ mod tests {
     }"#;
 
     fn workspace() -> Workspace {
-        Workspace {
-            metadata: Metadata::parse(JSON).unwrap(),
-        }
+        Workspace { metadata: Metadata::parse(JSON).unwrap() }
     }
 
     #[test]
     fn metadata_gives_bins_sorted() {
         let metadata = Metadata::parse(JSON).unwrap();
-        assert_eq!(
-            metadata.bins("test-guests").unwrap(),
-            ["hello", "virtio_blk"]
-        );
+        assert_eq!(metadata.bins("test-guests").unwrap(), ["hello", "virtio_blk"]);
         assert_eq!(metadata.bins("hypervisor").unwrap(), ["sluice"]);
-        assert!(metadata
-            .bins("nope")
-            .unwrap_err()
-            .to_string()
-            .contains("\"nope\""));
+        assert!(metadata.bins("nope").unwrap_err().to_string().contains("\"nope\""));
     }
 
     #[test]
     fn output_paths_live_under_target_sluice() {
         let ws = workspace();
-        assert_eq!(
-            ws.hypervisor_bin(),
-            Path::new("/w/target/sluice/sluice.bin")
-        );
-        assert_eq!(
-            ws.hypervisor_elf(),
-            Path::new("/w/target/sluice/sluice.elf")
-        );
+        assert_eq!(ws.hypervisor_bin(), Path::new("/w/target/sluice/sluice.bin"));
+        assert_eq!(ws.hypervisor_elf(), Path::new("/w/target/sluice/sluice.elf"));
         assert_eq!(ws.guests_dir(), Path::new("/w/target/sluice/guests"));
         assert_eq!(
             ws.bundle_path(Path::new("tests/scenarios/hello.toml")),
@@ -230,10 +204,7 @@ mod tests {
         );
         assert_eq!(ws.scenarios_dir(), Path::new("/w/tests/scenarios"));
         assert_eq!(ws.relative(Path::new("/w/target/x")), Path::new("target/x"));
-        assert_eq!(
-            ws.relative(Path::new("/elsewhere")),
-            Path::new("/elsewhere")
-        );
+        assert_eq!(ws.relative(Path::new("/elsewhere")), Path::new("/elsewhere"));
     }
 
     #[test]

@@ -49,12 +49,7 @@ impl fmt::Display for BusError {
                 "device {device:?} has an empty or wrapping region at {:#x} size {:#x}",
                 region.base, region.size
             ),
-            Self::Overlap {
-                device,
-                region,
-                existing,
-                existing_region,
-            } => write!(
+            Self::Overlap { device, region, existing, existing_region } => write!(
                 f,
                 "device {device:?} at {:#x} size {:#x} overlaps device {existing:?} at {:#x} size {:#x}",
                 region.base, region.size, existing_region.base, existing_region.size
@@ -79,9 +74,7 @@ pub struct MmioBus {
 
 impl fmt::Debug for MmioBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.slots.iter().map(|s| (s.device.name(), s.region)))
-            .finish()
+        f.debug_list().entries(self.slots.iter().map(|s| (s.device.name(), s.region))).finish()
     }
 }
 
@@ -100,10 +93,7 @@ impl MmioBus {
     ///   the bus (the error names both).
     pub fn insert(&mut self, region: Region, device: Box<dyn MmioDevice>) -> Result<(), BusError> {
         if region.size == 0 || region.end().is_none() {
-            return Err(BusError::InvalidRegion {
-                device: device.name().to_string(),
-                region,
-            });
+            return Err(BusError::InvalidRegion { device: device.name().to_string(), region });
         }
         let pos = self.slots.partition_point(|s| s.region.base < region.base);
         // The slots are sorted and disjoint, so only the neighbours can overlap.
@@ -153,19 +143,14 @@ impl MmioBus {
 
     /// Index of the slot whose range holds `addr`.
     fn index_for(&self, addr: u64) -> Option<usize> {
-        let i = self
-            .slots
-            .partition_point(|s| s.region.base <= addr)
-            .checked_sub(1)?;
+        let i = self.slots.partition_point(|s| s.region.base <= addr).checked_sub(1)?;
         self.slots[i].region.contains(addr).then_some(i)
     }
 
     /// The slot that holds the whole access.
     fn slot_for(&mut self, addr: u64, width: AccessWidth) -> Result<&mut Slot, BusError> {
         match self.index_for(addr) {
-            Some(i) if self.slots[i].region.contains_range(addr, width.bytes()) => {
-                Ok(&mut self.slots[i])
-            }
+            Some(i) if self.slots[i].region.contains_range(addr, width.bytes()) => Ok(&mut self.slots[i]),
             _ => Err(BusError::Unmapped { addr }),
         }
     }
@@ -202,20 +187,13 @@ mod tests {
         }
 
         fn write(&mut self, offset: u64, width: AccessWidth, value: u64) {
-            self.log
-                .lock()
-                .unwrap()
-                .push(Seen::Write(offset, width, value));
+            self.log.lock().unwrap().push(Seen::Write(offset, width, value));
         }
     }
 
     fn recorder(name: &'static str, value: u64) -> (Box<dyn MmioDevice>, Arc<Mutex<Vec<Seen>>>) {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let dev = Recorder {
-            name,
-            value,
-            log: log.clone(),
-        };
+        let dev = Recorder { name, value, log: log.clone() };
         (Box::new(dev), log)
     }
 
@@ -237,25 +215,13 @@ mod tests {
         let (mut bus, [uart, blk, net]) = bus();
         assert_eq!(bus.read(0x0900_0018, AccessWidth::Word), Ok(0xeeff_0011));
         bus.write(0x0a00_0050, AccessWidth::Word, 3).unwrap();
-        assert_eq!(
-            bus.read(0x0a00_03f8, AccessWidth::Double),
-            Ok(0x1111_2222_3333_4444)
-        );
+        assert_eq!(bus.read(0x0a00_03f8, AccessWidth::Double), Ok(0x1111_2222_3333_4444));
         bus.write(0x0a00_0200, AccessWidth::Byte, 0x5a).unwrap();
-        assert_eq!(
-            *uart.lock().unwrap(),
-            vec![Seen::Read(0x18, AccessWidth::Word)]
-        );
-        assert_eq!(
-            *blk.lock().unwrap(),
-            vec![Seen::Write(0x50, AccessWidth::Word, 3)]
-        );
+        assert_eq!(*uart.lock().unwrap(), vec![Seen::Read(0x18, AccessWidth::Word)]);
+        assert_eq!(*blk.lock().unwrap(), vec![Seen::Write(0x50, AccessWidth::Word, 3)]);
         assert_eq!(
             *net.lock().unwrap(),
-            vec![
-                Seen::Read(0x1f8, AccessWidth::Double),
-                Seen::Write(0, AccessWidth::Byte, 0x5a)
-            ]
+            vec![Seen::Read(0x1f8, AccessWidth::Double), Seen::Write(0, AccessWidth::Byte, 0x5a)]
         );
     }
 
@@ -264,16 +230,9 @@ mod tests {
         let (mut bus, [uart, ..]) = bus();
         assert_eq!(bus.read(0x0900_0000, AccessWidth::Byte), Ok(0x11));
         assert_eq!(bus.read(0x0900_0000, AccessWidth::Half), Ok(0x0011));
-        assert_eq!(
-            bus.read(0x0900_0000, AccessWidth::Double),
-            Ok(0xaabb_ccdd_eeff_0011)
-        );
-        bus.write(0x0900_0000, AccessWidth::Half, 0xdead_beef)
-            .unwrap();
-        assert_eq!(
-            uart.lock().unwrap().last(),
-            Some(&Seen::Write(0, AccessWidth::Half, 0xbeef))
-        );
+        assert_eq!(bus.read(0x0900_0000, AccessWidth::Double), Ok(0xaabb_ccdd_eeff_0011));
+        bus.write(0x0900_0000, AccessWidth::Half, 0xdead_beef).unwrap();
+        assert_eq!(uart.lock().unwrap().last(), Some(&Seen::Write(0, AccessWidth::Half, 0xbeef)));
     }
 
     #[test]
@@ -283,35 +242,14 @@ mod tests {
             Err(BusError::Unmapped { addr })
         }
         // Below every device, in a gap, past the last one.
-        assert_eq!(
-            bus.read(0x0800_0000, AccessWidth::Word),
-            unmapped(0x0800_0000)
-        );
-        assert_eq!(
-            bus.read(0x0900_1000, AccessWidth::Word),
-            unmapped(0x0900_1000)
-        );
-        assert_eq!(
-            bus.read(0x0a00_0400, AccessWidth::Byte),
-            unmapped(0x0a00_0400)
-        );
-        assert_eq!(
-            bus.write(u64::MAX, AccessWidth::Byte, 0),
-            unmapped(u64::MAX)
-        );
+        assert_eq!(bus.read(0x0800_0000, AccessWidth::Word), unmapped(0x0800_0000));
+        assert_eq!(bus.read(0x0900_1000, AccessWidth::Word), unmapped(0x0900_1000));
+        assert_eq!(bus.read(0x0a00_0400, AccessWidth::Byte), unmapped(0x0a00_0400));
+        assert_eq!(bus.write(u64::MAX, AccessWidth::Byte, 0), unmapped(u64::MAX));
         // Straddling the end of one device, into the next or into a gap.
-        assert_eq!(
-            bus.read(0x0a00_01fc, AccessWidth::Double),
-            unmapped(0x0a00_01fc)
-        );
-        assert_eq!(
-            bus.write(0x0900_0ffe, AccessWidth::Word, 0),
-            unmapped(0x0900_0ffe)
-        );
-        assert_eq!(
-            bus.read(u64::MAX - 1, AccessWidth::Double),
-            unmapped(u64::MAX - 1)
-        );
+        assert_eq!(bus.read(0x0a00_01fc, AccessWidth::Double), unmapped(0x0a00_01fc));
+        assert_eq!(bus.write(0x0900_0ffe, AccessWidth::Word, 0), unmapped(0x0900_0ffe));
+        assert_eq!(bus.read(u64::MAX - 1, AccessWidth::Double), unmapped(u64::MAX - 1));
         // No device saw any of it.
         assert!(logs.iter().all(|log| log.lock().unwrap().is_empty()));
         // The last bytes of a device are fine.
@@ -341,10 +279,7 @@ mod tests {
         ] {
             let (dev, _) = recorder("new", 0);
             let err = bus.insert(region, dev).unwrap_err();
-            let BusError::Overlap {
-                device, existing, ..
-            } = &err
-            else {
+            let BusError::Overlap { device, existing, .. } = &err else {
                 panic!("{err:?}");
             };
             assert_eq!(device, "new");
@@ -372,15 +307,9 @@ mod tests {
             let (dev, _) = recorder("bad", 0);
             assert_eq!(
                 bus.insert(region, dev),
-                Err(BusError::InvalidRegion {
-                    device: "bad".to_string(),
-                    region
-                })
+                Err(BusError::InvalidRegion { device: "bad".to_string(), region })
             );
         }
-        assert_eq!(
-            BusError::Unmapped { addr: 0x10 }.to_string(),
-            "no device covers the access at 0x10"
-        );
+        assert_eq!(BusError::Unmapped { addr: 0x10 }.to_string(), "no device covers the access at 0x10");
     }
 }

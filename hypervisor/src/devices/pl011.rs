@@ -102,11 +102,7 @@ struct RxFifo {
 
 impl RxFifo {
     const fn new() -> Self {
-        Self {
-            bytes: [0; RX_FIFO_DEPTH],
-            head: 0,
-            len: 0,
-        }
+        Self { bytes: [0; RX_FIFO_DEPTH], head: 0, len: 0 }
     }
 
     fn push(&mut self, byte: u8) {
@@ -185,6 +181,11 @@ impl Pl011 {
         self.rx.push(byte);
         self.ris |= int::RX;
         true
+    }
+
+    /// Whether [`push_input`](Self::push_input) would take a byte now.
+    pub fn can_take_input(&self) -> bool {
+        self.rx.len < self.rx_depth()
     }
 
     /// Whether the combined interrupt UARTINTR is asserted (UARTMIS != 0).
@@ -355,14 +356,7 @@ mod tests {
         assert_eq!(r(&mut u, reg::FR), 0x90); // TXFE | RXFE
         assert_eq!(r(&mut u, reg::CR), 0x300);
         assert_eq!(r(&mut u, reg::IFLS), 0x12);
-        for offset in [
-            reg::DR,
-            reg::RSR_ECR,
-            reg::ILPR,
-            reg::IBRD,
-            reg::FBRD,
-            reg::LCR_H,
-        ] {
+        for offset in [reg::DR, reg::RSR_ECR, reg::ILPR, reg::IBRD, reg::FBRD, reg::LCR_H] {
             assert_eq!(r(&mut u, offset), 0, "offset {offset:#x}");
         }
         for offset in [reg::IMSC, reg::RIS, reg::MIS, reg::ICR, reg::DMACR] {

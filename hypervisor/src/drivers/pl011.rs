@@ -23,7 +23,11 @@ register_structs! {
         (0x000 => dr: ReadWrite<u32>),
         (0x004 => _reserved0),
         (0x018 => fr: ReadOnly<u32, FR::Register>),
-        (0x01c => @END),
+        (0x01c => _reserved1),
+        (0x038 => imsc: ReadWrite<u32>),
+        (0x03c => _reserved2),
+        (0x044 => icr: ReadWrite<u32>),
+        (0x048 => @END),
     }
 }
 
@@ -51,6 +55,14 @@ impl Uart {
             core::hint::spin_loop();
         }
         self.regs.dr.set(byte as u32);
+    }
+
+    /// Raises the UART's interrupt when bytes arrive (receive and receive-timeout).
+    pub fn enable_receive_interrupt(&mut self) {
+        const RXIM: u32 = 1 << 4;
+        const RTIM: u32 = 1 << 6;
+        self.regs.icr.set(0x7ff);
+        self.regs.imsc.set(RXIM | RTIM);
     }
 
     /// A received byte, if one is waiting.

@@ -21,10 +21,8 @@ pub fn subtract(ram: &[Region], reserved: &[Region]) -> Vec<Region> {
             .into_iter()
             .flat_map(|f| {
                 let f_end = f.end().unwrap_or(u64::MAX);
-                let below =
-                    (f.base < start).then(|| Region::new(f.base, start.min(f_end) - f.base));
-                let above =
-                    (f_end > end).then(|| Region::new(end.max(f.base), f_end - end.max(f.base)));
+                let below = (f.base < start).then(|| Region::new(f.base, start.min(f_end) - f.base));
+                let above = (f_end > end).then(|| Region::new(end.max(f.base), f_end - end.max(f.base)));
                 [below, above].into_iter().flatten()
             })
             .filter(|f| f.size > 0)
@@ -75,10 +73,7 @@ impl RamAllocator {
     /// Gives chunks from [`alloc`](Self::alloc) back.
     pub fn free(&mut self, chunks: &[(u64, u64)]) {
         for (pa, len) in chunks {
-            self.blocks.dealloc(
-                (pa / MEMORY_GRANULE) as usize,
-                (len / MEMORY_GRANULE) as usize,
-            );
+            self.blocks.dealloc((pa / MEMORY_GRANULE) as usize, (len / MEMORY_GRANULE) as usize);
         }
     }
 }
@@ -92,10 +87,7 @@ mod tests {
     #[test]
     fn subtract_splits_and_widens_to_blocks() {
         let ram = [Region::new(0x4000_0000, 1024 * MIB)];
-        let reserved = [
-            Region::new(0x4020_0000, 5 * MIB),
-            Region::new(0x4800_0100, 0x100),
-        ];
+        let reserved = [Region::new(0x4020_0000, 5 * MIB), Region::new(0x4800_0100, 0x100)];
         assert_eq!(
             subtract(&ram, &reserved),
             [

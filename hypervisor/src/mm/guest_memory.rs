@@ -39,11 +39,7 @@ impl core::fmt::Display for GuestMemoryError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::OutOfRange { ipa, len } => {
-                write!(
-                    f,
-                    "[{ipa:#x}, {:#x}) is not guest RAM",
-                    ipa.saturating_add(*len)
-                )
+                write!(f, "[{ipa:#x}, {:#x}) is not guest RAM", ipa.saturating_add(*len))
             }
         }
     }
@@ -184,9 +180,7 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
         }
         while i + 8 <= len {
             // SAFETY: both pointers are 8-aligned here and the 8 bytes are in range.
-            unsafe {
-                (dst.add(i) as *mut u64).write_volatile((src.add(i) as *const u64).read_volatile())
-            };
+            unsafe { (dst.add(i) as *mut u64).write_volatile((src.add(i) as *const u64).read_volatile()) };
             i += 8;
         }
     }
@@ -232,18 +226,8 @@ mod tests {
         let a = vec![0u64; 8192];
         let b = vec![0u64; 8192];
         let chunks = vec![
-            RamChunk {
-                ipa: 0x4001_0000,
-                pa: 0x9000_0000,
-                host: b.as_ptr() as usize,
-                size: 0x1_0000,
-            },
-            RamChunk {
-                ipa: 0x4000_0000,
-                pa: 0x8000_0000,
-                host: a.as_ptr() as usize,
-                size: 0x1_0000,
-            },
+            RamChunk { ipa: 0x4001_0000, pa: 0x9000_0000, host: b.as_ptr() as usize, size: 0x1_0000 },
+            RamChunk { ipa: 0x4000_0000, pa: 0x8000_0000, host: a.as_ptr() as usize, size: 0x1_0000 },
         ];
         // SAFETY: the buffers outlive the GuestMemory in every test and are only
         // touched through it until it is dropped.
@@ -258,10 +242,7 @@ mod tests {
         let mut back = vec![0u8; 100];
         mem.read(0x4000_ffd3, &mut back).unwrap();
         assert_eq!(back, data);
-        assert_eq!(
-            mem.read_u32(0x4000_ffd3).unwrap(),
-            u32::from_le_bytes([0, 1, 2, 3])
-        );
+        assert_eq!(mem.read_u32(0x4000_ffd3).unwrap(), u32::from_le_bytes([0, 1, 2, 3]));
         assert_eq!(mem.size(), 0x2_0000);
     }
 
@@ -269,19 +250,10 @@ mod tests {
     fn refuses_out_of_range_without_writing() {
         let (mem, _a, _b) = two_chunks();
         let err = mem.write(0x4001_fff0, &[0xaa; 32]).unwrap_err();
-        assert_eq!(
-            err,
-            GuestMemoryError::OutOfRange {
-                ipa: 0x4001_fff0,
-                len: 32
-            }
-        );
+        assert_eq!(err, GuestMemoryError::OutOfRange { ipa: 0x4001_fff0, len: 32 });
         let mut b = [0u8; 16];
         mem.read(0x4001_fff0, &mut b).unwrap();
-        assert_eq!(
-            b, [0; 16],
-            "a refused write must not write the part that fits"
-        );
+        assert_eq!(b, [0; 16], "a refused write must not write the part that fits");
         assert!(mem.read(0x3fff_ffff, &mut [0; 2]).is_err());
         assert!(mem.read(u64::MAX, &mut [0; 2]).is_err());
         assert!(!mem.contains(0x4002_0000, 1));

@@ -150,10 +150,9 @@ impl fmt::Display for Stage2Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::OutOfMemory => write!(f, "out of memory for stage-2 tables"),
-            Self::Misaligned { ipa, pa, size } => write!(
-                f,
-                "stage-2 mapping ipa {ipa:#x} -> pa {pa:#x} size {size:#x} is not 4 KiB aligned"
-            ),
+            Self::Misaligned { ipa, pa, size } => {
+                write!(f, "stage-2 mapping ipa {ipa:#x} -> pa {pa:#x} size {size:#x} is not 4 KiB aligned")
+            }
             Self::OutOfRange { ipa, pa, size } => write!(
                 f,
                 "stage-2 mapping ipa {ipa:#x} -> pa {pa:#x} size {size:#x} exceeds the \
@@ -226,11 +225,7 @@ fn leaf_descriptor(pa: u64, level: usize, kind: MemoryKind, access: Access) -> u
         Access::ReadWrite => S2AP_READ_WRITE,
         Access::ReadOnly => S2AP_READ_ONLY,
     };
-    let type_bits = if level == PAGE_LEVEL {
-        DESC_VALID | DESC_TABLE_OR_PAGE
-    } else {
-        DESC_VALID
-    };
+    let type_bits = if level == PAGE_LEVEL { DESC_VALID | DESC_TABLE_OR_PAGE } else { DESC_VALID };
     (pa & ADDR_MASK) | kind_bits | (s2ap << S2AP_SHIFT) | AF | type_bits
 }
 
@@ -284,8 +279,7 @@ impl Stage2 {
         if size == 0 || !is_aligned(ipa | pa | size, PAGE_SIZE) {
             return Err(Stage2Error::Misaligned { ipa, pa, size });
         }
-        let fits =
-            |start: u64, bits: u32| start.checked_add(size).is_some_and(|end| end <= 1 << bits);
+        let fits = |start: u64, bits: u32| start.checked_add(size).is_some_and(|end| end <= 1 << bits);
         if !fits(ipa, IPA_BITS) || !fits(pa, PA_BITS) {
             return Err(Stage2Error::OutOfRange { ipa, pa, size });
         }
@@ -307,11 +301,8 @@ impl Stage2 {
         };
         let block_size = level_size(level);
         let memattr = (desc >> MEMATTR_SHIFT) & 0b1111;
-        let kind = if memattr & MEMATTR_DEVICE_CLASS_MASK == 0 {
-            MemoryKind::Device
-        } else {
-            MemoryKind::Normal
-        };
+        let kind =
+            if memattr & MEMATTR_DEVICE_CLASS_MASK == 0 { MemoryKind::Device } else { MemoryKind::Normal };
         let access = match (desc >> S2AP_SHIFT) & 0b11 {
             S2AP_READ_WRITE => Access::ReadWrite,
             S2AP_READ_ONLY => Access::ReadOnly,
@@ -347,12 +338,7 @@ impl Stage2 {
 
     /// Fails with the first mapped IPA in `[start, end)`, skipping unmapped spans a
     /// whole invalid entry at a time.
-    fn check_unmapped(
-        &self,
-        mem: &impl TableMemory,
-        start: u64,
-        end: u64,
-    ) -> Result<(), Stage2Error> {
+    fn check_unmapped(&self, mem: &impl TableMemory, start: u64, end: u64) -> Result<(), Stage2Error> {
         let mut ipa = start;
         while ipa < end {
             match self.walk(mem, ipa) {
@@ -387,17 +373,15 @@ impl Stage2 {
             let (ipa, pa, remaining) = (ipa + offset, pa + offset, size - offset);
             let l2 = next_table(mem, self.root, START_LEVEL, ipa)?;
             let slot = mem.table(l2)[level_index(ipa, BLOCK_LEVEL)];
-            let is_block = is_aligned(ipa | pa, BLOCK_SIZE)
-                && remaining >= BLOCK_SIZE
-                && slot & DESC_VALID == 0;
+            let is_block =
+                is_aligned(ipa | pa, BLOCK_SIZE) && remaining >= BLOCK_SIZE && slot & DESC_VALID == 0;
             let (table, level) = if is_block {
                 (l2, BLOCK_LEVEL)
             } else {
                 (next_table(mem, l2, BLOCK_LEVEL, ipa)?, PAGE_LEVEL)
             };
             if let Some((kind, access)) = leaf {
-                mem.table_mut(table)[level_index(ipa, level)] =
-                    leaf_descriptor(pa, level, kind, access);
+                mem.table_mut(table)[level_index(ipa, level)] = leaf_descriptor(pa, level, kind, access);
             }
             offset += level_size(level);
         }
@@ -417,12 +401,7 @@ fn alloc_table(mem: &mut impl TableMemory) -> Result<u64, Stage2Error> {
 
 /// The table that the entry for `ipa` in `table` (at `level`) points to, created if
 /// the entry is invalid.
-fn next_table(
-    mem: &mut impl TableMemory,
-    table: u64,
-    level: usize,
-    ipa: u64,
-) -> Result<u64, Stage2Error> {
+fn next_table(mem: &mut impl TableMemory, table: u64, level: usize, ipa: u64) -> Result<u64, Stage2Error> {
     let index = level_index(ipa, level);
     match Descriptor::decode(mem.table(table)[index], level) {
         Descriptor::Table(next) => Ok(next),
@@ -482,10 +461,7 @@ pub fn vtcr_el2(pa_range: u8) -> u64 {
 /// VTTBR_EL2 from the root table's address and an 8-bit VMID (Arm ARM, VTTBR_EL2
 /// register description: BADDR in bits `[47:1]`, VMID in bits `[55:48]`, CnP = 0).
 pub fn vttbr_el2(root: u64, vmid: u8) -> u64 {
-    debug_assert!(
-        is_aligned(root, PAGE_SIZE),
-        "stage-2 root {root:#x} not 4 KiB aligned"
-    );
+    debug_assert!(is_aligned(root, PAGE_SIZE), "stage-2 root {root:#x} not 4 KiB aligned");
     (root & ADDR_MASK) | (u64::from(vmid) << 48)
 }
 
@@ -511,17 +487,11 @@ mod tests {
         }
 
         fn with_limit(limit: usize) -> Self {
-            Self {
-                tables: Vec::new(),
-                limit,
-            }
+            Self { tables: Vec::new(), limit }
         }
 
         fn index(&self, pa: u64) -> usize {
-            assert!(
-                pa >= FAKE_BASE && is_aligned(pa - FAKE_BASE, 4096),
-                "bad table pa {pa:#x}"
-            );
+            assert!(pa >= FAKE_BASE && is_aligned(pa - FAKE_BASE, 4096), "bad table pa {pa:#x}");
             let i = ((pa - FAKE_BASE) / 4096) as usize;
             assert!(i < self.tables.len(), "table pa {pa:#x} never allocated");
             i
@@ -551,8 +521,7 @@ mod tests {
     const MIB: u64 = 1024 * KIB;
 
     fn rw_normal(s2: &mut Stage2, mem: &mut FakeMemory, ipa: u64, pa: u64, size: u64) {
-        s2.map(mem, ipa, pa, size, MemoryKind::Normal, Access::ReadWrite)
-            .unwrap();
+        s2.map(mem, ipa, pa, size, MemoryKind::Normal, Access::ReadWrite).unwrap();
     }
 
     /// Checks that every page of `[ipa, ipa + size)` translates to `pa + offset` with
@@ -568,12 +537,7 @@ mod tests {
         for offset in (0..size).step_by(PAGE_SIZE as usize) {
             let t = s2.translate(mem, ipa + offset + 0x123).unwrap();
             assert_eq!(t.pa, pa + offset + 0x123, "ipa {:#x}", ipa + offset);
-            assert_eq!(
-                t.block_size,
-                expected_size(offset),
-                "ipa {:#x}",
-                ipa + offset
-            );
+            assert_eq!(t.block_size, expected_size(offset), "ipa {:#x}", ipa + offset);
             assert_eq!((t.kind, t.access), (MemoryKind::Normal, Access::ReadWrite));
         }
     }
@@ -595,9 +559,7 @@ mod tests {
         rw_normal(&mut s2, &mut mem, 0x4000_0000, 0x8_4020_0000, 8 * MIB);
         // Root and one level-2 table; no level-3 table.
         assert_eq!(mem.tables.len(), 2);
-        assert_maps(&s2, &mem, 0x4000_0000, 0x8_4020_0000, 8 * MIB, |_| {
-            BLOCK_SIZE
-        });
+        assert_maps(&s2, &mem, 0x4000_0000, 0x8_4020_0000, 8 * MIB, |_| BLOCK_SIZE);
         assert_eq!(s2.translate(&mem, 0x4000_0000 - 1), None);
         assert_eq!(s2.translate(&mem, 0x4000_0000 + 8 * MIB), None);
     }
@@ -629,21 +591,8 @@ mod tests {
         let mut mem = FakeMemory::new();
         let mut s2 = Stage2::new(&mut mem).unwrap();
         // IPA aligned, PA only 4 KiB aligned: no block is possible.
-        rw_normal(
-            &mut s2,
-            &mut mem,
-            0x4000_0000,
-            0x8000_1000 + (1 << 32),
-            4 * MIB,
-        );
-        assert_maps(
-            &s2,
-            &mem,
-            0x4000_0000,
-            0x8000_1000 + (1 << 32),
-            4 * MIB,
-            |_| PAGE_SIZE,
-        );
+        rw_normal(&mut s2, &mut mem, 0x4000_0000, 0x8000_1000 + (1 << 32), 4 * MIB);
+        assert_maps(&s2, &mem, 0x4000_0000, 0x8000_1000 + (1 << 32), 4 * MIB, |_| PAGE_SIZE);
         // Both aligned but shorter than a block.
         rw_normal(&mut s2, &mut mem, 0x8000_0000, 0x2_0000_0000, MIB);
         assert_maps(&s2, &mem, 0x8000_0000, 0x2_0000_0000, MIB, |_| PAGE_SIZE);
@@ -670,15 +619,7 @@ mod tests {
         assert_eq!(mem.table(l2)[0], 0x4020_07fd);
 
         // A Device RW page: IPA 0x0900_0000 is root index 0, level-2 index 0x48.
-        s2.map(
-            &mut mem,
-            0x0900_0000,
-            0x0900_0000,
-            PAGE_SIZE,
-            MemoryKind::Device,
-            Access::ReadWrite,
-        )
-        .unwrap();
+        s2.map(&mut mem, 0x0900_0000, 0x0900_0000, PAGE_SIZE, MemoryKind::Device, Access::ReadWrite).unwrap();
         let (l2_low, l3) = (FAKE_BASE + 2 * 4096, FAKE_BASE + 3 * 4096);
         assert_eq!(mem.table(s2.root())[0], l2_low | 0b11);
         assert_eq!(mem.table(l2_low)[0x48], l3 | 0b11);
@@ -686,15 +627,8 @@ mod tests {
         assert_eq!(mem.table(l3)[0], 0x0900_04c7);
 
         // A Normal read-only page in the same level-3 table: S2AP=01 (0x40).
-        s2.map(
-            &mut mem,
-            0x0900_1000,
-            0x1_2345_6000,
-            PAGE_SIZE,
-            MemoryKind::Normal,
-            Access::ReadOnly,
-        )
-        .unwrap();
+        s2.map(&mut mem, 0x0900_1000, 0x1_2345_6000, PAGE_SIZE, MemoryKind::Normal, Access::ReadOnly)
+            .unwrap();
         assert_eq!(mem.table(l3)[1], 0x1_2345_677f);
     }
 
@@ -702,24 +636,8 @@ mod tests {
     fn translate_reports_kind_and_access() {
         let mut mem = FakeMemory::new();
         let mut s2 = Stage2::new(&mut mem).unwrap();
-        s2.map(
-            &mut mem,
-            0x0900_0000,
-            0x0900_0000,
-            PAGE_SIZE,
-            MemoryKind::Device,
-            Access::ReadWrite,
-        )
-        .unwrap();
-        s2.map(
-            &mut mem,
-            0x4000_0000,
-            0x5000_0000,
-            BLOCK_SIZE,
-            MemoryKind::Normal,
-            Access::ReadOnly,
-        )
-        .unwrap();
+        s2.map(&mut mem, 0x0900_0000, 0x0900_0000, PAGE_SIZE, MemoryKind::Device, Access::ReadWrite).unwrap();
+        s2.map(&mut mem, 0x4000_0000, 0x5000_0000, BLOCK_SIZE, MemoryKind::Normal, Access::ReadOnly).unwrap();
         assert_eq!(
             s2.translate(&mem, 0x0900_0018),
             Some(Translation {
@@ -760,35 +678,17 @@ mod tests {
         let tables = mem.tables.len();
 
         // Starts in free space, runs into the block.
-        let err = s2.map(
-            &mut mem,
-            0x3fe0_0000,
-            0x3_0000_0000,
-            4 * MIB,
-            MemoryKind::Normal,
-            Access::ReadWrite,
-        );
+        let err =
+            s2.map(&mut mem, 0x3fe0_0000, 0x3_0000_0000, 4 * MIB, MemoryKind::Normal, Access::ReadWrite);
         assert_eq!(err, Err(Stage2Error::AlreadyMapped { ipa: 0x4000_0000 }));
         assert_eq!(s2.translate(&mem, 0x3fe0_0000), None);
         // A page inside the block.
-        let err = s2.map(
-            &mut mem,
-            0x4010_0000,
-            0x3_0000_0000,
-            PAGE_SIZE,
-            MemoryKind::Normal,
-            Access::ReadWrite,
-        );
+        let err =
+            s2.map(&mut mem, 0x4010_0000, 0x3_0000_0000, PAGE_SIZE, MemoryKind::Normal, Access::ReadWrite);
         assert_eq!(err, Err(Stage2Error::AlreadyMapped { ipa: 0x4010_0000 }));
         // A block over a slot that holds a mapped page.
-        let err = s2.map(
-            &mut mem,
-            0x5000_0000,
-            0x3_0000_0000,
-            BLOCK_SIZE,
-            MemoryKind::Normal,
-            Access::ReadWrite,
-        );
+        let err =
+            s2.map(&mut mem, 0x5000_0000, 0x3_0000_0000, BLOCK_SIZE, MemoryKind::Normal, Access::ReadWrite);
         assert_eq!(err, Err(Stage2Error::AlreadyMapped { ipa: 0x5000_3000 }));
         assert_eq!(s2.translate(&mem, 0x5000_0000), None);
         // Nothing was allocated or changed.
@@ -796,34 +696,16 @@ mod tests {
         assert_eq!(s2.translate(&mem, 0x5000_3000).unwrap().pa, 0x2_0000_3000);
         // The free pages beside the mapped one can still be mapped.
         rw_normal(&mut s2, &mut mem, 0x5000_0000, 0x3_0000_0000, 3 * PAGE_SIZE);
-        rw_normal(
-            &mut s2,
-            &mut mem,
-            0x5000_4000,
-            0x3_0000_4000,
-            BLOCK_SIZE - 4 * PAGE_SIZE,
-        );
+        rw_normal(&mut s2, &mut mem, 0x5000_4000, 0x3_0000_4000, BLOCK_SIZE - 4 * PAGE_SIZE);
     }
 
     #[test]
     fn misaligned_and_out_of_range_requests_are_refused() {
         let mut mem = FakeMemory::new();
         let mut s2 = Stage2::new(&mut mem).unwrap();
-        let mut map = |ipa, pa, size| {
-            s2.map(
-                &mut mem,
-                ipa,
-                pa,
-                size,
-                MemoryKind::Normal,
-                Access::ReadWrite,
-            )
-        };
+        let mut map = |ipa, pa, size| s2.map(&mut mem, ipa, pa, size, MemoryKind::Normal, Access::ReadWrite);
         for (ipa, pa, size) in [(0x800, 0, 4096), (0, 0x800, 4096), (0, 0, 100), (0, 0, 0)] {
-            assert_eq!(
-                map(ipa, pa, size),
-                Err(Stage2Error::Misaligned { ipa, pa, size })
-            );
+            assert_eq!(map(ipa, pa, size), Err(Stage2Error::Misaligned { ipa, pa, size }));
         }
         let ipa_top = 1u64 << 39;
         let pa_top = 1u64 << 48;
@@ -834,10 +716,7 @@ mod tests {
             (0, u64::MAX - 4095, 4096),
             (0, 0, u64::MAX - 4095),
         ] {
-            assert_eq!(
-                map(ipa, pa, size),
-                Err(Stage2Error::OutOfRange { ipa, pa, size })
-            );
+            assert_eq!(map(ipa, pa, size), Err(Stage2Error::OutOfRange { ipa, pa, size }));
         }
         // The very top page of both spaces is fine.
         map(ipa_top - 4096, pa_top - 4096, 4096).unwrap();
@@ -846,22 +725,12 @@ mod tests {
 
     #[test]
     fn out_of_memory_leaves_nothing_mapped() {
-        assert_eq!(
-            Stage2::new(&mut FakeMemory::with_limit(0)).unwrap_err(),
-            Stage2Error::OutOfMemory
-        );
+        assert_eq!(Stage2::new(&mut FakeMemory::with_limit(0)).unwrap_err(), Stage2Error::OutOfMemory);
         // Root and one level-2 table fit; the level-3 tables for head and tail do not.
         let mut mem = FakeMemory::with_limit(3);
         let mut s2 = Stage2::new(&mut mem).unwrap();
         let (ipa, pa, size) = (0x401f_f000, 0x1_001f_f000, 2 * BLOCK_SIZE);
-        let err = s2.map(
-            &mut mem,
-            ipa,
-            pa,
-            size,
-            MemoryKind::Normal,
-            Access::ReadWrite,
-        );
+        let err = s2.map(&mut mem, ipa, pa, size, MemoryKind::Normal, Access::ReadWrite);
         assert_eq!(err, Err(Stage2Error::OutOfMemory));
         for offset in (0..size).step_by(PAGE_SIZE as usize) {
             assert_eq!(s2.translate(&mem, ipa + offset), None);
@@ -883,21 +752,13 @@ mod tests {
         let mut mem = FakeMemory::with_limit(3);
         let mut s2 = Stage2::new(&mut mem).unwrap();
         // The head page's level-3 table (slot 0x4000_0000) is created, the tail's is not.
-        let err = s2.map(
-            &mut mem,
-            0x401f_f000,
-            0x401f_f000,
-            2 * BLOCK_SIZE,
-            MemoryKind::Normal,
-            Access::ReadWrite,
-        );
+        let err =
+            s2.map(&mut mem, 0x401f_f000, 0x401f_f000, 2 * BLOCK_SIZE, MemoryKind::Normal, Access::ReadWrite);
         assert_eq!(err, Err(Stage2Error::OutOfMemory));
         assert_eq!(mem.tables.len(), 3);
         // An aligned block over that slot is filled with pages, needing no new table.
         rw_normal(&mut s2, &mut mem, 0x4000_0000, 0x4000_0000, BLOCK_SIZE);
-        assert_maps(&s2, &mem, 0x4000_0000, 0x4000_0000, BLOCK_SIZE, |_| {
-            PAGE_SIZE
-        });
+        assert_maps(&s2, &mem, 0x4000_0000, 0x4000_0000, BLOCK_SIZE, |_| PAGE_SIZE);
         assert_eq!(mem.tables.len(), 3);
     }
 

@@ -103,26 +103,14 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotABundle(why) => write!(f, "boot bundle: {why}"),
-            Self::Property {
-                vm,
-                property,
-                reason,
-            } => write!(f, "vm[{vm}].{property}: {reason}"),
-            Self::CpuTaken { vm, cpu, owner } => write!(
-                f,
-                "vm[{vm}].cpus: CPU {cpu} is already given to vm[{owner}]"
-            ),
-            Self::NoSuchCpu { vm, cpu, host_cpus } => {
-                write!(
-                    f,
-                    "vm[{vm}].cpus: CPU {cpu} does not exist (the machine has {host_cpus})"
-                )
+            Self::Property { vm, property, reason } => write!(f, "vm[{vm}].{property}: {reason}"),
+            Self::CpuTaken { vm, cpu, owner } => {
+                write!(f, "vm[{vm}].cpus: CPU {cpu} is already given to vm[{owner}]")
             }
-            Self::TooManyVms(n) => write!(
-                f,
-                "boot bundle: {n} VMs, at most {} are supported",
-                b::MAX_VMS
-            ),
+            Self::NoSuchCpu { vm, cpu, host_cpus } => {
+                write!(f, "vm[{vm}].cpus: CPU {cpu} does not exist (the machine has {host_cpus})")
+            }
+            Self::TooManyVms(n) => write!(f, "boot bundle: {n} VMs, at most {} are supported", b::MAX_VMS),
         }
     }
 }
@@ -135,24 +123,17 @@ impl fmt::Display for ConfigError {
 /// `Err` inside [`Bundle::vms`] instead.
 pub fn parse_bundle(blob: &[u8], host_cpus: usize) -> Result<Bundle<'_>, ConfigError> {
     let fdt = Fdt::new(blob).map_err(|_| ConfigError::NotABundle("not a flattened device tree"))?;
-    let root = fdt
-        .find_node("/")
-        .ok_or(ConfigError::NotABundle("no root node"))?;
+    let root = fdt.find_node("/").ok_or(ConfigError::NotABundle("no root node"))?;
     let compatible = root.property("compatible").and_then(|p| p.as_str());
     if compatible != Some(b::COMPATIBLE) {
-        return Err(ConfigError::NotABundle(
-            "compatible is not \"sluice,bundle-v1\"",
-        ));
+        return Err(ConfigError::NotABundle("compatible is not \"sluice,bundle-v1\""));
     }
     let exit = match root.property(b::EXIT).and_then(|p| p.as_str()) {
         Some(b::EXIT_PSCI) => ExitMode::Psci,
         _ => ExitMode::Semihosting,
     };
     let log_level = root.property(b::LOG_LEVEL).and_then(|p| p.as_str());
-    let nodes: Vec<_> = root
-        .children()
-        .filter(|n| n.name.split('@').next() == Some(b::VM_NODE))
-        .collect();
+    let nodes: Vec<_> = root.children().filter(|n| n.name.split('@').next() == Some(b::VM_NODE)).collect();
     if nodes.len() > b::MAX_VMS {
         return Err(ConfigError::TooManyVms(nodes.len()));
     }
@@ -164,11 +145,7 @@ pub fn parse_bundle(blob: &[u8], host_cpus: usize) -> Result<Bundle<'_>, ConfigE
         });
         vms.push(vm);
     }
-    Ok(Bundle {
-        log_level,
-        exit,
-        vms,
-    })
+    Ok(Bundle { log_level, exit, vms })
 }
 
 /// Refuses a VM whose CPUs an earlier VM already has.
@@ -180,26 +157,14 @@ fn check_cpus_free(
     for (owner, other) in earlier.iter().enumerate() {
         let Ok(other) = other else { continue };
         if let Some(&cpu) = vm.cpus.iter().find(|c| other.cpus.contains(c)) {
-            return Err(ConfigError::CpuTaken {
-                vm: index,
-                cpu,
-                owner,
-            });
+            return Err(ConfigError::CpuTaken { vm: index, cpu, owner });
         }
     }
     Ok(())
 }
 
-fn parse_vm<'a>(
-    vm: usize,
-    node: FdtNode<'_, 'a>,
-    host_cpus: usize,
-) -> Result<VmConfig<'a>, ConfigError> {
-    let err = |property, reason| ConfigError::Property {
-        vm,
-        property,
-        reason,
-    };
+fn parse_vm<'a>(vm: usize, node: FdtNode<'_, 'a>, host_cpus: usize) -> Result<VmConfig<'a>, ConfigError> {
+    let err = |property, reason| ConfigError::Property { vm, property, reason };
     let bytes = |name: &'static str| node.property(name).map(|p| p.value);
     let u64_prop = |name: &'static str| -> Result<Option<u64>, ConfigError> {
         match bytes(name) {
@@ -215,37 +180,22 @@ fn parse_vm<'a>(
         match bytes(name) {
             None => Ok(None),
             Some(v) => {
-                let v = v
-                    .strip_suffix(&[0])
-                    .ok_or(err(name, "not a NUL-terminated string"))?;
-                core::str::from_utf8(v)
-                    .map(Some)
-                    .map_err(|_| err(name, "not UTF-8"))
+                let v = v.strip_suffix(&[0]).ok_or(err(name, "not a NUL-terminated string"))?;
+                core::str::from_utf8(v).map(Some).map_err(|_| err(name, "not UTF-8"))
             }
         }
     };
 
-    let name = string(b::VM_NAME)?
-        .filter(|n| !n.is_empty())
-        .ok_or(err(b::VM_NAME, "missing or empty"))?;
+    let name = string(b::VM_NAME)?.filter(|n| !n.is_empty()).ok_or(err(b::VM_NAME, "missing or empty"))?;
     let cpu_cells = bytes(b::VM_CPUS).ok_or(err(b::VM_CPUS, "missing"))?;
     if cpu_cells.is_empty() || cpu_cells.len() % 4 != 0 {
-        return Err(err(
-            b::VM_CPUS,
-            "must be a non-empty list of 32-bit CPU indices",
-        ));
+        return Err(err(b::VM_CPUS, "must be a non-empty list of 32-bit CPU indices"));
     }
-    let cpus: Vec<u32> = cpu_cells
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let cpus: Vec<u32> =
+        cpu_cells.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
     for (i, cpu) in cpus.iter().enumerate() {
         if *cpu as usize >= host_cpus {
-            return Err(ConfigError::NoSuchCpu {
-                vm,
-                cpu: *cpu,
-                host_cpus,
-            });
+            return Err(ConfigError::NoSuchCpu { vm, cpu: *cpu, host_cpus });
         }
         if cpus[..i].contains(cpu) {
             return Err(err(b::VM_CPUS, "lists a CPU twice"));
@@ -254,16 +204,10 @@ fn parse_vm<'a>(
 
     let memory_size = required(b::VM_MEMORY_SIZE)?;
     if memory_size == 0 || memory_size % b::MEMORY_GRANULE != 0 {
-        return Err(err(
-            b::VM_MEMORY_SIZE,
-            "must be a non-zero multiple of 2 MiB",
-        ));
+        return Err(err(b::VM_MEMORY_SIZE, "must be a non-zero multiple of 2 MiB"));
     }
     if memory_size > qemu_virt::RAM_MAX_SIZE {
-        return Err(err(
-            b::VM_MEMORY_SIZE,
-            "is larger than the guest address space allows",
-        ));
+        return Err(err(b::VM_MEMORY_SIZE, "is larger than the guest address space allows"));
     }
     let ram = qemu_virt::guest_ram(memory_size);
     let host_base = u64_prop(b::VM_HOST_BASE)?;
@@ -271,31 +215,21 @@ fn parse_vm<'a>(
         return Err(err(b::VM_HOST_BASE, "must be 2 MiB aligned"));
     }
 
-    let kernel = bytes(b::VM_KERNEL)
-        .filter(|k| !k.is_empty())
-        .ok_or(err(b::VM_KERNEL, "missing or empty"))?;
+    let kernel =
+        bytes(b::VM_KERNEL).filter(|k| !k.is_empty()).ok_or(err(b::VM_KERNEL, "missing or empty"))?;
     let kernel_addr = required(b::VM_KERNEL_ADDR)?;
     let kernel_span = Region::new(kernel_addr, kernel.len() as u64);
     if !ram.contains_range(kernel_addr, kernel.len() as u64) {
-        return Err(err(
-            b::VM_KERNEL,
-            "does not fit in the VM's RAM at kernel-addr",
-        ));
+        return Err(err(b::VM_KERNEL, "does not fit in the VM's RAM at kernel-addr"));
     }
     let entry = required(b::VM_ENTRY)?;
     if !kernel_span.contains(entry) || entry % 4 != 0 {
-        return Err(err(
-            b::VM_ENTRY,
-            "must be a 4-byte aligned address inside the image",
-        ));
+        return Err(err(b::VM_ENTRY, "must be a 4-byte aligned address inside the image"));
     }
     let dtb_addr = required(b::VM_DTB_ADDR)?;
     let dtb_span = Region::new(dtb_addr, b::GUEST_DTB_MAX_SIZE);
     if dtb_addr % 8 != 0 || !ram.contains_range(dtb_addr, b::GUEST_DTB_MAX_SIZE) {
-        return Err(err(
-            b::VM_DTB_ADDR,
-            "must be 8-byte aligned with room for the DTB inside RAM",
-        ));
+        return Err(err(b::VM_DTB_ADDR, "must be 8-byte aligned with room for the DTB inside RAM"));
     }
     if dtb_span.overlaps(&kernel_span) {
         return Err(err(b::VM_DTB_ADDR, "overlaps the image"));
@@ -306,10 +240,7 @@ fn parse_vm<'a>(
             let addr = required(b::VM_INITRD_ADDR)?;
             let span = Region::new(addr, data.len() as u64);
             if !ram.contains_range(addr, data.len() as u64) {
-                return Err(err(
-                    b::VM_INITRD,
-                    "does not fit in the VM's RAM at initrd-addr",
-                ));
+                return Err(err(b::VM_INITRD, "does not fit in the VM's RAM at initrd-addr"));
             }
             if span.overlaps(&kernel_span) || span.overlaps(&dtb_span) {
                 return Err(err(b::VM_INITRD_ADDR, "overlaps the image or the DTB"));
@@ -387,8 +318,7 @@ mod tests {
                 w.property(b::VM_INITRD, data).unwrap();
                 w.property_u64(b::VM_INITRD_ADDR, *addr).unwrap();
             }
-            w.property_string(b::VM_BOOTARGS, "console=ttyAMA0")
-                .unwrap();
+            w.property_string(b::VM_BOOTARGS, "console=ttyAMA0").unwrap();
             w.end_node(node).unwrap();
         }
         w.end_node(root).unwrap();
@@ -421,10 +351,7 @@ mod tests {
 
     #[test]
     fn refuses_a_blob_that_is_not_a_bundle() {
-        assert!(matches!(
-            parse_bundle(&[0u8; 64], 1),
-            Err(ConfigError::NotABundle(_))
-        ));
+        assert!(matches!(parse_bundle(&[0u8; 64], 1), Err(ConfigError::NotABundle(_))));
     }
 
     #[test]
@@ -432,14 +359,7 @@ mod tests {
         let blob = bundle(&[good("a", 0), good("b", 0), good("c", 1)]);
         let parsed = parse_bundle(&blob, 2).unwrap();
         assert!(parsed.vms[0].is_ok());
-        assert_eq!(
-            parsed.vms[1],
-            Err(ConfigError::CpuTaken {
-                vm: 1,
-                cpu: 0,
-                owner: 0
-            })
-        );
+        assert_eq!(parsed.vms[1], Err(ConfigError::CpuTaken { vm: 1, cpu: 0, owner: 0 }));
         assert!(parsed.vms[2].is_ok());
         assert_eq!(
             parsed.vms[1].as_ref().unwrap_err().to_string(),
@@ -449,45 +369,18 @@ mod tests {
 
     #[test]
     fn refuses_cpus_the_machine_lacks() {
-        assert_eq!(
-            refusal(good("a", 2)),
-            ConfigError::NoSuchCpu {
-                vm: 0,
-                cpu: 2,
-                host_cpus: 2
-            }
-        );
+        assert_eq!(refusal(good("a", 2)), ConfigError::NoSuchCpu { vm: 0, cpu: 2, host_cpus: 2 });
         let mut twice = good("a", 0);
         twice.cpus = vec![1, 1];
-        assert!(matches!(
-            refusal(twice),
-            ConfigError::Property {
-                property: "cpus",
-                ..
-            }
-        ));
+        assert!(matches!(refusal(twice), ConfigError::Property { property: "cpus", .. }));
     }
 
     #[test]
     fn refuses_bad_memory_sizes() {
-        for size in [
-            None,
-            Some(0),
-            Some(3 * MIB),
-            Some(qemu_virt::RAM_MAX_SIZE + 2 * MIB),
-        ] {
+        for size in [None, Some(0), Some(3 * MIB), Some(qemu_virt::RAM_MAX_SIZE + 2 * MIB)] {
             let mut vm = good("a", 0);
             vm.memory = size;
-            assert!(
-                matches!(
-                    refusal(vm),
-                    ConfigError::Property {
-                        property: "memory-size",
-                        ..
-                    }
-                ),
-                "{size:?}"
-            );
+            assert!(matches!(refusal(vm), ConfigError::Property { property: "memory-size", .. }), "{size:?}");
         }
     }
 
@@ -495,57 +388,21 @@ mod tests {
     fn refuses_images_that_do_not_fit_or_overlap() {
         let mut big = good("a", 0);
         big.kernel = vec![0; (64 * MIB) as usize];
-        assert!(matches!(
-            refusal(big),
-            ConfigError::Property {
-                property: "kernel",
-                ..
-            }
-        ));
+        assert!(matches!(refusal(big), ConfigError::Property { property: "kernel", .. }));
         let mut entry = good("a", 0);
         entry.entry = 0x4000_0000;
-        assert!(matches!(
-            refusal(entry),
-            ConfigError::Property {
-                property: "entry",
-                ..
-            }
-        ));
+        assert!(matches!(refusal(entry), ConfigError::Property { property: "entry", .. }));
         let mut dtb = good("a", 0);
         dtb.dtb_addr = 0x4020_0800;
-        assert!(matches!(
-            refusal(dtb),
-            ConfigError::Property {
-                property: "dtb-addr",
-                ..
-            }
-        ));
+        assert!(matches!(refusal(dtb), ConfigError::Property { property: "dtb-addr", .. }));
         let mut dtb_out = good("a", 0);
         dtb_out.dtb_addr = 0x4000_0000 + 64 * MIB - 8;
-        assert!(matches!(
-            refusal(dtb_out),
-            ConfigError::Property {
-                property: "dtb-addr",
-                ..
-            }
-        ));
+        assert!(matches!(refusal(dtb_out), ConfigError::Property { property: "dtb-addr", .. }));
         let mut initrd = good("a", 0);
         initrd.initrd = Some((vec![0; 8192], 0x4020_0000));
-        assert!(matches!(
-            refusal(initrd),
-            ConfigError::Property {
-                property: "initrd-addr",
-                ..
-            }
-        ));
+        assert!(matches!(refusal(initrd), ConfigError::Property { property: "initrd-addr", .. }));
         let mut initrd_out = good("a", 0);
         initrd_out.initrd = Some((vec![0; 8192], 0x4000_0000 + 64 * MIB - 4096));
-        assert!(matches!(
-            refusal(initrd_out),
-            ConfigError::Property {
-                property: "initrd",
-                ..
-            }
-        ));
+        assert!(matches!(refusal(initrd_out), ConfigError::Property { property: "initrd", .. }));
     }
 }

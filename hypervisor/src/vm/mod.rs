@@ -18,12 +18,14 @@ use crate::guest_dtb::{write_guest_dtb, GuestDtbError, GuestDtbSpec};
 use crate::mm::guest_memory::{GuestMemory, GuestMemoryError};
 use crate::mm::heap_tables::HeapTables;
 use crate::mm::stage2::{Access, MemoryKind, Stage2, Stage2Error};
-use alloc::boxed::Box;
+use crate::vgic::Vgic;
+use alloc::vec;
+use alloc::vec::Vec;
 use config::VmConfig;
 use core::fmt;
 use platform::{qemu_virt, Region};
 use stats::ExitStats;
-use vcpu::TrapFrame;
+use vcpu::VcpuPower;
 
 /// Why a VM could not be built or loaded.
 #[derive(Debug)]
@@ -73,6 +75,15 @@ pub struct Vm {
     pub stats: ExitStats,
     /// Its VMID (tags its TLB entries).
     pub vmid: u8,
+    /// Its emulated PL011 (outside the bus: console input reaches it too).
+    pub uart: Pl011,
+    /// Its virtual GIC.
+    pub vgic: Vgic,
+    /// Each vCPU's power state.
+    pub vcpus: Vec<VcpuPower>,
+    /// vCPUs (bit per index) that must be made to exit once the trap path lets go
+    /// of the VM, so they see new interrupts or power states.
+    pub kicks: u16,
     stage2: Stage2,
     _tables: HeapTables,
 }
@@ -90,40 +101,30 @@ impl Vm {
         memory: GuestMemory,
         console: BoxedConsole,
     ) -> Result<Self, VmError> {
-        if memory.size() != config.memory_size
-            || !memory.contains(qemu_virt::RAM_BASE, config.memory_size)
-        {
-            return Err(VmError::RamMismatch {
-                configured: config.memory_size,
-                given: memory.size(),
-            });
+        if memory.size() != config.memory_size || !memory.contains(qemu_virt::RAM_BASE, config.memory_size) {
+            return Err(VmError::RamMismatch { configured: config.memory_size, given: memory.size() });
         }
         let mut tables = HeapTables::new();
         let mut stage2 = Stage2::new(&mut tables).map_err(VmError::Stage2)?;
         for chunk in memory.chunks() {
             stage2
-                .map(
-                    &mut tables,
-                    chunk.ipa,
-                    chunk.pa,
-                    chunk.size,
-                    MemoryKind::Normal,
-                    Access::ReadWrite,
-                )
+                .map(&mut tables, chunk.ipa, chunk.pa, chunk.size, MemoryKind::Normal, Access::ReadWrite)
                 .map_err(VmError::Stage2)?;
         }
-        let mut bus = MmioBus::new();
-        bus.insert(qemu_virt::UART, Box::new(Pl011::new(console)))
-            .map_err(VmError::Bus)?;
         // VMID 0 is left unused so a stale VTTBR never matches a guest's TLB entries.
         let vmid = u8::try_from(index + 1).expect("at most MAX_VMS VMs");
+        let vcpus = config.cpus.len();
         Ok(Self {
             index,
             config,
             memory,
-            bus,
+            bus: MmioBus::new(),
             stats: ExitStats::new(),
             vmid,
+            uart: Pl011::new(console),
+            vgic: Vgic::new(vcpus),
+            vcpus: vec![VcpuPower::Off; vcpus],
+            kicks: 0,
             stage2,
             _tables: tables,
         })
@@ -139,26 +140,35 @@ impl Vm {
         self.config.cpus.len()
     }
 
+    /// Sets the PL011's interrupt line (SPI 1) from its state, after an access or new
+    /// input changed it.
+    pub fn update_uart_interrupt(&mut self) {
+        let kick = self.vgic.set_spi_level(32 + qemu_virt::UART_SPI, self.uart.interrupt_pending());
+        self.kick(kick.0);
+    }
+
+    /// Marks vCPUs (a bit each) to be made to exit after this trap.
+    pub fn kick(&mut self, vcpus: u16) {
+        self.kicks |= vcpus;
+    }
+
     /// Physical address of the stage-2 root table (for VTTBR_EL2).
     pub fn stage2_root(&self) -> u64 {
         self.stage2.root()
     }
 
-    /// Puts the images and a fresh DTB into RAM, zeroing the rest, and returns the
-    /// boot vCPU's first frame. Used at start and on `SYSTEM_RESET`.
+    /// Puts the images and a fresh DTB into RAM, zeroing the rest, resets the
+    /// devices, and makes vCPU 0 start at the entry point with x0 = the DTB. Used at
+    /// start and on `SYSTEM_RESET`, with every vCPU out of the guest.
     ///
     /// # Errors
     ///
     /// [`VmError`] if an image doesn't fit or the DTB can't be written.
-    pub fn load(&mut self) -> Result<TrapFrame, VmError> {
+    pub fn load(&mut self) -> Result<(), VmError> {
         let c = &self.config;
         let ram = c.ram();
-        self.memory
-            .zero(ram.base, ram.size)
-            .map_err(VmError::Memory)?;
-        self.memory
-            .write(c.kernel_addr, c.kernel)
-            .map_err(VmError::Memory)?;
+        self.memory.zero(ram.base, ram.size).map_err(VmError::Memory)?;
+        self.memory.write(c.kernel_addr, c.kernel).map_err(VmError::Memory)?;
         if let Some((data, addr)) = c.initrd {
             self.memory.write(addr, data).map_err(VmError::Memory)?;
         }
@@ -166,14 +176,15 @@ impl Vm {
             memory: ram,
             cpus: c.cpus.len() as u32,
             bootargs: c.bootargs,
-            initrd: c
-                .initrd
-                .map(|(data, addr)| Region::new(addr, data.len() as u64)),
+            initrd: c.initrd.map(|(data, addr)| Region::new(addr, data.len() as u64)),
         };
         let dtb = write_guest_dtb(&spec).map_err(VmError::Dtb)?;
-        self.memory
-            .write(c.dtb_addr, &dtb)
-            .map_err(VmError::Memory)?;
-        Ok(TrapFrame::boot(c.entry, c.dtb_addr))
+        self.memory.write(c.dtb_addr, &dtb).map_err(VmError::Memory)?;
+        self.uart.reset();
+        self.vgic.reset();
+        self.vcpus.fill(VcpuPower::Off);
+        self.vcpus[0] = VcpuPower::StartPending { entry: c.entry, context: c.dtb_addr };
+        self.kicks = 0;
+        Ok(())
     }
 }

@@ -16,6 +16,8 @@ pub mod ret {
     pub const DENIED: i64 = -3;
     /// The target CPU is already on.
     pub const ALREADY_ON: i64 = -4;
+    /// The entry point is not a valid address.
+    pub const INVALID_ADDRESS: i64 = -9;
 }
 
 /// Function IDs.
@@ -104,16 +106,9 @@ pub fn decode(x: [u64; 4]) -> PsciCall {
         fid::SMCCC_ARCH_FEATURES if !smc64 => PsciCall::SmcccArchFeatures(x[1] as u32),
         fid::PSCI_VERSION if !smc64 => PsciCall::Version,
         fid::PSCI_FEATURES if !smc64 => PsciCall::Features(x[1] as u32),
-        fid::CPU_ON => PsciCall::CpuOn {
-            target: arg(1),
-            entry: arg(2),
-            context: arg(3),
-        },
+        fid::CPU_ON => PsciCall::CpuOn { target: arg(1), entry: arg(2), context: arg(3) },
         fid::CPU_OFF if !smc64 => PsciCall::CpuOff,
-        fid::AFFINITY_INFO => PsciCall::AffinityInfo {
-            target: arg(1),
-            level: arg(2),
-        },
+        fid::AFFINITY_INFO => PsciCall::AffinityInfo { target: arg(1), level: arg(2) },
         fid::MIGRATE_INFO_TYPE if !smc64 => PsciCall::MigrateInfoType,
         fid::SYSTEM_OFF if !smc64 => PsciCall::SystemOff,
         fid::SYSTEM_RESET if !smc64 => PsciCall::SystemReset,
@@ -170,18 +165,10 @@ pub fn handle(call: PsciCall, view: &impl VcpuView) -> PsciOutcome {
         },
         PsciCall::Version => Return(PSCI_VERSION.into()),
         PsciCall::Features(function) => Return(features(function)),
-        PsciCall::CpuOn {
-            target,
-            entry,
-            context,
-        } => match vcpu_of(target, view) {
+        PsciCall::CpuOn { target, entry, context } => match vcpu_of(target, view) {
             None => Return(ret::INVALID_PARAMETERS),
             Some(vcpu) if view.is_on(vcpu) => Return(ret::ALREADY_ON),
-            Some(vcpu) => PsciOutcome::CpuOn {
-                vcpu,
-                entry,
-                context,
-            },
+            Some(vcpu) => PsciOutcome::CpuOn { vcpu, entry, context },
         },
         PsciCall::CpuOff => PsciOutcome::CpuOff,
         PsciCall::AffinityInfo { target, level } => match (level, vcpu_of(target, view)) {
@@ -247,27 +234,12 @@ mod tests {
 
     #[test]
     fn features_of_implemented_and_unknown_functions() {
-        assert_eq!(
-            call([0x8400_000a, 0x8400_0008, 0, 0]),
-            PsciOutcome::Return(0)
-        );
-        assert_eq!(
-            call([0x8400_000a, 0xc400_0003, 0, 0]),
-            PsciOutcome::Return(0)
-        );
-        assert_eq!(
-            call([0x8400_000a, 0x8000_0000, 0, 0]),
-            PsciOutcome::Return(0)
-        );
+        assert_eq!(call([0x8400_000a, 0x8400_0008, 0, 0]), PsciOutcome::Return(0));
+        assert_eq!(call([0x8400_000a, 0xc400_0003, 0, 0]), PsciOutcome::Return(0));
+        assert_eq!(call([0x8400_000a, 0x8000_0000, 0, 0]), PsciOutcome::Return(0));
         // CPU_SUSPEND is not implemented.
-        assert_eq!(
-            call([0x8400_000a, 0xc400_0001, 0, 0]),
-            PsciOutcome::Return(-1)
-        );
-        assert_eq!(
-            call([0x8000_0001, 0x8000_8000, 0, 0]),
-            PsciOutcome::Return(-1)
-        );
+        assert_eq!(call([0x8400_000a, 0xc400_0001, 0, 0]), PsciOutcome::Return(-1));
+        assert_eq!(call([0x8000_0001, 0x8000_8000, 0, 0]), PsciOutcome::Return(-1));
     }
 
     #[test]
@@ -280,43 +252,22 @@ mod tests {
     fn garbage_is_not_supported() {
         assert_eq!(call([0xdead_beef, 0, 0, 0]), PsciOutcome::Return(-1));
         assert_eq!(call([0x1_8400_0000, 0, 0, 0]), PsciOutcome::Return(-1));
-        assert_eq!(
-            call([0xc400_0008, 0, 0, 0]),
-            PsciOutcome::Return(-1),
-            "SYSTEM_OFF has no SMC64 form"
-        );
+        assert_eq!(call([0xc400_0008, 0, 0, 0]), PsciOutcome::Return(-1), "SYSTEM_OFF has no SMC64 form");
     }
 
     #[test]
     fn cpu_on_targets_by_mpidr() {
-        assert_eq!(
-            call([0xc400_0003, 0, 0x4000_0000, 7]),
-            PsciOutcome::Return(ret::ALREADY_ON)
-        );
+        assert_eq!(call([0xc400_0003, 0, 0x4000_0000, 7]), PsciOutcome::Return(ret::ALREADY_ON));
         assert_eq!(
             call([0xc400_0003, 1, 0x4008_0000, 7]),
-            PsciOutcome::CpuOn {
-                vcpu: 1,
-                entry: 0x4008_0000,
-                context: 7
-            }
+            PsciOutcome::CpuOn { vcpu: 1, entry: 0x4008_0000, context: 7 }
         );
-        assert_eq!(
-            call([0xc400_0003, 2, 0, 0]),
-            PsciOutcome::Return(ret::INVALID_PARAMETERS)
-        );
-        assert_eq!(
-            call([0xc400_0003, 0x100, 0, 0]),
-            PsciOutcome::Return(ret::INVALID_PARAMETERS)
-        );
+        assert_eq!(call([0xc400_0003, 2, 0, 0]), PsciOutcome::Return(ret::INVALID_PARAMETERS));
+        assert_eq!(call([0xc400_0003, 0x100, 0, 0]), PsciOutcome::Return(ret::INVALID_PARAMETERS));
         // SMC32 CPU_ON ignores the upper halves of its arguments.
         assert_eq!(
             call([0x8400_0003, 0xffff_ffff_0000_0001, 0xffff_ffff_4000_0000, 0]),
-            PsciOutcome::CpuOn {
-                vcpu: 1,
-                entry: 0x4000_0000,
-                context: 0
-            }
+            PsciOutcome::CpuOn { vcpu: 1, entry: 0x4000_0000, context: 0 }
         );
     }
 
@@ -324,9 +275,6 @@ mod tests {
     fn affinity_info() {
         assert_eq!(call([0xc400_0004, 0, 0, 0]), PsciOutcome::Return(0));
         assert_eq!(call([0xc400_0004, 1, 0, 0]), PsciOutcome::Return(1));
-        assert_eq!(
-            call([0xc400_0004, 1, 1, 0]),
-            PsciOutcome::Return(ret::INVALID_PARAMETERS)
-        );
+        assert_eq!(call([0xc400_0004, 1, 1, 0]), PsciOutcome::Return(ret::INVALID_PARAMETERS));
     }
 }

@@ -84,10 +84,7 @@ impl Default for ExitStats {
 impl ExitStats {
     /// All counters at zero.
     pub const fn new() -> Self {
-        Self {
-            counts: [0; REASONS],
-            ticks: [0; REASONS],
-        }
+        Self { counts: [0; REASONS], ticks: [0; REASONS] }
     }
 
     /// Counts one exit for `reason` that took `ticks` counter ticks to handle.
@@ -141,12 +138,7 @@ impl ExitStats {
     /// # Errors
     ///
     /// Whatever `out` returns.
-    pub fn write_report(
-        &self,
-        out: &mut impl fmt::Write,
-        vm_name: &str,
-        counter_hz: u64,
-    ) -> fmt::Result {
+    pub fn write_report(&self, out: &mut impl fmt::Write, vm_name: &str, counter_hz: u64) -> fmt::Result {
         writeln!(out, "vm \"{vm_name}\" exit statistics:")?;
         for reason in ExitReason::ALL {
             let count = self.count(reason);
@@ -154,24 +146,12 @@ impl ExitStats {
                 write_row(out, reason.name(), count, self.ticks(reason), counter_hz)?;
             }
         }
-        write_row(
-            out,
-            "total",
-            self.total_count(),
-            self.total_ticks(),
-            counter_hz,
-        )
+        write_row(out, "total", self.total_count(), self.total_ticks(), counter_hz)
     }
 }
 
 /// Writes one report row.
-fn write_row(
-    out: &mut impl fmt::Write,
-    label: &str,
-    count: u64,
-    ticks: u64,
-    counter_hz: u64,
-) -> fmt::Result {
+fn write_row(out: &mut impl fmt::Write, label: &str, count: u64, ticks: u64, counter_hz: u64) -> fmt::Result {
     write!(out, "  {label:<10} {count:>10} exits ")?;
     if counter_hz == 0 {
         return writeln!(out, "{:>12} us total {:>10} ns avg", "n/a", "n/a");
@@ -180,17 +160,9 @@ fn write_row(
     let avg_ns = if count == 0 {
         0
     } else {
-        div_round(
-            u128::from(ticks) * 1_000_000_000,
-            u128::from(count) * u128::from(counter_hz),
-        )
+        div_round(u128::from(ticks) * 1_000_000_000, u128::from(count) * u128::from(counter_hz))
     };
-    writeln!(
-        out,
-        "{:>10}.{} us total {avg_ns:>10} ns avg",
-        tenths_us / 10,
-        tenths_us % 10
-    )
+    writeln!(out, "{:>10}.{} us total {avg_ns:>10} ns avg", tenths_us / 10, tenths_us % 10)
 }
 
 /// `n / d` rounded to nearest, for `d > 0`. `n` is at most `u64::MAX * 10^9`, so the
@@ -213,10 +185,7 @@ mod tests {
         s.record(ExitReason::Mmio, 100);
         s.record(ExitReason::Mmio, 50);
         s.record(ExitReason::Hvc, 7);
-        assert_eq!(
-            (s.count(ExitReason::Mmio), s.ticks(ExitReason::Mmio)),
-            (2, 150)
-        );
+        assert_eq!((s.count(ExitReason::Mmio), s.ticks(ExitReason::Mmio)), (2, 150));
         assert_eq!((s.count(ExitReason::Hvc), s.ticks(ExitReason::Hvc)), (1, 7));
         assert_eq!((s.count(ExitReason::Irq), s.ticks(ExitReason::Irq)), (0, 0));
         assert_eq!((s.total_count(), s.total_ticks()), (3, 157));
@@ -230,19 +199,7 @@ mod tests {
             assert_eq!(reason.index(), i);
         }
         let names: alloc::vec::Vec<_> = ExitReason::ALL.iter().map(|r| r.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "mmio",
-                "hvc",
-                "smc",
-                "wfi",
-                "sysreg",
-                "inst-abort",
-                "irq",
-                "other"
-            ]
-        );
+        assert_eq!(names, ["mmio", "hvc", "smc", "wfi", "sysreg", "inst-abort", "irq", "other"]);
     }
 
     #[test]
@@ -278,23 +235,19 @@ vm \"linux\" exit statistics:
         s.record(ExitReason::Smc, 1);
         let mut text = String::new();
         s.write_report(&mut text, "a", 1_000_000).unwrap();
-        assert!(text
-            .contains("  smc                 3 exits          5.0 us total       1667 ns avg\n"));
+        assert!(text.contains("  smc                 3 exits          5.0 us total       1667 ns avg\n"));
         // 0.05 us rounds up to 0.1.
         let mut s = ExitStats::new();
         s.record(ExitReason::Hvc, 1);
         let mut text = String::new();
         s.write_report(&mut text, "b", 20_000_000).unwrap();
-        assert!(text
-            .contains("  hvc                 1 exits          0.1 us total         50 ns avg\n"));
+        assert!(text.contains("  hvc                 1 exits          0.1 us total         50 ns avg\n"));
     }
 
     #[test]
     fn empty_report_has_header_and_total() {
         let mut text = String::new();
-        ExitStats::new()
-            .write_report(&mut text, "idle", QEMU_HZ)
-            .unwrap();
+        ExitStats::new().write_report(&mut text, "idle", QEMU_HZ).unwrap();
         assert_eq!(
             text,
             "vm \"idle\" exit statistics:\n  total               0 exits          0.0 us total          0 ns avg\n"
@@ -311,9 +264,7 @@ vm \"linux\" exit statistics:
         let mut text = String::new();
         // 1 Hz: u64::MAX seconds, in tenths of us, needs more than 64 bits.
         s.write_report(&mut text, "big", 1).unwrap();
-        assert!(
-            text.contains("  other               2 exits 18446744073709551615000000.0 us total")
-        );
+        assert!(text.contains("  other               2 exits 18446744073709551615000000.0 us total"));
     }
 
     #[test]

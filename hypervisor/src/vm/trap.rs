@@ -13,8 +13,10 @@ use crate::arch::aarch64::esr::{decode_trap, DecodeError, MmioAccess, SysReg, Tr
 use crate::arch::aarch64::insn;
 use crate::arch::aarch64::sysreg::{self, SysRegOutcome};
 use crate::arch::inject::{inject, GuestException, Injection};
-use crate::devices::BusError;
+use crate::devices::{BusError, MmioDevice};
+use crate::vm::vcpu::VcpuPower;
 use log::{debug, error, warn};
+use platform::{qemu_virt, Region};
 
 /// The syndrome registers of one trap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +42,6 @@ pub trait GuestCpu {
     /// The guest-physical address of guest virtual address `va` (stage 1 only), if
     /// the guest's own tables map it.
     fn guest_va_to_ipa(&self, va: u64) -> Option<u64>;
-    /// Waits until an interrupt may be pending for the vCPU.
-    fn wait_for_interrupt(&mut self);
 }
 
 /// How the vCPU goes on after an exit.
@@ -55,24 +55,31 @@ pub enum ExitAction {
     Reset,
     /// The guest did something it cannot continue from: stop the VM as failed.
     Fault,
+    /// The vCPU waits for an interrupt (WFI with nothing pending): sleep the physical
+    /// CPU, without holding the VM, until one may be pending.
+    WaitForInterrupt,
+    /// The vCPU called PSCI `CPU_OFF` (and another still runs): idle until `CPU_ON`.
+    VcpuOff,
+}
+
+/// ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1: writes trap to EL2 whenever
+/// HCR_EL2.IMO is set (GICv3 spec, 12.1.7), and Sluice delivers the SGIs.
+fn is_sgi_register(reg: SysReg) -> bool {
+    reg.op0 == 3 && reg.op1 == 0 && reg.crn == 12 && reg.crm == 11 && matches!(reg.op2, 5..=7)
 }
 
 /// Handles one exit of vCPU 0 of `vm`, returning the reason to account it under
 /// and how to continue.
 pub fn handle_exit(
     vm: &mut Vm,
+    vcpu: usize,
     frame: &mut TrapFrame,
     cpu: &mut impl GuestCpu,
     syndrome: Syndrome,
 ) -> (ExitReason, ExitAction) {
     match decode_trap(syndrome.esr, syndrome.far, syndrome.hpfar) {
-        Trap::DataAbort(Ok(access)) => {
-            (ExitReason::Mmio, mmio(vm, frame, cpu, access, syndrome.far))
-        }
-        Trap::DataAbort(Err(e)) => (
-            ExitReason::Mmio,
-            refused_data_abort(vm, frame, cpu, e, syndrome.far),
-        ),
+        Trap::DataAbort(Ok(access)) => (ExitReason::Mmio, mmio(vm, frame, cpu, access, syndrome.far)),
+        Trap::DataAbort(Err(e)) => (ExitReason::Mmio, refused_data_abort(vm, frame, cpu, e, syndrome.far)),
         Trap::InstructionAbort { far, ipa, fsc } => {
             error!(
                 "vm \"{}\" stopped: instruction fetch at {far:#x} (guest-physical {}) is outside its memory (fault status {fsc:#x})",
@@ -81,18 +88,28 @@ pub fn handle_exit(
             );
             (ExitReason::InstructionAbort, ExitAction::Fault)
         }
-        Trap::Hvc { imm } => (ExitReason::Hvc, hypercall(vm, frame, imm, "hvc")),
+        Trap::Hvc { imm } => (ExitReason::Hvc, hypercall(vm, vcpu, frame, imm, "hvc")),
         Trap::Smc { imm } => {
             // A trapped SMC returns to the SMC itself (Arm ARM D1.11.2); step past it.
             frame.skip_instruction();
-            (ExitReason::Smc, hypercall(vm, frame, imm, "smc"))
+            (ExitReason::Smc, hypercall(vm, vcpu, frame, imm, "smc"))
         }
         Trap::Wfx(kind) => {
             frame.skip_instruction();
-            if matches!(kind, WfxKind::Wfi | WfxKind::Wfit) {
-                cpu.wait_for_interrupt();
-            }
-            (ExitReason::Wfi, ExitAction::Resume)
+            let idle = matches!(kind, WfxKind::Wfi | WfxKind::Wfit) && !vm.vgic.has_pending(vcpu);
+            (ExitReason::Wfi, if idle { ExitAction::WaitForInterrupt } else { ExitAction::Resume })
+        }
+        Trap::SysReg(access) if is_sgi_register(access.reg) && !access.read => {
+            let value = frame.reg(access.rt);
+            // ICC_SGI0R_EL1 (op2 7) raises Group 0 SGIs; the other two, any group.
+            let kick = if access.reg.op2 == 7 {
+                vm.vgic.send_sgi0(vcpu, value)
+            } else {
+                vm.vgic.send_sgi(vcpu, value)
+            };
+            vm.kick(kick.0);
+            frame.skip_instruction();
+            (ExitReason::SysReg, ExitAction::Resume)
         }
         Trap::SysReg(access) => {
             match sysreg::emulate(access, |reg| cpu.read_id_register(reg)) {
@@ -122,7 +139,7 @@ pub fn handle_exit(
     }
 }
 
-/// Emulates a decoded access through the VM's bus, or refuses it with an abort.
+/// Emulates a decoded access, or refuses it with an abort when nothing is there.
 fn mmio(
     vm: &mut Vm,
     frame: &mut TrapFrame,
@@ -130,20 +147,15 @@ fn mmio(
     access: MmioAccess,
     far: u64,
 ) -> ExitAction {
-    let done = if access.write {
-        vm.bus.write(
-            access.ipa,
-            access.width,
-            access.store_value(frame.reg(access.reg)),
-        )
-    } else {
-        vm.bus
-            .read(access.ipa, access.width)
-            .map(|raw| frame.set_reg(access.reg, access.load_result(raw)))
-    };
-    match done {
-        Ok(()) => frame.skip_instruction(),
-        Err(BusError::Unmapped { .. }) | Err(_) => {
+    let value = access.store_value(frame.reg(access.reg));
+    match dispatch(vm, access, value) {
+        Ok(raw) => {
+            if !access.write {
+                frame.set_reg(access.reg, access.load_result(raw));
+            }
+            frame.skip_instruction();
+        }
+        Err(_) => {
             warn!(
                 "vm \"{}\": {}-byte {} at {:#x} (pc {:#x}) is outside its memory and devices; injecting an abort",
                 vm.name(),
@@ -152,17 +164,51 @@ fn mmio(
                 access.ipa,
                 frame.elr
             );
-            deliver(
-                frame,
-                cpu,
-                GuestException::DataAbort {
-                    far,
-                    write: access.write,
-                },
-            );
+            deliver(frame, cpu, GuestException::DataAbort { far, write: access.write });
         }
     }
     ExitAction::Resume
+}
+
+/// Routes an access to the VM's GIC distributor or redistributors, its UART, or
+/// its bus of other devices; returns what a read reads (0 for a write).
+fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError> {
+    let (ipa, width) = (access.ipa, access.width);
+    let gicr = Region::new(qemu_virt::GICR_BASE, vm.vcpu_count() as u64 * qemu_virt::GICR_FRAME_SIZE);
+    if qemu_virt::GICD.contains(ipa) {
+        let offset = ipa - qemu_virt::GICD.base;
+        if access.write {
+            let kick = vm.vgic.distributor_write(offset, width, value);
+            vm.kick(kick.0);
+            return Ok(0);
+        }
+        return Ok(vm.vgic.distributor_read(offset, width));
+    }
+    if gicr.contains(ipa) {
+        let offset = ipa - gicr.base;
+        if access.write {
+            let kick = vm.vgic.redistributor_write(offset, width, value);
+            vm.kick(kick.0);
+            return Ok(0);
+        }
+        return Ok(vm.vgic.redistributor_read(offset, width));
+    }
+    if qemu_virt::UART.contains(ipa) {
+        let offset = ipa - qemu_virt::UART.base;
+        let raw = if access.write {
+            vm.uart.write(offset, width, value);
+            0
+        } else {
+            vm.uart.read(offset, width)
+        };
+        vm.update_uart_interrupt();
+        return Ok(raw);
+    }
+    if access.write {
+        vm.bus.write(ipa, width, value).map(|()| 0)
+    } else {
+        vm.bus.read(ipa, width)
+    }
 }
 
 /// A data abort that is not a decodable MMIO access: the guest gets an abort.
@@ -183,9 +229,7 @@ fn refused_data_abort(
             return ExitAction::Resume;
         }
         DecodeError::NoSyndrome { ipa, write } => {
-            let word = cpu
-                .guest_va_to_ipa(pc)
-                .and_then(|at| vm.memory.read_u32(at).ok());
+            let word = cpu.guest_va_to_ipa(pc).and_then(|at| vm.memory.read_u32(at).ok());
             match word {
                 Some(word) => warn!(
                     "vm \"{name}\": {} at pc {pc:#x} (instruction {word:#010x}) accessed {ipa:#x}, which Sluice can only emulate for single-register loads and stores (ISV=0); injecting an abort",
@@ -199,10 +243,7 @@ fn refused_data_abort(
             warn!("vm \"{name}\": its page table walk touched {ipa:#x}, outside its memory (pc {pc:#x}); injecting an abort");
             deliver(frame, cpu, GuestException::DataAbort { far, write: false });
         }
-        DecodeError::Unexpected {
-            dfsc,
-            far: fault_address,
-        } => {
+        DecodeError::Unexpected { dfsc, far: fault_address } => {
             warn!("vm \"{name}\": data abort with fault status {dfsc:#x} at {fault_address:#x?} (pc {pc:#x}); injecting an abort");
             deliver(frame, cpu, GuestException::DataAbort { far, write: false });
         }
@@ -211,57 +252,65 @@ fn refused_data_abort(
 }
 
 /// An HVC or trapped SMC: PSCI and SMCCC calls (SMCCC wants `#0`).
-fn hypercall(vm: &mut Vm, frame: &mut TrapFrame, imm: u16, conduit: &str) -> ExitAction {
+fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit: &str) -> ExitAction {
     if imm != 0 {
-        warn!("vm \"{}\": {conduit} #{imm:#x} at pc {:#x} is not an SMCCC call; returning NOT_SUPPORTED", vm.name(), frame.elr);
+        warn!(
+            "vm \"{}\": {conduit} #{imm:#x} at pc {:#x} is not an SMCCC call; returning NOT_SUPPORTED",
+            vm.name(),
+            frame.elr
+        );
         frame.x[0] = psci::ret::NOT_SUPPORTED as u64;
         return ExitAction::Resume;
     }
     let call = psci::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
     if let psci::PsciCall::Unknown(function) = call {
-        warn!("vm \"{}\": unknown {conduit} function {function:#x} at pc {:#x}; returning NOT_SUPPORTED", vm.name(), frame.elr);
+        warn!(
+            "vm \"{}\": unknown {conduit} function {function:#x} at pc {:#x}; returning NOT_SUPPORTED",
+            vm.name(),
+            frame.elr
+        );
     }
-    match psci::handle(call, &BootVcpuOnly(vm.vcpu_count())) {
+    match psci::handle(call, &*vm) {
         PsciOutcome::Return(value) => {
             frame.x[0] = value as u64;
             ExitAction::Resume
         }
         PsciOutcome::SystemOff => ExitAction::PowerOff,
         PsciOutcome::SystemReset => ExitAction::Reset,
-        // The last vCPU going off leaves nothing to run.
-        PsciOutcome::CpuOff => ExitAction::PowerOff,
-        PsciOutcome::CpuOn { vcpu, .. } => {
-            warn!(
-                "vm \"{}\": CPU_ON for vCPU {vcpu}: secondary vCPUs are not started yet",
-                vm.name()
-            );
-            frame.x[0] = psci::ret::DENIED as u64;
+        PsciOutcome::CpuOff => {
+            let others_on = vm.vcpus.iter().enumerate().any(|(i, p)| i != vcpu && p.is_on());
+            // The last vCPU going off leaves nothing to run: that is a power-off.
+            if others_on {
+                ExitAction::VcpuOff
+            } else {
+                ExitAction::PowerOff
+            }
+        }
+        PsciOutcome::CpuOn { vcpu: target, entry, context } => {
+            if vm.memory.contains(entry, 4) {
+                vm.vcpus[target] = VcpuPower::StartPending { entry, context };
+                vm.kick(1 << target);
+                frame.x[0] = psci::ret::SUCCESS as u64;
+            } else {
+                frame.x[0] = psci::ret::INVALID_ADDRESS as u64;
+            }
             ExitAction::Resume
         }
     }
 }
 
-/// The vCPU picture while only each VM's boot vCPU runs.
-struct BootVcpuOnly(usize);
-
-impl VcpuView for BootVcpuOnly {
+impl VcpuView for Vm {
     fn vcpu_count(&self) -> usize {
-        self.0
+        self.vcpus.len()
     }
     fn is_on(&self, index: usize) -> bool {
-        index == 0
+        self.vcpus[index].is_on()
     }
 }
 
 /// Redirects the guest to its exception vector for `exception`.
 fn deliver(frame: &mut TrapFrame, cpu: &mut impl GuestCpu, exception: GuestException) {
-    let injection = inject(
-        exception,
-        frame.elr,
-        frame.spsr,
-        cpu.vbar_el1(),
-        cpu.sctlr_el1(),
-    );
+    let injection = inject(exception, frame.elr, frame.spsr, cpu.vbar_el1(), cpu.sctlr_el1());
     cpu.set_exception_registers(&injection);
     frame.elr = injection.pc;
     frame.spsr = injection.pstate;
@@ -296,7 +345,6 @@ mod tests {
     #[derive(Default)]
     struct FakeCpu {
         injected: Option<Injection>,
-        waited: bool,
     }
 
     impl GuestCpu for FakeCpu {
@@ -315,9 +363,6 @@ mod tests {
         fn guest_va_to_ipa(&self, va: u64) -> Option<u64> {
             Some(va)
         }
-        fn wait_for_interrupt(&mut self) {
-            self.waited = true;
-        }
     }
 
     /// A VM with 2 MiB of RAM backed by `backing`, its UART output going to `sink`.
@@ -335,12 +380,8 @@ mod tests {
             initrd: None,
             bootargs: None,
         };
-        let chunk = RamChunk {
-            ipa: RAM,
-            pa: 0x8000_0000,
-            host: backing.as_mut_ptr() as usize,
-            size: RAM_SIZE,
-        };
+        let chunk =
+            RamChunk { ipa: RAM, pa: 0x8000_0000, host: backing.as_mut_ptr() as usize, size: RAM_SIZE };
         // SAFETY: `backing` outlives the VM in every test and is touched only through it.
         let memory = unsafe { GuestMemory::new(vec![chunk]) };
         let mut vm = Vm::new(0, config, memory, Box::new(sink.clone())).unwrap();
@@ -369,7 +410,7 @@ mod tests {
         far: u64,
         hpfar: u64,
     ) -> (ExitReason, ExitAction) {
-        handle_exit(vm, frame, cpu, Syndrome { esr, far, hpfar })
+        handle_exit(vm, 0, frame, cpu, Syndrome { esr, far, hpfar })
     }
 
     #[test]
@@ -398,14 +439,7 @@ mod tests {
         let mut frame = TrapFrame::boot(RAM, 0);
         frame.x[1] = u64::MAX;
         // PL011 PeriphID0 at 0xfe0 reads 0x11.
-        run(
-            &mut vm,
-            &mut frame,
-            &mut FakeCpu::default(),
-            word_access(false),
-            0xfe0,
-            hpfar(0x0900_0000),
-        );
+        run(&mut vm, &mut frame, &mut FakeCpu::default(), word_access(false), 0xfe0, hpfar(0x0900_0000));
         assert_eq!(frame.x[1], 0x11);
     }
 
@@ -415,25 +449,14 @@ mod tests {
         let mut vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM + 0x100, 0);
         let mut cpu = FakeCpu::default();
-        let out = run(
-            &mut vm,
-            &mut frame,
-            &mut cpu,
-            word_access(false),
-            0x5000_0000,
-            hpfar(0x5000_0000),
-        );
+        let out = run(&mut vm, &mut frame, &mut cpu, word_access(false), 0x5000_0000, hpfar(0x5000_0000));
         assert_eq!(out, (ExitReason::Mmio, ExitAction::Resume));
         let injected = cpu.injected.unwrap();
         assert_eq!(injected.elr_el1, RAM + 0x100);
         assert_eq!(injected.esr_el1, 0x9600_0010);
         assert_eq!(injected.far_el1, Some(0x5000_0000));
         assert_eq!(frame.elr, RAM + 0x1000 + 0x200);
-        assert_eq!(
-            frame.spsr & 0x3c0,
-            0x3c0,
-            "the handler runs with interrupts masked"
-        );
+        assert_eq!(frame.spsr & 0x3c0, 0x3c0, "the handler runs with interrupts masked");
     }
 
     #[test]
@@ -443,14 +466,7 @@ mod tests {
         let mut frame = TrapFrame::boot(RAM, 0);
         let mut cpu = FakeCpu::default();
         // EC 0x24, IL, no ISV: an ldp at the UART.
-        run(
-            &mut vm,
-            &mut frame,
-            &mut cpu,
-            0x9200_0006,
-            0x0900_0000,
-            hpfar(0x0900_0000),
-        );
+        run(&mut vm, &mut frame, &mut cpu, 0x9200_0006, 0x0900_0000, hpfar(0x0900_0000));
         assert!(cpu.injected.is_some());
         assert!(sink.0.lock().unwrap().is_empty());
     }
@@ -480,21 +496,11 @@ mod tests {
         assert_eq!(frame.x[0], u64::MAX, "NOT_SUPPORTED is -1");
         frame.x[0] = 0x8400_0000;
         run(&mut vm, &mut frame, &mut cpu, 0x5a00_1234, 0, 0);
-        assert_eq!(
-            frame.x[0],
-            u64::MAX,
-            "a non-zero immediate is not an SMCCC call"
-        );
+        assert_eq!(frame.x[0], u64::MAX, "a non-zero immediate is not an SMCCC call");
         frame.x[0] = 0x8400_0009;
-        assert_eq!(
-            run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1,
-            ExitAction::Reset
-        );
+        assert_eq!(run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::Reset);
         frame.x[0] = 0x8400_0008;
-        assert_eq!(
-            run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1,
-            ExitAction::PowerOff
-        );
+        assert_eq!(run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::PowerOff);
     }
 
     #[test]
@@ -502,14 +508,7 @@ mod tests {
         let (mut mem, sink) = (backing(), Sink::default());
         let mut vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(0x1000, 0);
-        let out = run(
-            &mut vm,
-            &mut frame,
-            &mut FakeCpu::default(),
-            0x8200_0005,
-            0x1000,
-            hpfar(0x1000),
-        );
+        let out = run(&mut vm, &mut frame, &mut FakeCpu::default(), 0x8200_0005, 0x1000, hpfar(0x1000));
         assert_eq!(out, (ExitReason::InstructionAbort, ExitAction::Fault));
     }
 
@@ -519,12 +518,12 @@ mod tests {
         let mut vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM, 0);
         let mut cpu = FakeCpu::default();
-        assert_eq!(
-            run(&mut vm, &mut frame, &mut cpu, 0x0600_0000, 0, 0),
-            (ExitReason::Wfi, ExitAction::Resume)
-        );
-        assert!(cpu.waited);
+        let wfi = run(&mut vm, &mut frame, &mut cpu, 0x0600_0000, 0, 0);
+        assert_eq!(wfi, (ExitReason::Wfi, ExitAction::WaitForInterrupt));
         assert_eq!(frame.elr, RAM + 4);
+        // WFE never sleeps the physical CPU.
+        let wfe = run(&mut vm, &mut frame, &mut cpu, 0x0600_0001, 0, 0);
+        assert_eq!(wfe, (ExitReason::Wfi, ExitAction::Resume));
     }
 
     #[test]
@@ -536,21 +535,11 @@ mod tests {
         // mrs x3, id_aa64isar0_el1 (S3_0_C0_C6_0).
         let iss = (3 << 20) | (3 << 5) | (6 << 1) | 1;
         let esr = (0x18 << 26) | (1 << 25) | iss;
-        assert_eq!(
-            run(&mut vm, &mut frame, &mut cpu, esr, 0, 0),
-            (ExitReason::SysReg, ExitAction::Resume)
-        );
+        assert_eq!(run(&mut vm, &mut frame, &mut cpu, esr, 0, 0), (ExitReason::SysReg, ExitAction::Resume));
         assert_eq!((frame.x[3], frame.elr), (0x1111, RAM + 4));
         // An implementation-defined register: undefined in the guest.
         let iss = (3 << 20) | (15 << 10) | (2 << 1) | 1;
-        run(
-            &mut vm,
-            &mut frame,
-            &mut cpu,
-            (0x18 << 26) | (1 << 25) | iss,
-            0,
-            0,
-        );
+        run(&mut vm, &mut frame, &mut cpu, (0x18 << 26) | (1 << 25) | iss, 0, 0);
         assert_eq!(cpu.injected.unwrap().esr_el1, 0x0200_0000);
     }
 

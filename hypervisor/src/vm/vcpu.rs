@@ -1,6 +1,33 @@
-//! A vCPU's general-purpose registers as saved on a trap.
+//! A vCPU: its power state, and its general-purpose registers as saved on a trap.
 
 use crate::arch::inject::{DAIF_MASKED, MODE_EL1H};
+
+/// Where a vCPU is in its PSCI life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VcpuPower {
+    /// Not running; its physical CPU idles until a `CPU_ON` (or a VM restart).
+    Off,
+    /// Asked to leave the guest (its VM stops or restarts); becomes `Off` when its
+    /// physical CPU has left the guest.
+    Stopping,
+    /// Started by `CPU_ON` (or the VM's start): its physical CPU enters the guest at
+    /// `entry` with x0 = `context` next time it looks.
+    StartPending {
+        /// Entry point.
+        entry: u64,
+        /// Value for x0.
+        context: u64,
+    },
+    /// In the guest.
+    On,
+}
+
+impl VcpuPower {
+    /// Whether PSCI reports the vCPU as on (AFFINITY_INFO, CPU_ON's ALREADY_ON).
+    pub fn is_on(self) -> bool {
+        !matches!(self, Self::Off)
+    }
+}
 
 /// The guest registers the trap entry saves on EL2's stack; the layout is shared
 /// with the assembly in `arch::aarch64::vectors` (x0..x30, ELR_EL2, SPSR_EL2).
@@ -27,12 +54,7 @@ impl TrapFrame {
     pub fn boot(entry: u64, arg: u64) -> Self {
         let mut x = [0; 31];
         x[0] = arg;
-        Self {
-            x,
-            elr: entry,
-            spsr: DAIF_MASKED | MODE_EL1H,
-            _pad: 0,
-        }
+        Self { x, elr: entry, spsr: DAIF_MASKED | MODE_EL1H, _pad: 0 }
     }
 
     /// Register `n` as an instruction reads it: 31 is the zero register.

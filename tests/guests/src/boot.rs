@@ -8,6 +8,9 @@
 //! AArch64, leaves FP/SIMD and the EL1 timer untrapped, installs a tiny EL2 vector
 //! table that answers any `hvc` with SMCCC `NOT_SUPPORTED`, and drops to EL1h. Under
 //! Sluice and on QEMU without EL2 it starts at EL1.
+//!
+//! CPUs started later with PSCI CPU_ON (see `smp`) enter at `guest_secondary_entry`
+//! and go the same way, each on its own stack.
 #![allow(unsafe_code)]
 
 use core::arch::global_asm;
@@ -31,6 +34,28 @@ const CPACR_EL1_FPEN: u64 = 0b11 << 20;
 
 global_asm!(
     r#"
+    // EL2 (plain QEMU with virtualization=on): run the guest at EL1, at label \el1.
+    // Used by the boot CPU and by every CPU started with PSCI CPU_ON.
+    .macro GUEST_EL2_TO_EL1 el1
+    ldr     x9, ={hcr}
+    msr     hcr_el2, x9
+    ldr     x9, ={cptr}
+    msr     cptr_el2, x9
+    mrs     x9, cnthctl_el2
+    orr     x9, x9, #3               // EL1PCTEN | EL1PCEN: EL1 may use its timer
+    msr     cnthctl_el2, x9
+    msr     cntvoff_el2, xzr         // every CPU's virtual count is the same
+    adrp    x9, .Lguest_el2_vectors
+    add     x9, x9, :lo12:.Lguest_el2_vectors
+    msr     vbar_el2, x9
+    ldr     x9, ={spsr}
+    msr     spsr_el2, x9
+    adrp    x9, \el1
+    add     x9, x9, :lo12:\el1
+    msr     elr_el2, x9
+    eret
+    .endm
+
     .section .text.boot, "ax"
     .global _start
 _start:
@@ -58,24 +83,7 @@ _start:
     cmp     x9, #2
     b.ne    .Lguest_hang             // EL3: not a place a guest starts at
 
-    // EL2 (plain QEMU with virtualization=on): run the guest at EL1.
-    ldr     x9, ={hcr}
-    msr     hcr_el2, x9
-    ldr     x9, ={cptr}
-    msr     cptr_el2, x9
-    mrs     x9, cnthctl_el2
-    orr     x9, x9, #3               // EL1PCTEN | EL1PCEN: EL1 may use its timer
-    msr     cnthctl_el2, x9
-    msr     cntvoff_el2, xzr
-    adrp    x9, .Lguest_el2_vectors
-    add     x9, x9, :lo12:.Lguest_el2_vectors
-    msr     vbar_el2, x9
-    ldr     x9, ={spsr}
-    msr     spsr_el2, x9
-    adrp    x9, .Lguest_el1
-    add     x9, x9, :lo12:.Lguest_el1
-    msr     elr_el2, x9
-    eret
+    GUEST_EL2_TO_EL1 .Lguest_el1
 
 .Lguest_el1:
     msr     daifset, #0xf
@@ -107,6 +115,50 @@ _start:
 .Lguest_hang:
     wfe
     b       .Lguest_hang
+
+    // A CPU started with PSCI CPU_ON (`smp::start_cpu`): x0 = context id = the
+    // CPU's per-CPU slot (below {max_cpus}). Same set-up as the boot CPU, on the slot's
+    // own stack, without touching .bss; then `smp::secondary_start(slot)`.
+    .global guest_secondary_entry
+guest_secondary_entry:
+    mov     x19, x0
+    mrs     x9, CurrentEL
+    ubfx    x9, x9, #2, #2
+    cmp     x9, #1
+    b.eq    .Lguest_secondary_el1
+    cmp     x9, #2
+    b.ne    .Lguest_hang
+    GUEST_EL2_TO_EL1 .Lguest_secondary_el1
+
+.Lguest_secondary_el1:
+    msr     daifset, #0xf
+    cmp     x19, #{max_cpus}
+    b.hs    .Lguest_hang
+    adrp    x9, .Lguest_secondary_stacks
+    add     x9, x9, :lo12:.Lguest_secondary_stacks
+    add     x10, x19, #1             // the top of slot x19
+    mov     x11, #{secondary_stack_size}
+    madd    x9, x10, x11, x9
+    mov     sp, x9
+    adrp    x9, guest_el1_vectors
+    add     x9, x9, :lo12:guest_el1_vectors
+    msr     vbar_el1, x9
+    mrs     x9, cpacr_el1
+    orr     x9, x9, #{cpacr_fpen}
+    msr     cpacr_el1, x9
+    isb
+    mov     x0, x19
+    bl      {secondary_start}
+    b       .Lguest_hang
+    .purgem GUEST_EL2_TO_EL1
+
+    // One stack per per-CPU slot (slot 0, the boot CPU's, stays unused: it has
+    // the linker script's stack).
+    .pushsection .bss.guest_secondary_stacks, "aw", %nobits
+    .balign 16
+.Lguest_secondary_stacks:
+    .space  {max_cpus} * {secondary_stack_size}
+    .popsection
 
     // EL2 vectors for plain QEMU with virtualization=on (VBAR_EL2 needs 2 KiB
     // alignment). Only "synchronous from a lower EL, AArch64" (offset 0x400) does
@@ -142,6 +194,9 @@ _start:
     spsr = const SPSR_EL1H_MASKED,
     cpacr_fpen = const CPACR_EL1_FPEN,
     rust_start = sym rust_start,
+    max_cpus = const crate::cpu::MAX_CPUS,
+    secondary_stack_size = const crate::smp::SECONDARY_STACK_SIZE,
+    secondary_start = sym crate::smp::secondary_start,
 );
 
 /// First Rust code: picks the PSCI conduit from the DTB, then runs the guest.

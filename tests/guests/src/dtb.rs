@@ -1,5 +1,6 @@
-//! What a guest learns from its device tree: RAM, CPUs, bootargs, PSCI conduit, and
-//! where the DTB and the initrd lie (so that a memory test keeps off them).
+//! What a guest learns from its device tree: RAM, CPUs (and their MPIDRs), bootargs,
+//! PSCI conduit, and where the DTB and the initrd lie (so that a memory test keeps off
+//! them).
 //!
 //! Read with the `fdt` crate. Node and property names follow the Devicetree
 //! Specification v0.4 (3.4 `/memory`, 3.6 `/chosen`, 3.7 `/cpus`) and Linux's
@@ -14,6 +15,8 @@ use crate::psci::Conduit;
 
 /// Most `/memory` ranges kept (more are counted, not kept).
 pub const MAX_MEMORY_REGIONS: usize = 4;
+/// Most CPU `reg` values (MPIDR affinities) kept (more CPUs are counted, not kept).
+pub const MAX_CPU_IDS: usize = 8;
 
 /// Why a DTB could not be read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,6 +46,8 @@ pub struct BootInfo<'a> {
     memory_count: usize,
     /// Number of `/cpus/cpu@*` nodes.
     pub cpus: usize,
+    /// Each CPU node's `reg` (its MPIDR affinity fields), in DTB order.
+    cpu_ids: [Option<u64>; MAX_CPU_IDS],
     /// `/chosen/bootargs`, if present.
     pub bootargs: Option<&'a str>,
     /// The conduit `/psci` `method` names, if there is one that we know.
@@ -76,14 +81,19 @@ impl<'a> BootInfo<'a> {
             return Err(DtbError::NoMemory);
         }
 
-        let cpus = fdt
-            .find_node("/cpus")
-            .map(|cpus| {
-                cpus.children()
-                    .filter(|c| c.name.split('@').next() == Some("cpu"))
-                    .count()
-            })
-            .unwrap_or(0);
+        let mut cpus = 0;
+        let mut cpu_ids = [None; MAX_CPU_IDS];
+        if let Some(node) = fdt.find_node("/cpus") {
+            let cpu_nodes = node.children().filter(|c| c.name.split('@').next() == Some("cpu"));
+            for cpu in cpu_nodes {
+                if let Some(slot) = cpu_ids.get_mut(cpus) {
+                    // One or two cells (`/cpus` `#address-cells`), as Linux's
+                    // `Documentation/devicetree/bindings/arm/cpus.yaml` allows.
+                    *slot = cpu.property("reg").and_then(|p| p.as_usize()).map(|r| r as u64);
+                }
+                cpus += 1;
+            }
+        }
         if cpus == 0 {
             return Err(DtbError::NoCpus);
         }
@@ -95,9 +105,7 @@ impl<'a> BootInfo<'a> {
             chosen_prop("linux,initrd-start").and_then(|p| p.as_usize()),
             chosen_prop("linux,initrd-end").and_then(|p| p.as_usize()),
         ) {
-            (Some(start), Some(end)) if end > start => {
-                Some(Region::new(start as u64, (end - start) as u64))
-            }
+            (Some(start), Some(end)) if end > start => Some(Region::new(start as u64, (end - start) as u64)),
             _ => None,
         };
 
@@ -111,6 +119,7 @@ impl<'a> BootInfo<'a> {
             memory,
             memory_count,
             cpus,
+            cpu_ids,
             bootargs,
             psci,
             dtb: Region::new(address, fdt.total_size() as u64),
@@ -126,6 +135,13 @@ impl<'a> BootInfo<'a> {
     /// The memory range that holds `addr` (e.g. the guest's own image).
     pub fn ram_holding(&self, addr: u64) -> Option<Region> {
         self.memory().iter().copied().find(|r| r.contains(addr))
+    }
+
+    /// The `reg` of CPU node `index` (DTB order): the MPIDR affinity fields of that
+    /// CPU, as PSCI `CPU_ON` and `AFFINITY_INFO` take them. `None` past the nodes
+    /// kept, or for a node without a `reg`.
+    pub fn cpu_id(&self, index: usize) -> Option<u64> {
+        self.cpu_ids.get(index).copied().flatten()
     }
 
     /// Whether `addr` lies in some `/memory` range.
@@ -157,12 +173,7 @@ mod tests {
     use vm_fdt::FdtWriter;
 
     /// A DTB shaped like the guest DTBs of Sluice and QEMU virt.
-    fn dtb(
-        memory: &[(u64, u64)],
-        cpus: u32,
-        bootargs: Option<&str>,
-        method: Option<&str>,
-    ) -> Vec<u8> {
+    fn dtb(memory: &[(u64, u64)], cpus: u32, bootargs: Option<&str>, method: Option<&str>) -> Vec<u8> {
         let mut w = FdtWriter::new().unwrap();
         let root = w.begin_node("").unwrap();
         w.property_string("compatible", "linux,dummy-virt").unwrap();
@@ -203,43 +214,62 @@ mod tests {
 
     #[test]
     fn reads_a_sluice_guest_dtb() {
-        let blob = dtb(
-            &[(0x4000_0000, 64 << 20)],
-            1,
-            Some("hello from the config"),
-            Some("hvc"),
-        );
+        let blob = dtb(&[(0x4000_0000, 64 << 20)], 1, Some("hello from the config"), Some("hvc"));
         let fdt = Fdt::new(&blob).unwrap();
         let info = BootInfo::from_fdt(&fdt, 0x43e0_0000).unwrap();
         assert_eq!(info.memory(), &[Region::new(0x4000_0000, 0x400_0000)]);
         assert_eq!(info.cpus, 1);
+        assert_eq!((info.cpu_id(0), info.cpu_id(1)), (Some(0), None));
         assert_eq!(info.bootargs, Some("hello from the config"));
         assert_eq!(info.psci, Some(Conduit::Hvc));
         assert_eq!(info.dtb, Region::new(0x43e0_0000, blob.len() as u64));
         assert_eq!(info.initrd, None);
-        assert_eq!(
-            info.ram_holding(0x4020_0000),
-            Some(Region::new(0x4000_0000, 0x400_0000))
-        );
+        assert_eq!(info.ram_holding(0x4020_0000), Some(Region::new(0x4000_0000, 0x400_0000)));
         assert!(!info.is_ram(0x4400_0000));
     }
 
     #[test]
     fn keeps_several_memory_ranges_and_counts_cpus() {
-        let blob = dtb(
-            &[(0x4000_0000, 0x1000_0000), (0x1_0000_0000, 0x2000_0000)],
-            4,
-            None,
-            Some("smc"),
-        );
+        let blob = dtb(&[(0x4000_0000, 0x1000_0000), (0x1_0000_0000, 0x2000_0000)], 4, None, Some("smc"));
         let fdt = Fdt::new(&blob).unwrap();
         let info = BootInfo::from_fdt(&fdt, 0x4800_0000).unwrap();
         assert_eq!(info.memory().len(), 2);
         assert_eq!(info.memory()[1], Region::new(0x1_0000_0000, 0x2000_0000));
         assert_eq!(info.ram_holding(0x1_1000_0000), Some(info.memory()[1]));
         assert_eq!(info.cpus, 4);
+        assert_eq!(info.cpu_id(3), Some(3));
+        assert_eq!(info.cpu_id(4), None);
         assert_eq!(info.bootargs, None);
         assert_eq!(info.psci, Some(Conduit::Smc));
+    }
+
+    #[test]
+    fn reads_two_cell_cpu_ids_and_counts_cpus_past_the_kept_ones() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let mem = w.begin_node("memory@40000000").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x800_0000]).unwrap();
+        w.end_node(mem).unwrap();
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        for i in 0..10u64 {
+            let cpu = w.begin_node(&format!("cpu@{i:x}")).unwrap();
+            w.property_u64("reg", (1 << 32) | (i << 8)).unwrap();
+            w.end_node(cpu).unwrap();
+        }
+        let map = w.begin_node("cpu-map").unwrap();
+        w.end_node(map).unwrap();
+        w.end_node(cpus).unwrap();
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        let info = BootInfo::from_fdt(&Fdt::new(&blob).unwrap(), 0).unwrap();
+        assert_eq!(info.cpus, 10);
+        assert_eq!(info.cpu_id(1), Some(0x1_0000_0100));
+        assert_eq!(info.cpu_id(MAX_CPU_IDS - 1), Some(0x1_0000_0700));
+        assert_eq!(info.cpu_id(MAX_CPU_IDS), None);
     }
 
     #[test]
@@ -256,15 +286,9 @@ mod tests {
     #[test]
     fn refuses_a_dtb_without_memory_or_cpus() {
         let blob = dtb(&[], 1, None, Some("hvc"));
-        assert_eq!(
-            BootInfo::from_fdt(&Fdt::new(&blob).unwrap(), 0),
-            Err(DtbError::NoMemory)
-        );
+        assert_eq!(BootInfo::from_fdt(&Fdt::new(&blob).unwrap(), 0), Err(DtbError::NoMemory));
         let blob = dtb(&[(0x4000_0000, 0x100_0000)], 0, None, Some("hvc"));
-        assert_eq!(
-            BootInfo::from_fdt(&Fdt::new(&blob).unwrap(), 0),
-            Err(DtbError::NoCpus)
-        );
+        assert_eq!(BootInfo::from_fdt(&Fdt::new(&blob).unwrap(), 0), Err(DtbError::NoCpus));
     }
 
     #[test]
@@ -275,8 +299,7 @@ mod tests {
         w.property_u32("#size-cells", 2).unwrap();
         let mem = w.begin_node("memory@40000000").unwrap();
         w.property_string("device_type", "memory").unwrap();
-        w.property_array_u64("reg", &[0x4000_0000, 0x800_0000])
-            .unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x800_0000]).unwrap();
         w.end_node(mem).unwrap();
         let cpus = w.begin_node("cpus").unwrap();
         let cpu = w.begin_node("cpu@0").unwrap();
@@ -292,5 +315,6 @@ mod tests {
         let info = BootInfo::from_fdt(&Fdt::new(&blob).unwrap(), 0).unwrap();
         assert_eq!(info.initrd, Some(Region::new(0x4400_0000, 0x10_0000)));
         assert_eq!(info.cpus, 1);
+        assert_eq!(info.cpu_id(0), None); // no `reg`
     }
 }

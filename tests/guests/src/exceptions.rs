@@ -2,7 +2,7 @@
 //!
 //! Every vector saves the interrupted context (general registers, ELR, SPSR, FP/SIMD
 //! state: the Rust handler may use FP/SIMD registers itself) in a `TrapFrame` on the
-//! stack and calls `el1_trap`. A synchronous data abort or undefined instruction
+//! stack and calls `el1_trap`. An IRQ goes to `irq::dispatch`. A synchronous data abort or undefined instruction
 //! taken while [`expect_fault`] is running its closure is recorded and execution
 //! resumes at the next instruction. Anything else is unexpected: the guest prints
 //! what it got and powers off.
@@ -189,6 +189,10 @@ pub fn expect_fault<F: FnOnce()>(f: F) -> Option<Fault> {
 /// Called by every vector with the saved context and the vector's index.
 extern "C" fn el1_trap(frame: &mut TrapFrame, index: u64) {
     let vector = Vector(index as u8);
+    if vector.is_current_el_irq() {
+        crate::irq::dispatch();
+        return;
+    }
     let (esr, far): (u64, u64);
     // SAFETY: reading ESR_EL1 and FAR_EL1 has no side effects.
     unsafe {
@@ -200,13 +204,8 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, index: u64) {
             options(nomem, nostack, preserves_flags),
         );
     }
-    let fault = Fault {
-        esr,
-        far,
-        elr: frame.elr,
-    };
-    if vector == Vector::SYNC_CURRENT_SPX && fault.is_recoverable() && ARMED.load(Ordering::SeqCst)
-    {
+    let fault = Fault { esr, far, elr: frame.elr };
+    if vector == Vector::SYNC_CURRENT_SPX && fault.is_recoverable() && ARMED.load(Ordering::SeqCst) {
         ARMED.store(false, Ordering::SeqCst);
         FAULT_ESR.store(fault.esr, Ordering::SeqCst);
         FAULT_FAR.store(fault.far, Ordering::SeqCst);

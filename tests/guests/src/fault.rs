@@ -66,10 +66,7 @@ impl Fault {
     /// Whether FAR_EL1 holds the faulting address (aborts and PC alignment faults;
     /// for other classes it is UNKNOWN).
     pub const fn has_address(&self) -> bool {
-        matches!(
-            self.ec(),
-            ec::IABT_LOWER | ec::IABT_SAME | ec::PC_ALIGN | ec::DABT_LOWER | ec::DABT_SAME
-        )
+        matches!(self.ec(), ec::IABT_LOWER | ec::IABT_SAME | ec::PC_ALIGN | ec::DABT_LOWER | ec::DABT_SAME)
     }
 
     /// A short name of the exception class.
@@ -106,6 +103,12 @@ impl Vector {
     pub const fn is_sync(self) -> bool {
         self.0 & 3 == 0
     }
+
+    /// Whether the entry is an IRQ one taken at the current EL (with SP_EL0 or
+    /// SP_ELx): the guest's own interrupts.
+    pub const fn is_current_el_irq(self) -> bool {
+        self.0 & 3 == 1 && self.0 < 8
+    }
 }
 
 impl fmt::Display for Vector {
@@ -127,11 +130,7 @@ mod tests {
     use super::*;
 
     fn fault(esr: u64) -> Fault {
-        Fault {
-            esr,
-            far: 0,
-            elr: 0,
-        }
+        Fault { esr, far: 0, elr: 0 }
     }
 
     #[test]
@@ -155,11 +154,10 @@ mod tests {
     #[test]
     fn names_the_vector() {
         assert!(Vector::SYNC_CURRENT_SPX.is_sync());
-        assert_eq!(
-            Vector::SYNC_CURRENT_SPX.to_string(),
-            "synchronous from current EL with SP_ELx"
-        );
+        assert_eq!(Vector::SYNC_CURRENT_SPX.to_string(), "synchronous from current EL with SP_ELx");
         assert!(!Vector(5).is_sync());
+        assert!(Vector(5).is_current_el_irq() && Vector(1).is_current_el_irq());
+        assert!(!Vector(9).is_current_el_irq() && !Vector(4).is_current_el_irq());
         assert_eq!(Vector(11).to_string(), "SError from lower EL, AArch64");
     }
 }

@@ -8,25 +8,38 @@
 //! and calls the guest's `main(dtb)` (see `entry!`). Everything a guest knows about
 //! its machine comes from its DTB ([`dtb::BootInfo`]).
 //!
+//! For interrupts and several CPUs the runtime has a minimal GICv3 driver (`gic`),
+//! per-INTID handlers (`irq`), the virtual timer (`timer`), PSCI CPU_ON of the other
+//! CPUs (`smp`), spin locks and barriers (`sync`) and interrupt-driven console input
+//! (`uart_rx`).
+//!
 //! The parts that run only on the bare machine are `cfg(bare_metal)`; the decoding
 //! and planning logic around them is plain code with host unit tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod bootargs;
+pub mod cpu;
 pub mod dtb;
 pub mod fault;
+pub mod gic;
+pub mod line;
 pub mod memtest;
 pub mod psci;
 pub mod smccc;
+pub mod smp;
+pub mod sync;
+pub mod timer;
+pub mod uart_rx;
 
 #[cfg(bare_metal)]
 mod boot;
 #[cfg(bare_metal)]
-pub mod cpu;
-#[cfg(bare_metal)]
 pub mod exceptions;
 #[cfg(bare_metal)]
 pub mod image;
+#[cfg(bare_metal)]
+pub mod irq;
 #[cfg(bare_metal)]
 mod panic;
 #[cfg(bare_metal)]

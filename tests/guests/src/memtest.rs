@@ -22,12 +22,10 @@ pub fn pages(ram: Region, image_end: u64, reserved: &[Region]) -> impl Iterator<
     let ram_end = ram.end().unwrap_or(u64::MAX);
     let start = image_end.max(ram.base).next_multiple_of(PAGE_SIZE);
     let end = ram_end.saturating_sub(TOP_RESERVE) & !(PAGE_SIZE - 1);
-    (start..end.max(start))
-        .step_by(PAGE_SIZE as usize)
-        .filter(move |&page| {
-            let page = Region::new(page, PAGE_SIZE);
-            !reserved.iter().any(|r| r.overlaps(&page))
-        })
+    (start..end.max(start)).step_by(PAGE_SIZE as usize).filter(move |&page| {
+        let page = Region::new(page, PAGE_SIZE);
+        !reserved.iter().any(|r| r.overlaps(&page))
+    })
 }
 
 /// The word written at `addr`: differs between any two addresses and from the
@@ -86,11 +84,7 @@ mod run {
             // SAFETY: as above; the word was written by the loop before.
             let found = unsafe { core::ptr::read_volatile(page as *const u64) };
             if found != pattern(page) {
-                return Err(Mismatch {
-                    addr: page,
-                    expected: pattern(page),
-                    found,
-                });
+                return Err(Mismatch { addr: page, expected: pattern(page), found });
             }
             count += 1;
         }

@@ -65,10 +65,7 @@ pub fn load_pair(addr: u64) -> (u64, u64) {
 ///
 /// If `addr` lies in one of the `ram` ranges.
 pub fn store_u64_outside(ram: &[Region], addr: u64, value: u64) {
-    assert!(
-        !ram.iter().any(|r| r.contains(addr)),
-        "store_u64_outside: {addr:#x} is RAM"
-    );
+    assert!(!ram.iter().any(|r| r.contains(addr)), "store_u64_outside: {addr:#x} is RAM");
     // SAFETY: `addr` is outside the guest's RAM, where all of its memory lies; the
     // store may hit a device or nothing (then it faults, see `expect_fault`).
     unsafe {

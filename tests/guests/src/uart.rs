@@ -1,5 +1,8 @@
 //! Console output on the board's PL011, and the `print!`/`println!` macros.
 //!
+//! A print holds a lock (IRQs masked) for the whole of its text, so what two CPUs
+//! print comes out one whole print after the other. Receiving is `uart_rx`'s job.
+//!
 //! Only the data register (DR) and the flag register (FR) are used, each with one
 //! 32-bit access ([`Reg32`]), so the same code runs on QEMU's PL011 and on Sluice's
 //! emulated one. The UART is used as the firmware left it (QEMU's is ready at reset).
@@ -10,6 +13,8 @@ use core::fmt;
 
 use guest_drivers::mmio::Reg32;
 use platform::qemu_virt::UART;
+
+use crate::sync::SpinLock;
 
 /// Data register.
 const DR: usize = 0x00;
@@ -30,12 +35,7 @@ impl Uart {
         let base = UART.base as usize;
         // SAFETY: QEMU virt (and every Sluice guest) has a PL011 at `UART.base`;
         // DR and FR are aligned 32-bit registers whose access has no effect on memory.
-        unsafe {
-            Self {
-                dr: Reg32::new(base + DR),
-                fr: Reg32::new(base + FR),
-            }
-        }
+        unsafe { Self { dr: Reg32::new(base + DR), fr: Reg32::new(base + FR) } }
     }
 
     /// Sends one byte, waiting while the transmit FIFO is full.
@@ -65,9 +65,13 @@ impl fmt::Write for Uart {
     }
 }
 
+/// Held while a CPU prints, so lines from two CPUs do not interleave.
+static LOCK: SpinLock = SpinLock::new();
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
     use fmt::Write;
+    let _held = LOCK.lock();
     // The UART never reports an error.
     let _ = Uart::new().write_fmt(args);
 }

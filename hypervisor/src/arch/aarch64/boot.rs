@@ -6,7 +6,7 @@
 //! EL2 vectors, and calls [`crate::boot::primary_main`].
 #![allow(unsafe_code)]
 
-use crate::arch::aarch64::stacks::{BOOT_STACK, STACK_SIZE};
+use crate::arch::aarch64::stacks::{BOOT_STACKS, STACK_SIZE};
 use platform::image::MAGIC;
 
 core::arch::global_asm!(
@@ -55,9 +55,30 @@ core::arch::global_asm!(
     "    bl      {main}",
     "2:  wfe",
     "    b       2b",
+    // Secondary CPUs, started by the host's PSCI CPU_ON with their index in x0: MMU
+    // off, at EL2, .bss already cleared by the boot CPU.
+    ".global secondary_start",
+    "secondary_start:",
+    "    msr     daifset, #0xf",
+    "    mov     x19, x0",
+    "    adrp    x1, {stack}",
+    "    add     x1, x1, :lo12:{stack}",
+    "    add     x2, x0, #1",
+    "    mov     x3, #{stack_size}",
+    "    madd    x1, x2, x3, x1",
+    "    mov     sp, x1",
+    "    adrp    x1, el2_vectors",
+    "    add     x1, x1, :lo12:el2_vectors",
+    "    msr     vbar_el2, x1",
+    "    isb",
+    "    mov     x0, x19",
+    "    bl      {secondary}",
+    "5:  wfe",
+    "    b       5b",
     ".ltorg",
     magic = const MAGIC,
-    stack = sym BOOT_STACK,
+    secondary = sym secondary_entry,
+    stack = sym BOOT_STACKS,
     stack_size = const STACK_SIZE,
     main = sym primary_entry,
 );
@@ -65,4 +86,19 @@ core::arch::global_asm!(
 /// Called by the entry code on the boot stack with the host DTB's address.
 extern "C" fn primary_entry(dtb: usize) -> ! {
     crate::boot::primary_main(dtb)
+}
+
+/// Called by `secondary_start` on the CPU's own boot stack with its index.
+extern "C" fn secondary_entry(cpu: usize) -> ! {
+    crate::boot::secondary_main(cpu)
+}
+
+unsafe extern "C" {
+    /// Where secondary CPUs start (above).
+    fn secondary_start();
+}
+
+/// The physical address secondary CPUs start at.
+pub fn secondary_entry_point() -> u64 {
+    secondary_start as *const () as u64
 }

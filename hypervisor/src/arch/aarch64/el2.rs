@@ -45,12 +45,10 @@ struct El2Tables {
     l2: [[u64; 512]; 4],
 }
 
-static mut EL2_TABLES: El2Tables = El2Tables {
-    l1: [0; 512],
-    l2: [[0; 512]; 4],
-};
+static mut EL2_TABLES: El2Tables = El2Tables { l1: [0; 512], l2: [[0; 512]; 4] };
 
-/// Builds the EL2 identity map over `ram` and turns the MMU and caches on.
+/// Builds the EL2 identity map over `ram` (once, on the boot CPU) and turns this
+/// CPU's MMU and caches on.
 ///
 /// # Errors
 ///
@@ -60,22 +58,24 @@ pub fn enable_mmu(ram: &[Region]) -> Result<(), el2_tables::El2MapError> {
     // is on, so nothing else refers to the tables.
     let tables = unsafe { &mut *core::ptr::addr_of_mut!(EL2_TABLES) };
     let l2_base = tables.l2.as_ptr() as u64;
-    el2_tables::build(ram, &mut tables.l1, &mut tables.l2, |i| {
-        l2_base + i as u64 * 4096
-    })?;
+    el2_tables::build(ram, &mut tables.l1, &mut tables.l2, |i| l2_base + i as u64 * 4096)?;
+    mmu_on();
+    Ok(())
+}
+
+/// Turns this CPU's EL2 MMU and caches on over the tables [`enable_mmu`] built.
+pub fn mmu_on() {
     MAIR_EL2.set(MAIR_VALUE);
     TCR_EL2.set(el2_tables::tcr_el2(pa_range()));
-    TTBR0_EL2.set(tables.l1.as_ptr() as u64);
+    TTBR0_EL2.set(core::ptr::addr_of!(EL2_TABLES) as u64);
     barrier::dsb(barrier::SY);
     barrier::isb(barrier::SY);
-    // SAFETY: invalidating EL2's TLB before first use of the new tables.
+    // SAFETY: invalidating this CPU's EL2 TLB before first use of the tables.
     unsafe { core::arch::asm!("tlbi alle2", "dsb nsh", "isb", options(nostack)) };
     // M (MMU), C (data cache), I (instruction cache), SA (stack alignment check).
-    const SCTLR_EL2_RES1: u64 =
-        (3 << 28) | (3 << 22) | (1 << 18) | (1 << 16) | (1 << 11) | (3 << 4);
+    const SCTLR_EL2_RES1: u64 = (3 << 28) | (3 << 22) | (1 << 18) | (1 << 16) | (1 << 11) | (3 << 4);
     SCTLR_EL2.set(SCTLR_EL2_RES1 | (1 << 12) | (1 << 3) | (1 << 2) | 1);
     barrier::isb(barrier::SY);
-    Ok(())
 }
 
 /// HCR_EL2 for running a guest: EL1 is AArch64 (RW), stage 2 on (VM), physical
@@ -137,15 +137,7 @@ pub fn switch_to_vm(stage2_root: u64, vmid: u8, vcpu: usize) {
     barrier::isb(barrier::SY);
     // SAFETY: makes the table writes visible to the walker, then invalidates stage 1 and
     // 2 entries of the current VMID only.
-    unsafe {
-        core::arch::asm!(
-            "dsb ishst",
-            "tlbi vmalls12e1",
-            "dsb nsh",
-            "isb",
-            options(nostack)
-        )
-    };
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
 }
 
 /// Puts the guest's EL1 system registers in their reset state: MMU and caches off,
@@ -228,11 +220,6 @@ impl GuestCpu for El1Cpu {
         PAR_EL1.set(saved);
         (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
     }
-
-    fn wait_for_interrupt(&mut self) {
-        barrier::dsb(barrier::SY);
-        aarch64_cpu::asm::wfi();
-    }
 }
 
 /// Reads the AArch64 ID register `reg` (op0 3, op1 0, CRn 0, CRm 4..=7); the rest of
@@ -285,4 +272,156 @@ pub mod power {
             aarch64_cpu::asm::wfe();
         }
     }
+}
+
+/// Turns on this CPU's GIC CPU interface for EL2's own use: system register access
+/// (ICC_SRE_EL2.SRE, and Enable so EL1 may use it too), all priorities unmasked,
+/// EOImode = 1 (priority drop and deactivation separate), Group 1 enabled.
+pub fn gic_cpu_interface_on() {
+    msr!("S3_4_C12_C9_5", 0xf); // ICC_SRE_EL2: SRE | DFB | DIB | Enable
+    barrier::isb(barrier::SY);
+    msr!("S3_0_C4_C6_0", 0xff); // ICC_PMR_EL1
+    msr!("S3_0_C12_C12_3", 0); // ICC_BPR1_EL1
+    msr!("S3_0_C12_C12_4", 1 << 1); // ICC_CTLR_EL1.EOImode
+    msr!("S3_0_C12_C12_7", 1); // ICC_IGRPEN1_EL1
+    barrier::isb(barrier::SY);
+}
+
+/// Acknowledges the highest-priority pending Group 1 interrupt (ICC_IAR1_EL1); 1023
+/// means none.
+pub fn ack_irq() -> u32 {
+    let iar = mrs!("S3_0_C12_C12_0");
+    barrier::dsb(barrier::SY);
+    (iar & 0xff_ffff) as u32
+}
+
+/// Drops the running priority of `intid` (ICC_EOIR1_EL1); with EOImode = 1 it stays
+/// active.
+pub fn end_of_interrupt(intid: u32) {
+    msr!("S3_0_C12_C12_1", intid as u64);
+}
+
+/// Deactivates `intid` (ICC_DIR_EL1).
+pub fn deactivate(intid: u32) {
+    msr!("S3_0_C12_C11_1", intid as u64);
+}
+
+/// Sends SGI `intid` to the CPU with affinity `mpidr` (ICC_SGI1R_EL1, GICv3 12.2.17).
+pub fn send_sgi(intid: u32, mpidr: u64) {
+    let aff0 = mpidr & 0xff;
+    let value = ((mpidr >> 32 & 0xff) << 48)
+        | ((aff0 >> 4) << 44)
+        | ((mpidr >> 16 & 0xff) << 32)
+        | ((intid as u64 & 0xf) << 24)
+        | ((mpidr >> 8 & 0xff) << 16)
+        | (1 << (aff0 & 0xf));
+    barrier::dsb(barrier::SY);
+    msr!("S3_0_C12_C11_5", value);
+    barrier::isb(barrier::SY);
+}
+
+/// Number of list registers (ICH_VTR_EL2.ListRegs + 1).
+pub fn list_register_count() -> usize {
+    (mrs!("S3_4_C12_C11_1") & 0x1f) as usize + 1
+}
+
+/// Reads ICH_LR<n>_EL2.
+pub fn read_lr(n: usize) -> u64 {
+    match n {
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
+        8 => ICH_LR8_EL2.get(),
+        9 => ICH_LR9_EL2.get(),
+        10 => ICH_LR10_EL2.get(),
+        11 => ICH_LR11_EL2.get(),
+        12 => ICH_LR12_EL2.get(),
+        13 => ICH_LR13_EL2.get(),
+        14 => ICH_LR14_EL2.get(),
+        _ => ICH_LR15_EL2.get(),
+    }
+}
+
+/// Writes ICH_LR<n>_EL2.
+pub fn write_lr(n: usize, value: u64) {
+    match n {
+        0 => ICH_LR0_EL2.set(value),
+        1 => ICH_LR1_EL2.set(value),
+        2 => ICH_LR2_EL2.set(value),
+        3 => ICH_LR3_EL2.set(value),
+        4 => ICH_LR4_EL2.set(value),
+        5 => ICH_LR5_EL2.set(value),
+        6 => ICH_LR6_EL2.set(value),
+        7 => ICH_LR7_EL2.set(value),
+        8 => ICH_LR8_EL2.set(value),
+        9 => ICH_LR9_EL2.set(value),
+        10 => ICH_LR10_EL2.set(value),
+        11 => ICH_LR11_EL2.set(value),
+        12 => ICH_LR12_EL2.set(value),
+        13 => ICH_LR13_EL2.set(value),
+        14 => ICH_LR14_EL2.set(value),
+        _ => ICH_LR15_EL2.set(value),
+    }
+}
+
+/// ICH_HCR_EL2: the virtual CPU interface on, and a maintenance interrupt when no
+/// list register holds a pending interrupt any more (NPIE) if `more_pending`.
+pub fn set_virtual_interface(more_pending: bool) {
+    ICH_HCR_EL2.set(1 | if more_pending { 1 << 3 } else { 0 });
+}
+
+/// Clears the virtual CPU interface state of a vCPU that (re)starts: list registers,
+/// active priorities and the guest's VMCR (priority mask, group enables).
+pub fn reset_virtual_interface(list_registers: usize) {
+    for n in 0..list_registers {
+        write_lr(n, 0);
+    }
+    ICH_AP0R0_EL2.set(0);
+    ICH_AP1R0_EL2.set(0);
+    ICH_VMCR_EL2.set(0);
+    set_virtual_interface(false);
+    barrier::isb(barrier::SY);
+}
+
+/// Sleeps until an interrupt is pending (interrupts stay masked at EL2; the trap or
+/// idle path acknowledges it afterwards).
+pub fn wait_for_interrupt() {
+    barrier::dsb(barrier::SY);
+    aarch64_cpu::asm::wfi();
+}
+
+/// This CPU's index in the host DTB's `/cpus`, as [`set_cpu_index`] recorded it in
+/// TPIDR_EL2.
+pub fn cpu_index() -> usize {
+    TPIDR_EL2.get() as usize
+}
+
+/// Records this CPU's index for [`cpu_index`].
+pub fn set_cpu_index(index: usize) {
+    TPIDR_EL2.set(index as u64);
+}
+
+/// This CPU's MPIDR_EL1.
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get()
+}
+
+/// Starts host CPU `mpidr` at `entry` with `context` in x0 through the host firmware's
+/// PSCI `CPU_ON` over SMC; returns PSCI's status.
+pub fn host_cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
+    let mut x0 = 0xc400_0003u64;
+    // SAFETY: CPU_ON starts another CPU at `entry`; it doesn't touch this CPU's state
+    // beyond the SMCCC result registers.
+    unsafe {
+        core::arch::asm!("smc #0", inout("x0") x0, inout("x1") mpidr => _, inout("x2") entry => _, inout("x3") context => _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _, out("x10") _,
+            out("x11") _, out("x12") _, out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+            options(nostack))
+    };
+    x0 as i64
 }

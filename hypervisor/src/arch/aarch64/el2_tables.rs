@@ -58,10 +58,7 @@ pub fn build(
     l1[0] = ATTR_DEVICE | AF | XN | BLOCK;
     let mut used_l2 = 0;
     for region in ram {
-        let end = region
-            .end()
-            .filter(|&e| e <= 1 << VA_BITS)
-            .ok_or(El2MapError::RamTooHigh(*region))?;
+        let end = region.end().filter(|&e| e <= 1 << VA_BITS).ok_or(El2MapError::RamTooHigh(*region))?;
         // Whole 2 MiB blocks only.
         let start = region.base.next_multiple_of(TWO_MIB);
         let end = end - end % TWO_MIB;
@@ -81,13 +78,10 @@ pub fn build(
                 l1[gib] = l2_pa(used_l2) | TABLE;
                 used_l2 += 1;
             }
-            let table = (0..used_l2)
-                .find(|&i| l2_pa(i) == l1[gib] & !0xfff)
-                .expect("table just linked");
+            let table = (0..used_l2).find(|&i| l2_pa(i) == l1[gib] & !0xfff).expect("table just linked");
             let stop = end.min((gib as u64 + 1) * GIB);
             while addr < stop {
-                l2[table][((addr % GIB) / TWO_MIB) as usize] =
-                    addr | ATTR_NORMAL | SH_INNER | AF | BLOCK;
+                l2[table][((addr % GIB) / TWO_MIB) as usize] = addr | ATTR_NORMAL | SH_INNER | AF | BLOCK;
                 addr += TWO_MIB;
             }
         }
@@ -131,10 +125,7 @@ mod tests {
         let mut l1 = [0; 512];
         let mut l2 = [[0; 512]; 1];
         let too_high = [Region::new(1 << 39, GIB)];
-        assert!(matches!(
-            build(&too_high, &mut l1, &mut l2, |_| 0),
-            Err(El2MapError::RamTooHigh(_))
-        ));
+        assert!(matches!(build(&too_high, &mut l1, &mut l2, |_| 0), Err(El2MapError::RamTooHigh(_))));
         let two_partials = [Region::new(GIB, 256 << 20), Region::new(3 * GIB, 256 << 20)];
         assert_eq!(
             build(&two_partials, &mut l1, &mut l2, |i| i as u64 * 4096),

@@ -197,10 +197,7 @@ pub fn decode_data_abort(esr: u64, far: u64, hpfar: u64) -> Result<MmioAccess, D
     let s1ptw = iss & (1 << 7) != 0;
     let fnv = iss & (1 << 10) != 0;
     if !hpfar_valid(dfsc, s1ptw) {
-        return Err(DecodeError::Unexpected {
-            dfsc,
-            far: (!fnv).then_some(far),
-        });
+        return Err(DecodeError::Unexpected { dfsc, far: (!fnv).then_some(far) });
     }
     let ipa = fault_ipa(far, hpfar);
     if s1ptw {
@@ -233,8 +230,7 @@ pub fn decode_data_abort(esr: u64, far: u64, hpfar: u64) -> Result<MmioAccess, D
 /// Whether HPFAR_EL2 holds the faulting IPA: stage-2 translation, access flag and
 /// permission faults, and any stage-2 fault on a stage-1 table walk (Arm ARM D24.2.78).
 fn hpfar_valid(fsc: u8, s1ptw: bool) -> bool {
-    let translation_or_access_or_permission =
-        matches!(fsc & 0b11_1100, 0b00_0100 | 0b00_1000 | 0b00_1100);
+    let translation_or_access_or_permission = matches!(fsc & 0b11_1100, 0b00_0100 | 0b00_1000 | 0b00_1100);
     let address_size = fsc & 0b11_1100 == 0;
     translation_or_access_or_permission || address_size || s1ptw
 }
@@ -273,23 +269,13 @@ pub struct SysReg {
 impl SysReg {
     /// Names a register by its encoding.
     pub const fn new(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> Self {
-        Self {
-            op0,
-            op1,
-            crn,
-            crm,
-            op2,
-        }
+        Self { op0, op1, crn, crm, op2 }
     }
 }
 
 impl core::fmt::Display for SysReg {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "S{}_{}_C{}_C{}_{}",
-            self.op0, self.op1, self.crn, self.crm, self.op2
-        )
+        write!(f, "S{}_{}_C{}_C{}_{}", self.op0, self.op1, self.crn, self.crm, self.op2)
     }
 }
 
@@ -298,13 +284,7 @@ pub fn decode_sysreg(esr: u64) -> SysRegAccess {
     let iss = iss(esr);
     let field = |shift: u32, bits: u32| ((iss >> shift) & ((1 << bits) - 1)) as u8;
     SysRegAccess {
-        reg: SysReg::new(
-            field(20, 2),
-            field(14, 3),
-            field(10, 4),
-            field(1, 4),
-            field(17, 3),
-        ),
+        reg: SysReg::new(field(20, 2), field(14, 3), field(10, 4), field(1, 4), field(17, 3)),
         rt: field(5, 5),
         read: iss & 1 != 0,
     }
@@ -362,12 +342,7 @@ mod tests {
 
     #[test]
     fn decodes_every_width_and_direction() {
-        let widths = [
-            AccessWidth::Byte,
-            AccessWidth::Half,
-            AccessWidth::Word,
-            AccessWidth::Double,
-        ];
+        let widths = [AccessWidth::Byte, AccessWidth::Half, AccessWidth::Word, AccessWidth::Double];
         for (sas, width) in widths.into_iter().enumerate() {
             for write in [false, true] {
                 let esr = dabt(sas as u64, false, 7, sas == 3, false, write);
@@ -428,18 +403,12 @@ mod tests {
         let esr = EC_DABT | IL | DFSC_TRANS_L2;
         assert_eq!(
             decode_data_abort(esr, 0x10, hpfar(0x0900_0000)),
-            Err(DecodeError::NoSyndrome {
-                ipa: 0x0900_0010,
-                write: false
-            })
+            Err(DecodeError::NoSyndrome { ipa: 0x0900_0010, write: false })
         );
         let esr_w = esr | (1 << 6);
         assert_eq!(
             decode_data_abort(esr_w, 0, hpfar(0x0900_0000)),
-            Err(DecodeError::NoSyndrome {
-                ipa: 0x0900_0000,
-                write: true
-            })
+            Err(DecodeError::NoSyndrome { ipa: 0x0900_0000, write: true })
         );
     }
 
@@ -457,13 +426,7 @@ mod tests {
         );
         // Synchronous external abort, FAR not valid.
         let ext = EC_DABT | IL | (1 << 10) | 0b01_0000;
-        assert_eq!(
-            decode_data_abort(ext, 0, 0),
-            Err(DecodeError::Unexpected {
-                dfsc: 0x10,
-                far: None
-            })
-        );
+        assert_eq!(decode_data_abort(ext, 0, 0), Err(DecodeError::Unexpected { dfsc: 0x10, far: None }));
     }
 
     #[test]
@@ -475,32 +438,16 @@ mod tests {
 
     #[test]
     fn decodes_other_trap_classes() {
-        assert_eq!(
-            decode_trap(((ec::HVC64 as u64) << 26) | IL | 0x1234, 0, 0),
-            Trap::Hvc { imm: 0x1234 }
-        );
-        assert_eq!(
-            decode_trap(((ec::SMC64 as u64) << 26) | IL, 0, 0),
-            Trap::Smc { imm: 0 }
-        );
-        assert_eq!(
-            decode_trap(((ec::WFX as u64) << 26) | IL, 0, 0),
-            Trap::Wfx(WfxKind::Wfi)
-        );
-        assert_eq!(
-            decode_trap(((ec::WFX as u64) << 26) | IL | 1, 0, 0),
-            Trap::Wfx(WfxKind::Wfe)
-        );
+        assert_eq!(decode_trap(((ec::HVC64 as u64) << 26) | IL | 0x1234, 0, 0), Trap::Hvc { imm: 0x1234 });
+        assert_eq!(decode_trap(((ec::SMC64 as u64) << 26) | IL, 0, 0), Trap::Smc { imm: 0 });
+        assert_eq!(decode_trap(((ec::WFX as u64) << 26) | IL, 0, 0), Trap::Wfx(WfxKind::Wfi));
+        assert_eq!(decode_trap(((ec::WFX as u64) << 26) | IL | 1, 0, 0), Trap::Wfx(WfxKind::Wfe));
         assert_eq!(decode_trap(0x3c << 26, 0, 0), Trap::Other { ec: 0x3c });
         // Instruction fetch at 0x1000, translation fault level 1.
         let iabt = ((ec::IABT_LOWER as u64) << 26) | IL | 0b00_0101;
         assert_eq!(
             decode_trap(iabt, 0x1000, hpfar(0x1000)),
-            Trap::InstructionAbort {
-                far: 0x1000,
-                ipa: Some(0x1000),
-                fsc: 5
-            }
+            Trap::InstructionAbort { far: 0x1000, ipa: Some(0x1000), fsc: 5 }
         );
     }
 
@@ -510,25 +457,11 @@ mod tests {
         let iss = (3 << 20) | (0 << 17) | (0 << 14) | (0 << 10) | (3 << 5) | (5 << 1) | 1;
         let esr = ((ec::SYS64 as u64) << 26) | IL | iss;
         let access = decode_sysreg(esr);
-        assert_eq!(
-            access,
-            SysRegAccess {
-                reg: SysReg::new(3, 0, 0, 5, 0),
-                rt: 3,
-                read: true
-            }
-        );
+        assert_eq!(access, SysRegAccess { reg: SysReg::new(3, 0, 0, 5, 0), rt: 3, read: true });
         // msr pmcr_el0, x1 = S3_3_C9_C12_0, write.
         let iss = (3 << 20) | (0 << 17) | (3 << 14) | (9 << 10) | (1 << 5) | (12 << 1);
         let access = decode_sysreg(((ec::SYS64 as u64) << 26) | IL | iss);
-        assert_eq!(
-            access,
-            SysRegAccess {
-                reg: SysReg::new(3, 3, 9, 12, 0),
-                rt: 1,
-                read: false
-            }
-        );
+        assert_eq!(access, SysRegAccess { reg: SysReg::new(3, 3, 9, 12, 0), rt: 1, read: false });
         assert_eq!(access.reg.to_string(), "S3_3_C9_C12_0");
     }
 }

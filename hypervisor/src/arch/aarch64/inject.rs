@@ -71,13 +71,7 @@ pub struct Injection {
 
 /// Computes the exception entry for `exception`, taken by a guest that was at `pc`
 /// with PSTATE `spsr` (the value in SPSR_EL2), whose VBAR_EL1 and SCTLR_EL1 are given.
-pub fn inject(
-    exception: GuestException,
-    pc: u64,
-    spsr: u64,
-    vbar_el1: u64,
-    sctlr_el1: u64,
-) -> Injection {
+pub fn inject(exception: GuestException, pc: u64, spsr: u64, vbar_el1: u64, sctlr_el1: u64) -> Injection {
     let mode = spsr & 0b1_1111;
     let from_el1 = mode & MODE_AARCH32 == 0 && mode & 0b1100 == 0b0100;
     // Vector offsets (Arm ARM D1.10.2): current EL with SP_EL0, current EL with SP_ELx,
@@ -129,10 +123,7 @@ mod tests {
     fn data_abort_from_el1h_goes_to_current_el_spx_vector() {
         let spsr = 0x6000_03c5; // Z and C set, DAIF masked, EL1h
         let inj = inject(
-            GuestException::DataAbort {
-                far: 0x4400_0000,
-                write: false,
-            },
+            GuestException::DataAbort { far: 0x4400_0000, write: false },
             0x4020_0100,
             spsr,
             VBAR,
@@ -148,16 +139,7 @@ mod tests {
 
     #[test]
     fn write_abort_from_el0_goes_to_lower_el_vector() {
-        let inj = inject(
-            GuestException::DataAbort {
-                far: 0x1000,
-                write: true,
-            },
-            0x400,
-            0,
-            VBAR,
-            SCTLR,
-        );
+        let inj = inject(GuestException::DataAbort { far: 0x1000, write: true }, 0x400, 0, VBAR, SCTLR);
         assert_eq!(inj.pc, VBAR + 0x400);
         assert_eq!(inj.esr_el1, 0x9200_0050);
     }
@@ -175,25 +157,13 @@ mod tests {
         let und = inject(GuestException::Undefined, 0x10, MODE_EL1H, VBAR, SCTLR);
         assert_eq!(und.esr_el1, 0x0200_0000);
         assert_eq!(und.far_el1, None);
-        let iabt = inject(
-            GuestException::InstructionAbort { far: 0x1000 },
-            0x1000,
-            MODE_EL1H,
-            VBAR,
-            SCTLR,
-        );
+        let iabt = inject(GuestException::InstructionAbort { far: 0x1000 }, 0x1000, MODE_EL1H, VBAR, SCTLR);
         assert_eq!(iabt.esr_el1, 0x8600_0010);
     }
 
     #[test]
     fn vbar_low_bits_are_ignored_and_pan_follows_span() {
-        let inj = inject(
-            GuestException::Undefined,
-            0,
-            MODE_EL1H,
-            VBAR | 0x7ff,
-            0x30d0_0800 & !SCTLR_SPAN,
-        );
+        let inj = inject(GuestException::Undefined, 0, MODE_EL1H, VBAR | 0x7ff, 0x30d0_0800 & !SCTLR_SPAN);
         assert_eq!(inj.pc, VBAR + 0x200);
         assert_ne!(inj.pstate & PAN, 0);
     }

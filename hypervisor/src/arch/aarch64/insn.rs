@@ -27,18 +27,10 @@ pub fn describe(insn: u32) -> &'static str {
         };
     }
     if bits(29, 24) == 0b00_1000 {
-        return if load {
-            "ldxr/ldaxr (load exclusive)"
-        } else {
-            "stxr/stlxr (store exclusive)"
-        };
+        return if load { "ldxr/ldaxr (load exclusive)" } else { "stxr/stlxr (store exclusive)" };
     }
     if bits(31, 31) == 0 && bits(29, 24) == 0b00_1100 {
-        return if load {
-            "ld1..ld4 (SIMD structure load)"
-        } else {
-            "st1..st4 (SIMD structure store)"
-        };
+        return if load { "ld1..ld4 (SIMD structure load)" } else { "st1..st4 (SIMD structure store)" };
     }
     if bits(29, 27) == 0b111 && bits(25, 24) == 0b00 {
         let store = bits(23, 22) == 0;
@@ -71,28 +63,13 @@ mod tests {
     fn names_common_isv0_instructions() {
         assert_eq!(describe(0xa940_0c22), "ldp (load pair)"); // ldp x2, x3, [x1]
         assert_eq!(describe(0xa900_0c22), "stp (store pair)"); // stp x2, x3, [x1]
-        assert_eq!(
-            describe(0xa8c1_0c22),
-            "ldp post-index (load pair with writeback)"
-        ); // ldp x2, x3, [x1], #16
-        assert_eq!(
-            describe(0xa9bf_7bfd),
-            "stp pre-index (store pair with writeback)"
-        ); // stp x29, x30, [sp, #-16]!
-        assert_eq!(
-            describe(0xf840_8420),
-            "ldr post-index (load with writeback)"
-        ); // ldr x0, [x1], #8
-        assert_eq!(
-            describe(0xb800_4c20),
-            "str pre-index (store with writeback)"
-        ); // str w0, [x1, #4]!
+        assert_eq!(describe(0xa8c1_0c22), "ldp post-index (load pair with writeback)"); // ldp x2, x3, [x1], #16
+        assert_eq!(describe(0xa9bf_7bfd), "stp pre-index (store pair with writeback)"); // stp x29, x30, [sp, #-16]!
+        assert_eq!(describe(0xf840_8420), "ldr post-index (load with writeback)"); // ldr x0, [x1], #8
+        assert_eq!(describe(0xb800_4c20), "str pre-index (store with writeback)"); // str w0, [x1, #4]!
         assert_eq!(describe(0xc85f_7c20), "ldxr/ldaxr (load exclusive)"); // ldxr x0, [x1]
         assert_eq!(describe(0x4c40_7020), "ld1..ld4 (SIMD structure load)"); // ld1 {v0.16b}, [x1]
-        assert_eq!(
-            describe(0xf820_0020),
-            "ldadd/swp/cas family (atomic memory operation)"
-        ); // ldadd x0, x0, [x1]
+        assert_eq!(describe(0xf820_0020), "ldadd/swp/cas family (atomic memory operation)"); // ldadd x0, x0, [x1]
         assert_eq!(describe(0xd50b_7420), "dc zva (zero a cache block)"); // dc zva, x0
         assert_eq!(describe(0xb940_0020), "ldr (single register load)"); // ldr w0, [x1]
         assert_eq!(describe(0xd503_201f), "not a recognised load/store"); // nop

@@ -1,4 +1,4 @@
-//! EL2 stacks: one to boot on, and one per CPU for the trap path.
+//! EL2 stacks: per CPU, one to start on and one for the trap path.
 #![allow(unsafe_code)]
 
 /// Bytes in each stack.
@@ -10,9 +10,15 @@ pub const MAX_CPUS: usize = 8;
 #[repr(C, align(16))]
 pub struct Stack(pub [u8; STACK_SIZE]);
 
-/// The stack the boot CPU initialises on; abandoned when it enters its first guest.
+/// The stacks CPUs start on (the boot CPU takes the first); each is abandoned when
+/// its CPU enters its first guest.
 #[no_mangle]
-pub static mut BOOT_STACK: Stack = Stack([0; STACK_SIZE]);
+pub static mut BOOT_STACKS: [Stack; MAX_CPUS] = [const { Stack([0; STACK_SIZE]) }; MAX_CPUS];
 
 /// Each CPU's trap stack: SP_EL2 is at its top whenever a guest runs.
 pub static mut TRAP_STACKS: [Stack; MAX_CPUS] = [const { Stack([0; STACK_SIZE]) }; MAX_CPUS];
+
+/// Top of CPU `cpu`'s trap stack.
+pub fn trap_stack_top(cpu: usize) -> usize {
+    core::ptr::addr_of!(TRAP_STACKS) as usize + (cpu + 1) * STACK_SIZE
+}

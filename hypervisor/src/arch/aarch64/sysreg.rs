@@ -66,8 +66,7 @@ fn is_aarch32_id_register(reg: SysReg) -> bool {
 /// PMU registers: PMCR_EL0 and friends (CRn 9), event counters (CRn 14, CRm 8..=15).
 fn is_pmu_register(reg: SysReg) -> bool {
     let el0_block = reg.op0 == 3 && reg.op1 == 3 && reg.crn == 9 && (12..=14).contains(&reg.crm);
-    let intens =
-        reg.op0 == 3 && reg.op1 == 0 && reg.crn == 9 && reg.crm == 14 && matches!(reg.op2, 1 | 2);
+    let intens = reg.op0 == 3 && reg.op1 == 0 && reg.crn == 9 && reg.crm == 14 && matches!(reg.op2, 1 | 2);
     let counters = reg.op0 == 3 && reg.op1 == 3 && reg.crn == 14 && reg.crm >= 8;
     el0_block || intens || counters
 }
@@ -103,29 +102,18 @@ mod tests {
     use super::*;
 
     fn read(reg: SysReg) -> SysRegAccess {
-        SysRegAccess {
-            reg,
-            rt: 0,
-            read: true,
-        }
+        SysRegAccess { reg, rt: 0, read: true }
     }
 
     fn write(reg: SysReg) -> SysRegAccess {
-        SysRegAccess {
-            reg,
-            rt: 0,
-            read: false,
-        }
+        SysRegAccess { reg, rt: 0, read: false }
     }
 
     #[test]
     fn dfr0_hides_pmu_and_trace_but_keeps_debug() {
         // QEMU max: PMUVer 6, TraceVer 0, DebugVer 9, BRPs 5, WRPs 3, CTX_CMPs 1.
         let real = 0x0000_0001_1030_5609;
-        assert_eq!(
-            emulate(read(ID_AA64DFR0_EL1), |_| real),
-            SysRegOutcome::Read(0x1030_5009)
-        );
+        assert_eq!(emulate(read(ID_AA64DFR0_EL1), |_| real), SysRegOutcome::Read(0x1030_5009));
     }
 
     #[test]
@@ -146,30 +134,18 @@ mod tests {
 
     #[test]
     fn id_registers_are_read_only_and_aarch32_ones_read_zero() {
-        assert_eq!(
-            emulate(write(ID_AA64PFR0_EL1), |_| 0),
-            SysRegOutcome::Undefined
-        );
+        assert_eq!(emulate(write(ID_AA64PFR0_EL1), |_| 0), SysRegOutcome::Undefined);
         let id_pfr0 = SysReg::new(3, 0, 0, 1, 0);
         assert_eq!(emulate(read(id_pfr0), |_| 0x1234), SysRegOutcome::Read(0));
         let isar0 = SysReg::new(3, 0, 0, 6, 0);
-        assert_eq!(
-            emulate(read(isar0), |_| 0x1234),
-            SysRegOutcome::Read(0x1234)
-        );
+        assert_eq!(emulate(read(isar0), |_| 0x1234), SysRegOutcome::Read(0x1234));
     }
 
     #[test]
     fn pmu_and_debug_read_zero_and_ignore_writes() {
         let pmcr_el0 = SysReg::new(3, 3, 9, 12, 0);
-        assert_eq!(
-            emulate(read(pmcr_el0), |_| unreachable!()),
-            SysRegOutcome::Read(0)
-        );
-        assert_eq!(
-            emulate(write(pmcr_el0), |_| unreachable!()),
-            SysRegOutcome::Ignored
-        );
+        assert_eq!(emulate(read(pmcr_el0), |_| unreachable!()), SysRegOutcome::Read(0));
+        assert_eq!(emulate(write(pmcr_el0), |_| unreachable!()), SysRegOutcome::Ignored);
         let pmintenset = SysReg::new(3, 0, 9, 14, 1);
         assert_eq!(emulate(write(pmintenset), |_| 0), SysRegOutcome::Ignored);
         let mdscr_el1 = SysReg::new(2, 0, 0, 2, 2);

@@ -1,9 +1,9 @@
 //! EL2 exception vectors, the guest register save/restore, and entering a guest.
 //!
 //! A trap from a guest saves x0..x30, ELR_EL2 and SPSR_EL2 as a [`TrapFrame`] on the
-//! CPU's trap stack and calls [`crate::boot::trap_from_guest`]; returning from it
+//! CPU's trap stack and calls [`crate::run::trap_from_guest`]; returning from it
 //! restores the (possibly changed) frame and erets. An exception taken at EL2
-//! itself is a hypervisor bug: it goes to [`crate::boot::hypervisor_fault`].
+//! itself is a hypervisor bug: it goes to [`crate::run::hypervisor_fault`].
 #![allow(unsafe_code)]
 
 use crate::vm::vcpu::{TrapFrame, TRAP_FRAME_SIZE};
@@ -118,11 +118,11 @@ unsafe extern "C" {
 }
 
 extern "C" fn guest_entry(frame: &mut TrapFrame, kind: u64) {
-    crate::boot::trap_from_guest(frame, kind);
+    crate::run::trap_from_guest(frame, kind);
 }
 
 extern "C" fn hyp_fault_entry(frame: &mut TrapFrame, kind: u64) {
-    crate::boot::hypervisor_fault(frame, kind);
+    crate::run::hypervisor_fault(frame, kind);
 }
 
 /// Switches to the top of `stack_top`'s stack and enters the guest with `frame`.

@@ -41,23 +41,11 @@ mod guest {
         let info = BootInfo::read(dtb)
             .unwrap_or_else(|e| fail(format_args!("cannot read the DTB at {dtb:#x}: {e}")));
         let Some(ram) = info.ram_holding(image::start()) else {
-            fail(format_args!(
-                "no /memory range holds the image at {:#x}",
-                image::start()
-            ))
+            fail(format_args!("no /memory range holds the image at {:#x}", image::start()))
         };
         let ram_end = ram.base + ram.size;
-        println!(
-            "hello: memory {:#x}..{:#x} ({} MiB)",
-            ram.base,
-            ram_end,
-            ram.size >> 20
-        );
-        println!(
-            "hello: {} cpu(s), bootargs \"{}\"",
-            info.cpus,
-            info.bootargs.unwrap_or("")
-        );
+        println!("hello: memory {:#x}..{:#x} ({} MiB)", ram.base, ram_end, ram.size >> 20);
+        println!("hello: {} cpu(s), bootargs \"{}\"", info.cpus, info.bootargs.unwrap_or(""));
 
         let conduit = psci::conduit();
         match psci::version(conduit) {
@@ -76,10 +64,9 @@ mod guest {
                     Some(version) => println!("hello: psci via smc: {version}"),
                     None => println!("hello: psci via smc: returned {}", smccc::Ret(ret)),
                 },
-                Some(fault) => println!(
-                    "hello: psci via smc: smc is undefined here (ESR {:#010x})",
-                    fault.esr
-                ),
+                Some(fault) => {
+                    println!("hello: psci via smc: smc is undefined here (ESR {:#010x})", fault.esr)
+                }
             }
         }
 
@@ -95,10 +82,9 @@ mod guest {
 
         match memtest::test_free_ram(&info) {
             Ok(pages) => println!("hello: memory test ok ({pages} pages)"),
-            Err(m) => fail(format_args!(
-                "memory test: {:#x} read {:#x}, wrote {:#x}",
-                m.addr, m.found, m.expected
-            )),
+            Err(m) => {
+                fail(format_args!("memory test: {:#x} read {:#x}, wrote {:#x}", m.addr, m.found, m.expected))
+            }
         }
 
         println!("hello: done");

@@ -55,19 +55,13 @@ mod guest {
                 psci::system_off()
             }
         };
-        println!(
-            "misbehave: running at EL{}, psci via {}",
-            cpu::current_el(),
-            psci::conduit()
-        );
+        println!("misbehave: running at EL{}, psci via {}", cpu::current_el(), psci::conduit());
 
         println!("misbehave: hvc #0 with x0 = {GARBAGE_FUNCTION:#x}, a function no one has");
         call("garbage hvc", || smccc::hvc(GARBAGE_FUNCTION, 0, 0, 0));
 
         println!("misbehave: hvc #0x1234 (SMCCC wants #0) with x0 = PSCI_VERSION");
-        call("hvc #0x1234", || {
-            probe::hvc_imm_0x1234(u64::from(PSCI_VERSION))
-        });
+        call("hvc #0x1234", || probe::hvc_imm_0x1234(u64::from(PSCI_VERSION)));
 
         println!("misbehave: writing at {OUTSIDE_ADDR:#x}, outside my partition");
         let ram = info.memory();
@@ -81,13 +75,8 @@ mod guest {
             Some(u64::from(probe::load_u32(VIRTIO_MMIO_BASE)))
         });
 
-        println!(
-            "misbehave: ldp x2, x3 from the uart at {:#x} (no valid syndrome)",
-            UART.base
-        );
-        access(format_args!("ldp from the uart"), || {
-            Some(probe::load_pair(UART.base).0)
-        });
+        println!("misbehave: ldp x2, x3 from the uart at {:#x} (no valid syndrome)", UART.base);
+        access(format_args!("ldp from the uart"), || Some(probe::load_pair(UART.base).0));
 
         println!("misbehave: udf #0");
         match expect_fault(probe::udf) {
@@ -124,10 +113,7 @@ mod guest {
     fn access(what: fmt::Arguments<'_>, f: impl FnOnce() -> Option<u64>) {
         let mut loaded = None;
         match expect_fault(|| loaded = f()) {
-            Some(fault) => println!(
-                "misbehave: {what} faulted into the guest (ESR {:#010x})",
-                fault.esr
-            ),
+            Some(fault) => println!("misbehave: {what} faulted into the guest (ESR {:#010x})", fault.esr),
             None => match loaded {
                 Some(value) => println!("misbehave: {what} did not fault (read {value:#x})"),
                 None => println!("misbehave: {what} did not fault"),

@@ -1,10 +1,13 @@
 //! Where guest console output goes.
 //!
 //! Emulated UARTs (and later virtio-console) write through a [`ConsoleOutput`]; the
-//! hypervisor's implementation forwards to the physical PL011 (the console
-//! multiplexer will tag lines per VM), tests collect the bytes.
+//! hypervisor's implementation forwards to the physical PL011 through the console
+//! multiplexer ([`mux::ConsoleMux`]), which tags lines per VM and routes input; tests
+//! collect the bytes.
 
 use alloc::boxed::Box;
+
+pub mod mux;
 
 /// A sink for one guest's console output.
 pub trait ConsoleOutput: Send {

@@ -1,0 +1,719 @@
+//! The console multiplexer: every VM's console and Sluice's own lines on one UART.
+//!
+//! Output: with more than one VM, each line a VM prints starts with its tag,
+//! `[name] `, and is held until it is complete (or [`LINE_LEN`] bytes long, or its VM
+//! goes idle and the owner calls [`ConsoleMux::flush`], which is how a prompt without
+//! a newline gets out), so lines of two VMs printing at once never mix. When VM B
+//! prints while a partial line of VM A is out, the multiplexer ends A's line with
+//! `"\r\n"` first, and A's next bytes start a new tagged line (a line break A then
+//! sends to finish the interrupted line is dropped, as the multiplexer already ended
+//! it). A guest's own bytes are passed
+//! through as they are (guests send `"\r\n"` themselves). With one VM nothing is
+//! tagged and the guest's bytes reach the UART untouched. Sluice's log lines read
+//! `sluice: ...` and always stand on a line of their own.
+//!
+//! Input: bytes typed on the UART go to the VM in focus (VM 0 at first). Ctrl-A is
+//! the escape key, as in QEMU and `screen`; the key after it is a command:
+//!
+//! | keys | action |
+//! | --- | --- |
+//! | Ctrl-A `0`..`9` | focus that VM (if it exists) |
+//! | Ctrl-A `n` | focus the next VM (wrapping) |
+//! | Ctrl-A `h` or `?` | show the help |
+//! | Ctrl-A `x` | power the machine off |
+//! | Ctrl-A Ctrl-A | send one Ctrl-A to the VM in focus |
+//!
+//! Any other key after Ctrl-A is dropped. Letters are taken in either case.
+//!
+//! The multiplexer is pure: it hands the bytes for the UART to an `emit` callback
+//! and says what to do with an input byte ([`InputAction`]); its owner does the I/O
+//! and the locking. Nothing on the output and input paths allocates: tags and input
+//! queues are made by [`ConsoleMux::new`].
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::{self, Display, Write};
+
+/// The escape key, Ctrl-A.
+pub const ESCAPE: u8 = 0x01;
+/// Bytes queued per VM while its UART's receive FIFO is full.
+pub const INPUT_QUEUE_LEN: usize = 256;
+/// What starts every line Sluice itself logs.
+pub const LOG_PREFIX: &str = "sluice: ";
+
+/// Longest line held back per VM before it is sent unfinished.
+pub const LINE_LEN: usize = 256;
+
+/// Line end the multiplexer writes (a serial terminal wants both).
+const CRLF: &[u8] = b"\r\n";
+
+/// What to do with one byte typed on the UART.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputAction {
+    /// Give `byte` to VM `vm` (its UART's receive FIFO, or [`ConsoleMux::queue_input`]).
+    Deliver {
+        /// The VM in focus.
+        vm: usize,
+        /// The byte.
+        byte: u8,
+    },
+    /// Input now goes to VM `vm` (it may already have had the focus).
+    Switch {
+        /// The VM now in focus.
+        vm: usize,
+    },
+    /// Show [`ConsoleMux::help_text`].
+    Help,
+    /// Power the whole machine off.
+    PowerOff,
+    /// Nothing: the byte started an escape, or was a key without a meaning.
+    None,
+}
+
+/// Who the unfinished line on the UART belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Nobody: the UART is at the start of a line.
+    Nobody,
+    /// A VM, by index.
+    Vm(usize),
+    /// Sluice itself ([`ConsoleMux::print`]).
+    Sluice,
+}
+
+/// A bounded FIFO of input bytes.
+struct InputQueue {
+    bytes: [u8; INPUT_QUEUE_LEN],
+    head: usize,
+    len: usize,
+}
+
+impl InputQueue {
+    const fn new() -> Self {
+        Self { bytes: [0; INPUT_QUEUE_LEN], head: 0, len: 0 }
+    }
+
+    /// Appends `byte`; false if the queue is full.
+    fn push(&mut self, byte: u8) -> bool {
+        if self.len == INPUT_QUEUE_LEN {
+            return false;
+        }
+        self.bytes[(self.head + self.len) % INPUT_QUEUE_LEN] = byte;
+        self.len += 1;
+        true
+    }
+
+    fn pop(&mut self) -> Option<u8> {
+        if self.len == 0 {
+            return None;
+        }
+        let byte = self.bytes[self.head];
+        self.head = (self.head + 1) % INPUT_QUEUE_LEN;
+        self.len -= 1;
+        Some(byte)
+    }
+}
+
+/// One VM's side of the multiplexer.
+struct Port {
+    name: String,
+    /// `[name] `.
+    tag: String,
+    input: InputQueue,
+    dropped: u64,
+    /// The multiplexer ended this VM's unfinished line; the line break the VM sends
+    /// next to end it is dropped.
+    broken: bool,
+    /// The line being held back (tagged mode only).
+    line: [u8; LINE_LEN],
+    line_len: usize,
+}
+
+/// Multiplexes the VMs' consoles and Sluice's log lines onto one UART.
+pub struct ConsoleMux {
+    ports: Vec<Port>,
+    /// Whether lines are tagged (more than one VM).
+    tagged: bool,
+    open: Owner,
+    focus: usize,
+    /// The last input byte was Ctrl-A.
+    escape: bool,
+}
+
+impl ConsoleMux {
+    /// A multiplexer for VMs with these names (index = VM index). Lines are tagged
+    /// only when there is more than one VM.
+    pub fn new(names: &[&str]) -> Self {
+        let ports = names
+            .iter()
+            .map(|&name| {
+                let mut tag = String::with_capacity(name.len() + 3);
+                tag.push('[');
+                tag.push_str(name);
+                tag.push_str("] ");
+                Port {
+                    name: name.into(),
+                    tag,
+                    input: InputQueue::new(),
+                    dropped: 0,
+                    broken: false,
+                    line: [0; LINE_LEN],
+                    line_len: 0,
+                }
+            })
+            .collect();
+        Self { ports, tagged: names.len() > 1, open: Owner::Nobody, focus: 0, escape: false }
+    }
+
+    /// The number of VMs.
+    pub fn vm_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// VM `vm`'s name.
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
+    pub fn name(&self, vm: usize) -> &str {
+        &self.ports[vm].name
+    }
+
+    /// The VM that typed input goes to.
+    pub fn focus(&self) -> usize {
+        self.focus
+    }
+
+    /// VM `vm` wrote `bytes`; `emit` receives what goes to the UART, in order.
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
+    pub fn output(&mut self, vm: usize, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {
+        if !self.tagged {
+            self.stream(vm, bytes, emit);
+            return;
+        }
+        for &byte in bytes {
+            let port = &mut self.ports[vm];
+            port.line[port.line_len] = byte;
+            port.line_len += 1;
+            if byte == b'\n' || port.line_len == LINE_LEN {
+                self.flush(vm, emit);
+            }
+        }
+    }
+
+    /// Sends what VM `vm` holds of an unfinished line (call it when the VM goes idle,
+    /// so a prompt shows).
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
+    pub fn flush(&mut self, vm: usize, emit: &mut impl FnMut(&[u8])) {
+        let port = &mut self.ports[vm];
+        let (line, len) = (port.line, port.line_len);
+        port.line_len = 0;
+        if len > 0 {
+            self.stream(vm, &line[..len], emit);
+        }
+    }
+
+    /// Whether VM `vm` holds back part of a line.
+    pub fn has_partial_line(&self, vm: usize) -> bool {
+        self.ports.get(vm).is_some_and(|p| p.line_len > 0)
+    }
+
+    /// Sends VM `vm`'s bytes, tagging and breaking lines as the module says.
+    fn stream(&mut self, vm: usize, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {
+        let mut rest = self.skip_broken_line_end(vm, bytes);
+        while !rest.is_empty() {
+            if self.open != Owner::Vm(vm) {
+                self.end_open_line(emit);
+                if self.tagged {
+                    emit(self.ports[vm].tag.as_bytes());
+                }
+                self.open = Owner::Vm(vm);
+            }
+            let (line, tail) = match rest.iter().position(|&b| b == b'\n') {
+                Some(end) => rest.split_at(end + 1),
+                None => (rest, &[][..]),
+            };
+            emit(line);
+            if line.ends_with(b"\n") {
+                self.open = Owner::Nobody;
+            }
+            rest = tail;
+        }
+    }
+
+    /// Sluice logs `line` (one line, without its newline): `sluice: line` on a line of
+    /// its own, after ending any VM's unfinished line. A `\n` inside `line` is sent
+    /// as `\r\n`.
+    pub fn log_line(&mut self, line: impl Display, emit: &mut impl FnMut(&[u8])) {
+        self.end_open_line(emit);
+        emit(LOG_PREFIX.as_bytes());
+        let _ = write!(CrLf::new(emit), "{line}");
+        emit(CRLF);
+    }
+
+    /// Sluice prints `text` as it is (a banner, a report), with `\n` sent as `\r\n`,
+    /// after ending any VM's unfinished line. Text without a final newline leaves a
+    /// line that the next VM output or log line ends first.
+    pub fn print(&mut self, text: impl Display, emit: &mut impl FnMut(&[u8])) {
+        if matches!(self.open, Owner::Vm(_)) {
+            self.end_open_line(emit);
+        }
+        let mut writer = CrLf::new(emit);
+        let _ = write!(writer, "{text}");
+        match writer.last {
+            None => {}
+            Some(b'\n') => self.open = Owner::Nobody,
+            Some(_) => self.open = Owner::Sluice,
+        }
+    }
+
+    /// One byte typed on the UART: what to do with it.
+    pub fn input(&mut self, byte: u8) -> InputAction {
+        if !self.escape {
+            if byte == ESCAPE {
+                self.escape = true;
+                return InputAction::None;
+            }
+            return self.deliver(byte);
+        }
+        self.escape = false;
+        match byte {
+            ESCAPE => self.deliver(ESCAPE),
+            b'0'..=b'9' => self.switch(usize::from(byte - b'0')),
+            b'n' | b'N' => self.switch((self.focus + 1) % self.ports.len().max(1)),
+            b'h' | b'H' | b'?' => InputAction::Help,
+            b'x' | b'X' => InputAction::PowerOff,
+            _ => InputAction::None,
+        }
+    }
+
+    /// The escape keys and the VMs, on one line:
+    /// `Ctrl-A 0: hello, Ctrl-A 1: ticker, Ctrl-A n: next, Ctrl-A x: quit, Ctrl-A Ctrl-A: send Ctrl-A`.
+    pub fn help_text(&self) -> impl Display + '_ {
+        Help(self)
+    }
+
+    /// Queues `byte` for VM `vm`, whose UART's receive FIFO is full; when the queue
+    /// ([`INPUT_QUEUE_LEN`] bytes) is full too, the byte is dropped and counted. While
+    /// bytes are queued, new input for the VM must be queued behind them, to keep the
+    /// order.
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
+    pub fn queue_input(&mut self, vm: usize, byte: u8) {
+        let port = &mut self.ports[vm];
+        if !port.input.push(byte) {
+            port.dropped += 1;
+        }
+    }
+
+    /// The oldest byte queued for VM `vm`, to move into its UART's receive FIFO.
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
+    pub fn pop_input(&mut self, vm: usize) -> Option<u8> {
+        self.ports[vm].input.pop()
+    }
+
+    /// How many bytes are queued for VM `vm`.
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
+    pub fn queued(&self, vm: usize) -> usize {
+        self.ports[vm].input.len
+    }
+
+    /// How many input bytes for VM `vm` were dropped because its queue was full.
+    ///
+    /// # Panics
+    ///
+    /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
+    pub fn dropped(&self, vm: usize) -> u64 {
+        self.ports[vm].dropped
+    }
+
+    fn deliver(&self, byte: u8) -> InputAction {
+        if self.ports.is_empty() {
+            return InputAction::None;
+        }
+        InputAction::Deliver { vm: self.focus, byte }
+    }
+
+    fn switch(&mut self, vm: usize) -> InputAction {
+        if vm >= self.ports.len() {
+            return InputAction::None;
+        }
+        self.focus = vm;
+        InputAction::Switch { vm }
+    }
+
+    /// Ends the unfinished line on the UART, if there is one.
+    fn end_open_line(&mut self, emit: &mut impl FnMut(&[u8])) {
+        match self.open {
+            Owner::Nobody => return,
+            Owner::Vm(vm) => self.ports[vm].broken = true,
+            Owner::Sluice => {}
+        }
+        emit(CRLF);
+        self.open = Owner::Nobody;
+    }
+
+    /// Drops the `\r`/`\n` with which VM `vm` ends a line the multiplexer already ended.
+    fn skip_broken_line_end<'b>(&mut self, vm: usize, mut bytes: &'b [u8]) -> &'b [u8] {
+        let port = &mut self.ports[vm];
+        while port.broken {
+            match bytes {
+                [b'\r', rest @ ..] => bytes = rest,
+                [b'\n', rest @ ..] => {
+                    bytes = rest;
+                    port.broken = false;
+                }
+                [] => break,
+                _ => port.broken = false,
+            }
+        }
+        bytes
+    }
+}
+
+/// A `fmt::Write` onto `emit` that sends `\n` as `\r\n` and remembers the last byte.
+struct CrLf<'e, E: FnMut(&[u8])> {
+    emit: &'e mut E,
+    last: Option<u8>,
+}
+
+impl<'e, E: FnMut(&[u8])> CrLf<'e, E> {
+    fn new(emit: &'e mut E) -> Self {
+        Self { emit, last: None }
+    }
+}
+
+impl<E: FnMut(&[u8])> Write for CrLf<'_, E> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut pieces = s.split('\n');
+        if let Some(first) = pieces.next() {
+            (self.emit)(first.as_bytes());
+        }
+        for piece in pieces {
+            (self.emit)(CRLF);
+            (self.emit)(piece.as_bytes());
+        }
+        if let Some(&last) = s.as_bytes().last() {
+            self.last = Some(last);
+        }
+        Ok(())
+    }
+}
+
+/// [`ConsoleMux::help_text`].
+struct Help<'m>(&'m ConsoleMux);
+
+impl Display for Help<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (vm, port) in self.0.ports.iter().enumerate().take(10) {
+            write!(f, "Ctrl-A {vm}: {}, ", port.name)?;
+        }
+        f.write_str("Ctrl-A n: next, Ctrl-A x: quit, Ctrl-A Ctrl-A: send Ctrl-A")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    /// A multiplexer and everything it sent to the UART.
+    struct Uart {
+        mux: ConsoleMux,
+        wire: Vec<u8>,
+    }
+
+    impl Uart {
+        fn new(names: &[&str]) -> Self {
+            Self { mux: ConsoleMux::new(names), wire: Vec::new() }
+        }
+
+        fn out(&mut self, vm: usize, bytes: &str) -> &mut Self {
+            let wire = &mut self.wire;
+            self.mux.output(vm, bytes.as_bytes(), &mut |b| wire.extend_from_slice(b));
+            self
+        }
+
+        fn flush(&mut self, vm: usize) -> &mut Self {
+            let wire = &mut self.wire;
+            self.mux.flush(vm, &mut |b| wire.extend_from_slice(b));
+            self
+        }
+
+        fn log(&mut self, line: &str) -> &mut Self {
+            let wire = &mut self.wire;
+            self.mux.log_line(line, &mut |b| wire.extend_from_slice(b));
+            self
+        }
+
+        fn print(&mut self, text: &str) -> &mut Self {
+            let wire = &mut self.wire;
+            self.mux.print(text, &mut |b| wire.extend_from_slice(b));
+            self
+        }
+
+        fn text(&self) -> &str {
+            core::str::from_utf8(&self.wire).unwrap()
+        }
+    }
+
+    fn inputs(mux: &mut ConsoleMux, bytes: &[u8]) -> Vec<InputAction> {
+        bytes.iter().map(|&b| mux.input(b)).collect()
+    }
+
+    fn deliver(vm: usize, byte: u8) -> InputAction {
+        InputAction::Deliver { vm, byte }
+    }
+
+    #[test]
+    fn several_vms_tag_every_line() {
+        let mut uart = Uart::new(&["hello", "ticker"]);
+        uart.out(0, "one\r\ntwo\r\n").out(1, "tick\r\n").out(0, "three\r\n");
+        assert_eq!(uart.text(), "[hello] one\r\n[hello] two\r\n[ticker] tick\r\n[hello] three\r\n");
+    }
+
+    #[test]
+    fn a_line_written_a_byte_at_a_time_gets_one_tag() {
+        let mut uart = Uart::new(&["a", "b"]);
+        for c in "hi\r\nyo\r\n".chars() {
+            uart.out(1, c.encode_utf8(&mut [0; 4]));
+        }
+        assert_eq!(uart.text(), "[b] hi\r\n[b] yo\r\n");
+    }
+
+    #[test]
+    fn bare_newlines_and_empty_lines_pass_through() {
+        let mut uart = Uart::new(&["a", "b"]);
+        uart.out(0, "x\n\ny\n");
+        assert_eq!(uart.text(), "[a] x\n[a] \n[a] y\n");
+    }
+
+    #[test]
+    fn lines_of_two_vms_printing_at_once_never_mix() {
+        let mut uart = Uart::new(&["hello", "ticker"]);
+        uart.out(0, "count: 1").out(1, "tick").out(0, "23\r\n");
+        assert_eq!(uart.text(), "[hello] count: 123\r\n");
+        uart.out(1, "\r\n");
+        assert_eq!(uart.text(), "[hello] count: 123\r\n[ticker] tick\r\n");
+    }
+
+    #[test]
+    fn a_flushed_partial_line_is_ended_and_retagged_when_another_vm_prints() {
+        let mut uart = Uart::new(&["hello", "ticker"]);
+        uart.out(0, "$ ").flush(0).out(1, "tick\r\n").out(0, "ls\r\n");
+        assert_eq!(uart.text(), "[hello] $ \r\n[ticker] tick\r\n[hello] ls\r\n");
+        assert!(!uart.mux.has_partial_line(0));
+    }
+
+    #[test]
+    fn a_long_line_goes_out_in_pieces() {
+        let mut uart = Uart::new(&["a", "b"]);
+        let long = "x".repeat(LINE_LEN + 10);
+        uart.out(0, &long);
+        assert_eq!(uart.text().len(), "[a] ".len() + LINE_LEN);
+        assert!(uart.mux.has_partial_line(0));
+    }
+
+    #[test]
+    fn the_line_end_of_an_interrupted_line_is_not_repeated() {
+        let mut uart = Uart::new(&["a", "b"]);
+        uart.out(0, "abc").flush(0).out(1, "x\r\n").out(0, "\r").out(0, "\nnext\r\n");
+        assert_eq!(uart.text(), "[a] abc\r\n[b] x\r\n[a] next\r\n");
+        // Only one line end is dropped: a blank line after it stays.
+        uart.wire.clear();
+        uart.out(0, "p").flush(0).out(1, "q\r\n").out(0, "\r\n\r\n");
+        assert_eq!(uart.text(), "[a] p\r\n[b] q\r\n[a] \r\n");
+        // Other bytes after the interruption start the new line at once.
+        uart.wire.clear();
+        uart.out(0, "p").flush(0).out(1, "q\r\n").out(0, "\rr\r\n");
+        assert_eq!(uart.text(), "[a] p\r\n[b] q\r\n[a] r\r\n");
+    }
+
+    #[test]
+    fn one_vm_passes_through_untouched() {
+        let mut uart = Uart::new(&["hello"]);
+        let bytes = "boot\r\nno newline\n\x1b[1mbold\x1b[0m\r\x07 partial";
+        uart.out(0, &bytes[..10]).out(0, &bytes[10..]);
+        assert_eq!(uart.text(), bytes);
+    }
+
+    #[test]
+    fn log_lines_stand_alone() {
+        let mut uart = Uart::new(&["a", "b"]);
+        uart.log("starting").out(0, "half").log("vm \"b\" powered off");
+        uart.out(0, " done\r\n");
+        // A held line is not broken by a log line.
+        assert_eq!(uart.text(), "sluice: starting\r\nsluice: vm \"b\" powered off\r\n[a] half done\r\n");
+        uart.wire.clear();
+        uart.out(0, "half").flush(0).log("note").out(0, " done\r\n");
+        assert_eq!(uart.text(), "[a] half\r\nsluice: note\r\n[a]  done\r\n");
+    }
+
+    #[test]
+    fn log_lines_break_a_single_vms_line_without_tags() {
+        let mut uart = Uart::new(&["hello"]);
+        uart.out(0, "abc").log("note").out(0, "\r\ndef\r\n");
+        assert_eq!(uart.text(), "abc\r\nsluice: note\r\ndef\r\n");
+    }
+
+    #[test]
+    fn log_lines_take_format_arguments() {
+        let mut uart = Uart::new(&["a"]);
+        let wire = &mut uart.wire;
+        uart.mux.log_line(format_args!("warning: vm {} stopped\nat {:#x}", 1, 0x40), &mut |b| {
+            wire.extend_from_slice(b)
+        });
+        assert_eq!(uart.text(), "sluice: warning: vm 1 stopped\r\nat 0x40\r\n");
+    }
+
+    #[test]
+    fn printed_text_keeps_its_own_lines() {
+        let mut uart = Uart::new(&["a", "b"]);
+        uart.out(1, "x")
+            .flush(1)
+            .print("\nSluice 0.1.0\nstats:")
+            .print(" 3 exits\n")
+            .out(0, "y\r\n")
+            .print("half")
+            .log("l")
+            .print("report")
+            .out(0, "z\r\n");
+        assert_eq!(
+            uart.text(),
+            "[b] x\r\n\r\nSluice 0.1.0\r\nstats: 3 exits\r\n[a] y\r\nhalf\r\nsluice: l\r\nreport\r\n[a] z\r\n"
+        );
+    }
+
+    #[test]
+    fn input_goes_to_the_vm_in_focus() {
+        let mut mux = ConsoleMux::new(&["a", "b", "c"]);
+        assert_eq!(mux.focus(), 0);
+        assert_eq!(inputs(&mut mux, b"hi"), [deliver(0, b'h'), deliver(0, b'i')]);
+        assert_eq!(
+            inputs(&mut mux, b"\x012q"),
+            [InputAction::None, InputAction::Switch { vm: 2 }, deliver(2, b'q')]
+        );
+        assert_eq!(mux.focus(), 2);
+    }
+
+    #[test]
+    fn escape_keys() {
+        let mut mux = ConsoleMux::new(&["a", "b", "c"]);
+        let mut escape = |key: u8| {
+            assert_eq!(mux.input(ESCAPE), InputAction::None);
+            (mux.input(key), mux.focus())
+        };
+        assert_eq!(escape(b'1'), (InputAction::Switch { vm: 1 }, 1));
+        assert_eq!(escape(b'1'), (InputAction::Switch { vm: 1 }, 1));
+        assert_eq!(escape(b'0'), (InputAction::Switch { vm: 0 }, 0));
+        // A VM that does not exist: the keys are dropped, the focus stays.
+        assert_eq!(escape(b'3'), (InputAction::None, 0));
+        assert_eq!(escape(b'9'), (InputAction::None, 0));
+        assert_eq!(escape(b'n'), (InputAction::Switch { vm: 1 }, 1));
+        assert_eq!(escape(b'n'), (InputAction::Switch { vm: 2 }, 2));
+        assert_eq!(escape(b'N'), (InputAction::Switch { vm: 0 }, 0));
+        assert_eq!(escape(b'h'), (InputAction::Help, 0));
+        assert_eq!(escape(b'?'), (InputAction::Help, 0));
+        assert_eq!(escape(b'x'), (InputAction::PowerOff, 0));
+        assert_eq!(escape(b'X'), (InputAction::PowerOff, 0));
+        assert_eq!(escape(ESCAPE), (deliver(0, ESCAPE), 0));
+    }
+
+    #[test]
+    fn an_unknown_key_after_the_escape_is_dropped() {
+        let mut mux = ConsoleMux::new(&["a", "b"]);
+        assert_eq!(
+            inputs(&mut mux, b"\x01z\x01\r\x01\x03ok"),
+            [
+                InputAction::None,
+                InputAction::None,
+                InputAction::None,
+                InputAction::None,
+                InputAction::None,
+                InputAction::None,
+                deliver(0, b'o'),
+                deliver(0, b'k'),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_escape_split_across_calls_and_output_still_works() {
+        let mut uart = Uart::new(&["a", "b"]);
+        assert_eq!(uart.mux.input(ESCAPE), InputAction::None);
+        // Output in between does not disturb the pending escape.
+        uart.out(0, "tick\r\n");
+        assert_eq!(uart.mux.input(b'1'), InputAction::Switch { vm: 1 });
+        // A literal Ctrl-A, split the same way, then plain input again.
+        assert_eq!(uart.mux.input(ESCAPE), InputAction::None);
+        assert_eq!(uart.mux.input(ESCAPE), deliver(1, ESCAPE));
+        assert_eq!(uart.mux.input(ESCAPE), InputAction::None);
+        assert_eq!(uart.mux.input(b'x'), InputAction::PowerOff);
+        assert_eq!(uart.mux.input(b'x'), deliver(1, b'x'));
+    }
+
+    #[test]
+    fn one_vm_has_the_escape_keys_too() {
+        let mut mux = ConsoleMux::new(&["solo"]);
+        assert_eq!(
+            inputs(&mut mux, b"\x01n\x010\x011\x01x"),
+            [
+                InputAction::None,
+                InputAction::Switch { vm: 0 },
+                InputAction::None,
+                InputAction::Switch { vm: 0 },
+                InputAction::None,
+                InputAction::None,
+                InputAction::None,
+                InputAction::PowerOff,
+            ]
+        );
+    }
+
+    #[test]
+    fn help_lists_the_keys_and_the_vms() {
+        let mux = ConsoleMux::new(&["hello", "ticker"]);
+        assert_eq!(
+            mux.help_text().to_string(),
+            "Ctrl-A 0: hello, Ctrl-A 1: ticker, Ctrl-A n: next, Ctrl-A x: quit, Ctrl-A Ctrl-A: send Ctrl-A"
+        );
+        assert_eq!(mux.vm_count(), 2);
+        assert_eq!(mux.name(1), "ticker");
+    }
+
+    #[test]
+    fn the_input_queue_is_bounded_and_counts_drops() {
+        let mut mux = ConsoleMux::new(&["a", "b"]);
+        for k in 0..INPUT_QUEUE_LEN + 10 {
+            mux.queue_input(1, k as u8);
+        }
+        assert_eq!(mux.queued(1), INPUT_QUEUE_LEN);
+        assert_eq!((mux.dropped(0), mux.dropped(1)), (0, 10));
+        assert_eq!(mux.pop_input(0), None);
+        assert_eq!(mux.pop_input(1), Some(0));
+        assert_eq!(mux.pop_input(1), Some(1));
+        // Room again: the ring wraps and keeps the order.
+        mux.queue_input(1, 0xaa);
+        assert_eq!(mux.dropped(1), 10);
+        let rest: Vec<u8> = core::iter::from_fn(|| mux.pop_input(1)).collect();
+        assert_eq!(rest.len(), INPUT_QUEUE_LEN - 1);
+        assert_eq!(rest[0], 2);
+        assert_eq!(rest[INPUT_QUEUE_LEN - 3], (INPUT_QUEUE_LEN - 1) as u8);
+        assert_eq!(rest[INPUT_QUEUE_LEN - 2], 0xaa);
+        assert_eq!(mux.queued(1), 0);
+    }
+}

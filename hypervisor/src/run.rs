@@ -1,0 +1,447 @@
+//! Each CPU's life after boot: run its vCPU, handle its traps and physical
+//! interrupts, idle while its vCPU is off, and stop, restart or power off VMs.
+//!
+//! A CPU holds its VM's lock only while it handles a trap, never while it sleeps;
+//! work for another CPU (a new pending interrupt, a `CPU_ON`, a stop) is left in the
+//! VM and signalled with the kick SGI, which makes that CPU exit and look.
+
+use crate::arch::aarch64::el2::{self, power, El1Cpu};
+use crate::arch::aarch64::stacks::trap_stack_top;
+use crate::arch::aarch64::vectors::{enter_guest, kind};
+use crate::console::mux::InputAction;
+use crate::drivers::gicv3::Gic;
+use crate::logger;
+use crate::vm::config::ExitMode;
+use crate::vm::stats::ExitReason;
+use crate::vm::trap::{handle_exit, ExitAction, Syndrome};
+use crate::vm::vcpu::{TrapFrame, VcpuPower};
+use crate::vm::Vm;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use log::{debug, error, info};
+use platform::bundle::MAX_VMS;
+use platform::exit::{self, VmEnd, HYPERVISOR_PANIC};
+use spin::{Mutex, MutexGuard, Once};
+
+/// SGI one CPU sends another to make it exit its guest and look at its VM.
+const KICK_SGI: u32 = 0;
+/// The vGIC maintenance interrupt (PPI 9).
+const MAINTENANCE_PPI: u32 = 25;
+/// The EL1 virtual timer's interrupt (PPI 11), forwarded hardware-linked.
+const VIRTUAL_TIMER: u32 = 27;
+/// The EL1 physical timer's interrupt (PPI 14), forwarded hardware-linked.
+const PHYSICAL_TIMER: u32 = 30;
+/// INTID the CPU interface returns when nothing is pending.
+const SPURIOUS: u32 = 1023;
+/// Most list registers a CPU can have.
+const MAX_LIST_REGISTERS: usize = 16;
+
+/// Everything the CPUs share, set up once by the boot CPU.
+pub struct Machine {
+    /// The VMs by index; `None` for a VM that was refused.
+    pub vms: Vec<Option<Mutex<Vm>>>,
+    /// How to power off.
+    pub exit: ExitMode,
+    /// Counter frequency, for reports.
+    pub counter_hz: u64,
+    /// MPIDR of each host CPU.
+    pub cpu_mpidr: Vec<u64>,
+    /// What each host CPU runs: (VM index, vCPU index).
+    pub cpu_slot: Vec<Option<(usize, usize)>>,
+    /// The host GIC.
+    pub gic: Gic,
+    /// List registers per CPU.
+    pub list_registers: usize,
+    /// The host UART's interrupt, taken by CPU 0.
+    pub uart_intid: Option<u32>,
+}
+
+/// The machine, once booted.
+pub static MACHINE: Once<Machine> = Once::new();
+
+/// How each VM ended.
+pub static ENDS: [AtomicU8; MAX_VMS] = [const { AtomicU8::new(RUNNING) }; MAX_VMS];
+/// Running, or not started yet.
+pub const RUNNING: u8 = 0;
+/// Powered off by the guest.
+pub const CLEAN: u8 = 1;
+/// Stopped by a fault, or refused.
+pub const FAILED: u8 = 2;
+
+/// Set when the machine is on its way off, so a fault on the way doesn't recurse.
+static POWERING_OFF: AtomicBool = AtomicBool::new(false);
+
+fn machine() -> &'static Machine {
+    MACHINE.get().expect("CPUs run only after boot")
+}
+
+fn lock_vm(index: usize) -> MutexGuard<'static, Vm> {
+    machine().vms[index].as_ref().expect("a CPU only runs a VM that was built").lock()
+}
+
+fn vm_ended(index: usize) -> bool {
+    ENDS[index].load(Ordering::SeqCst) != RUNNING
+}
+
+/// A CPU's life after its EL2 set-up: run the vCPU it is given, or idle.
+pub fn cpu_main(cpu: usize) -> ! {
+    let m = machine();
+    el2::set_cpu_index(cpu);
+    el2::init_cpu();
+    let sgi_and_ppis =
+        (1 << KICK_SGI) | (1 << MAINTENANCE_PPI) | (1 << VIRTUAL_TIMER) | (1 << PHYSICAL_TIMER);
+    if m.gic.init_cpu(m.cpu_mpidr[cpu], sgi_and_ppis).is_none() {
+        fatal(format_args!("no GIC redistributor for CPU {cpu}"));
+    }
+    let Some((vm, vcpu)) = m.cpu_slot[cpu] else { park(cpu) };
+    let frame = wait_for_start(cpu, vm, vcpu);
+    // SAFETY: this CPU's trap stack is unused until now (we run on its boot stack),
+    // and `wait_for_start` set EL2 up for the vCPU.
+    #[allow(unsafe_code)]
+    unsafe {
+        enter_guest(trap_stack_top(cpu), &frame)
+    }
+}
+
+/// Idles until vCPU `vcpu` of VM `vm` is started, then prepares EL2 for it and
+/// returns its first frame. Parks the CPU for good if the VM ends meanwhile.
+fn wait_for_start(cpu: usize, vm_index: usize, vcpu: usize) -> TrapFrame {
+    loop {
+        if vm_ended(vm_index) {
+            park(cpu);
+        }
+        {
+            let mut vm = lock_vm(vm_index);
+            match vm.vcpus[vcpu] {
+                VcpuPower::StartPending { entry, context } => {
+                    vm.vcpus[vcpu] = VcpuPower::On;
+                    prepare_vcpu(cpu, &vm, vcpu);
+                    return TrapFrame::boot(entry, context);
+                }
+                VcpuPower::Stopping => vm.vcpus[vcpu] = VcpuPower::Off,
+                VcpuPower::Off | VcpuPower::On => {}
+            }
+        }
+        idle_once(cpu);
+    }
+}
+
+/// Puts this CPU's EL1 and virtual GIC interface in their reset state for `vcpu`
+/// and points stage 2 at its VM.
+fn prepare_vcpu(cpu: usize, vm: &Vm, vcpu: usize) {
+    let m = machine();
+    el2::reset_el1_state();
+    el2::reset_virtual_interface(m.list_registers);
+    m.gic.deactivate_ppis(m.cpu_mpidr[cpu], (1 << VIRTUAL_TIMER) | (1 << PHYSICAL_TIMER));
+    el2::switch_to_vm(vm.stage2_root(), vm.vmid, vcpu);
+}
+
+/// Sleeps until a physical interrupt is pending, then handles it (no vCPU runs).
+fn idle_once(cpu: usize) {
+    el2::wait_for_interrupt();
+    let timers = service_interrupts(cpu, false);
+    debug_assert_eq!(timers, 0);
+}
+
+/// Stops this CPU for good, still serving console input if it is the boot CPU.
+fn park(cpu: usize) -> ! {
+    loop {
+        idle_once(cpu);
+    }
+}
+
+/// Acknowledges every pending physical interrupt. Returns the timer interrupts (a
+/// bit per INTID) to forward to the vCPU, when one runs here (`guest_running`).
+fn service_interrupts(cpu: usize, guest_running: bool) -> u32 {
+    let m = machine();
+    let mut timers = 0;
+    let mut console = false;
+    loop {
+        let intid = el2::ack_irq();
+        if intid >= SPURIOUS {
+            break;
+        }
+        el2::end_of_interrupt(intid);
+        match intid {
+            // Deactivated by the guest through the hardware link.
+            VIRTUAL_TIMER | PHYSICAL_TIMER if guest_running => timers |= 1 << intid,
+            KICK_SGI | MAINTENANCE_PPI => el2::deactivate(intid),
+            i if Some(i) == m.uart_intid => {
+                console = true;
+                el2::deactivate(intid);
+            }
+            _ => {
+                debug!("CPU {cpu}: interrupt {intid} with nobody to take it");
+                el2::deactivate(intid);
+            }
+        }
+    }
+    if console {
+        console_input();
+    }
+    timers
+}
+
+/// Hands what was typed on the host UART to the VM in focus, or acts on an escape
+/// key.
+fn console_input() {
+    let mut buf = [0u8; 64];
+    loop {
+        let n = logger::receive(&mut buf);
+        if n == 0 {
+            break;
+        }
+        for &byte in &buf[..n] {
+            match logger::route_input(byte) {
+                InputAction::Deliver { vm, byte } => deliver_input(vm, byte),
+                InputAction::PowerOff => {
+                    info!("quit from the console");
+                    power_off(current_status(), machine().exit);
+                }
+                InputAction::Switch { .. } | InputAction::Help | InputAction::None => {}
+            }
+        }
+    }
+}
+
+/// Puts a typed byte in VM `vm`'s UART, or queues it behind earlier ones.
+fn deliver_input(vm_index: usize, byte: u8) {
+    let Some(Some(slot)) = machine().vms.get(vm_index) else { return };
+    let mut vm = slot.lock();
+    if logger::has_queued_input(vm_index) || !vm.uart.push_input(byte) {
+        logger::queue_input(vm_index, byte);
+    }
+    vm.update_uart_interrupt();
+    send_kicks(&mut vm, None);
+}
+
+/// Moves queued console input into the VM's UART as it makes room.
+fn refill_uart(vm: &mut Vm) {
+    while vm.uart.can_take_input() {
+        let Some(byte) = logger::pop_input(vm.index) else { break };
+        vm.uart.push_input(byte);
+        vm.update_uart_interrupt();
+    }
+}
+
+/// Makes the vCPUs the VM marked exit (except `current`, which is exiting anyway).
+fn send_kicks(vm: &mut Vm, current: Option<usize>) {
+    let kicks = core::mem::take(&mut vm.kicks);
+    let m = machine();
+    for vcpu in 0..vm.vcpus.len() {
+        if kicks & (1 << vcpu) != 0 && Some(vcpu) != current {
+            el2::send_sgi(KICK_SGI, m.cpu_mpidr[vm.config.cpus[vcpu] as usize]);
+        }
+    }
+}
+
+/// Reads this CPU's list registers into the vGIC.
+fn sync_list_registers(vm: &mut Vm, vcpu: usize) {
+    let n = machine().list_registers.min(MAX_LIST_REGISTERS);
+    let mut lrs = [0u64; MAX_LIST_REGISTERS];
+    for (i, lr) in lrs.iter_mut().enumerate().take(n) {
+        *lr = el2::read_lr(i);
+    }
+    let kick = vm.vgic.sync(vcpu, &lrs[..n]);
+    vm.kick(kick.0);
+}
+
+/// Writes the vCPU's deliverable interrupts into this CPU's list registers.
+fn flush_list_registers(vm: &mut Vm, vcpu: usize) {
+    let n = machine().list_registers.min(MAX_LIST_REGISTERS);
+    let mut lrs = [0u64; MAX_LIST_REGISTERS];
+    // Timer interrupts the guest dropped while the physical one was still active.
+    let stale = vm.vgic.take_hw_deactivations(vcpu);
+    for intid in [VIRTUAL_TIMER, PHYSICAL_TIMER] {
+        if stale & (1 << intid) != 0 {
+            el2::deactivate(intid);
+        }
+    }
+    let more = vm.vgic.flush(vcpu, &mut lrs[..n]);
+    for (i, lr) in lrs.iter().enumerate().take(n) {
+        el2::write_lr(i, *lr);
+    }
+    el2::set_virtual_interface(more);
+}
+
+/// Handles a trap from the guest running on this CPU.
+pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
+    let start = el2::counter();
+    let cpu = el2::cpu_index();
+    let (vm_index, vcpu) = machine().cpu_slot[cpu].expect("a guest runs only on a CPU given one");
+    let is_interrupt = matches!(trap_kind, kind::IRQ | kind::FIQ);
+    let timers = if is_interrupt { service_interrupts(cpu, true) } else { 0 };
+
+    let mut vm = lock_vm(vm_index);
+    sync_list_registers(&mut vm, vcpu);
+    if vm_ended(vm_index) || vm.vcpus[vcpu] != VcpuPower::On {
+        // Asked to leave: the VM stops or restarts, or this vCPU was turned off.
+        if vm.vcpus[vcpu] == VcpuPower::Stopping {
+            vm.vcpus[vcpu] = VcpuPower::Off;
+        }
+        drop(vm);
+        *frame = wait_for_start(cpu, vm_index, vcpu);
+        return;
+    }
+    for intid in [VIRTUAL_TIMER, PHYSICAL_TIMER] {
+        if timers & (1 << intid) != 0 {
+            let kick = vm.vgic.raise_hw(vcpu, intid);
+            vm.kick(kick.0);
+        }
+    }
+    let (reason, action) = match trap_kind {
+        kind::SYNC => {
+            let (esr, far, hpfar) = el2::syndrome();
+            handle_exit(&mut vm, vcpu, frame, &mut El1Cpu, Syndrome { esr, far, hpfar })
+        }
+        kind::SERROR => {
+            error!("vm \"{}\" stopped: SError (asynchronous abort) at pc {:#x}", vm.name(), frame.elr);
+            (ExitReason::Other, ExitAction::Fault)
+        }
+        _ => (ExitReason::Irq, ExitAction::Resume),
+    };
+    if reason == ExitReason::Mmio && logger::has_queued_input(vm_index) {
+        refill_uart(&mut vm);
+    }
+    vm.stats.record(reason, el2::counter() - start);
+    match action {
+        ExitAction::Resume | ExitAction::WaitForInterrupt => {
+            flush_list_registers(&mut vm, vcpu);
+            send_kicks(&mut vm, Some(vcpu));
+            drop(vm);
+            if action == ExitAction::WaitForInterrupt {
+                logger::flush_vm_output(vm_index);
+                // A pending physical interrupt (a kick, a timer) wakes us; back in the
+                // guest it traps at once and is handled like any other.
+                el2::wait_for_interrupt();
+            }
+        }
+        ExitAction::VcpuOff => {
+            vm.vcpus[vcpu] = VcpuPower::Off;
+            send_kicks(&mut vm, Some(vcpu));
+            drop(vm);
+            *frame = wait_for_start(cpu, vm_index, vcpu);
+        }
+        ExitAction::Reset => {
+            info!("vm \"{}\": system reset", vm.name());
+            drop(vm);
+            restart_vm(cpu, vm_index, vcpu);
+            *frame = wait_for_start(cpu, vm_index, vcpu);
+        }
+        ExitAction::PowerOff => stop_vm(cpu, vm, vcpu, CLEAN),
+        ExitAction::Fault => stop_vm(cpu, vm, vcpu, FAILED),
+    }
+}
+
+/// Makes every other vCPU of the VM leave the guest and waits until they have.
+fn stop_other_vcpus(vm: &mut MutexGuard<'_, Vm>, vcpu: usize) {
+    for other in 0..vm.vcpus.len() {
+        if other != vcpu && vm.vcpus[other] != VcpuPower::Off {
+            vm.vcpus[other] = VcpuPower::Stopping;
+            vm.kick(1 << other);
+        }
+    }
+    send_kicks(vm, Some(vcpu));
+}
+
+/// Restarts a VM from its images (PSCI `SYSTEM_RESET` on `vcpu`): the other vCPUs
+/// leave the guest first, then the VM is reloaded and vCPU 0 starts again.
+fn restart_vm(cpu: usize, vm_index: usize, vcpu: usize) {
+    {
+        let mut vm = lock_vm(vm_index);
+        vm.vcpus[vcpu] = VcpuPower::Off;
+        stop_other_vcpus(&mut vm, vcpu);
+    }
+    // Wait, without holding the VM, until every vCPU is off.
+    loop {
+        if lock_vm(vm_index).vcpus.iter().all(|p| *p == VcpuPower::Off) {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    let mut vm = lock_vm(vm_index);
+    match vm.load() {
+        Ok(()) => {
+            vm.kick(1);
+            send_kicks(&mut vm, None);
+        }
+        Err(e) => {
+            error!("vm \"{}\" stopped: reloading it failed: {e}", vm.name());
+            stop_vm(cpu, vm, vcpu, FAILED);
+        }
+    }
+}
+
+/// Stops the VM `vcpu` belongs to: its other vCPUs leave the guest, its statistics
+/// are printed, how it ended is recorded; powers the machine off if it was the last
+/// VM, and otherwise parks this CPU.
+fn stop_vm(cpu: usize, mut vm: MutexGuard<'_, Vm>, vcpu: usize, end: u8) -> ! {
+    logger::flush_vm_output(vm.index);
+    if end == CLEAN {
+        info!("vm \"{}\" powered off", vm.name());
+    }
+    vm.vcpus[vcpu] = VcpuPower::Off;
+    stop_other_vcpus(&mut vm, vcpu);
+    // One print, so another CPU's output can't split the table.
+    let mut report = String::new();
+    let _ = vm.stats.write_report(&mut report, vm.name(), machine().counter_hz);
+    logger::print(format_args!("{report}"));
+    // Recorded only now, so the machine can't power off under the report.
+    ENDS[vm.index].store(end, Ordering::SeqCst);
+    drop(vm);
+    power_off_if_done();
+    park(cpu)
+}
+
+/// The exit status if the machine stopped now: VMs still running count as clean.
+fn current_status() -> u8 {
+    let ends = (0..machine().vms.len()).map(|i| ENDS[i].load(Ordering::SeqCst));
+    exit::status(ends.map(|e| if e == FAILED { VmEnd::Failed } else { VmEnd::Clean }))
+}
+
+/// Powers the machine off once no VM runs, with a status that says how each ended.
+fn power_off_if_done() {
+    let m = machine();
+    if (0..m.vms.len()).any(|i| ENDS[i].load(Ordering::SeqCst) == RUNNING) {
+        return;
+    }
+    let status = current_status();
+    if status == 0 {
+        info!("every VM stopped cleanly; powering off");
+    } else {
+        let failed: Vec<usize> = (0..m.vms.len()).filter(|&i| exit::vm_failed(status, i)).collect();
+        error!("powering off; VMs that failed: {failed:?}");
+    }
+    power_off(status, m.exit);
+}
+
+fn power_off(status: u8, mode: ExitMode) -> ! {
+    POWERING_OFF.store(true, Ordering::SeqCst);
+    match mode {
+        ExitMode::Semihosting => power::semihosting_exit(status),
+        ExitMode::Psci => power::psci_system_off(),
+    }
+}
+
+/// Stops the machine because the hypervisor cannot go on.
+pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    if POWERING_OFF.swap(true, Ordering::SeqCst) {
+        power::park();
+    }
+    logger::print_emergency(format_args!("sluice: fatal: {args}\n"));
+    let mode = MACHINE.get().map_or(ExitMode::Semihosting, |m| m.exit);
+    match mode {
+        ExitMode::Semihosting => power::semihosting_exit(HYPERVISOR_PANIC),
+        ExitMode::Psci => power::psci_system_off(),
+    }
+}
+
+/// An exception taken at EL2 itself: a hypervisor bug.
+pub fn hypervisor_fault(frame: &mut TrapFrame, trap_kind: u64) {
+    let (esr, far, _) = el2::syndrome();
+    fatal(format_args!(
+        "exception at EL2 (kind {trap_kind}): ESR {esr:#x}, ELR {:#x}, FAR {far:#x}",
+        frame.elr
+    ));
+}
