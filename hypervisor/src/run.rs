@@ -107,6 +107,8 @@ pub fn cpu_main(cpu: usize) -> ! {
 /// Idles until vCPU `vcpu` of VM `vm` is started, then prepares EL2 for it and
 /// returns its first frame. Parks the CPU for good if the VM ends meanwhile.
 fn wait_for_start(cpu: usize, vm_index: usize, vcpu: usize) -> TrapFrame {
+    // No vCPU runs here now: no maintenance interrupts for stale list registers.
+    el2::disable_virtual_interface();
     loop {
         if vm_ended(vm_index) {
             park(cpu);
@@ -140,8 +142,7 @@ fn prepare_vcpu(cpu: usize, vm: &Vm, vcpu: usize) {
 /// Sleeps until a physical interrupt is pending, then handles it (no vCPU runs).
 fn idle_once(cpu: usize) {
     el2::wait_for_interrupt();
-    let timers = service_interrupts(cpu, false);
-    debug_assert_eq!(timers, 0);
+    service_interrupts(cpu, false);
 }
 
 /// Stops this CPU for good, still serving console input if it is the boot CPU.
@@ -151,12 +152,24 @@ fn park(cpu: usize) -> ! {
     }
 }
 
-/// Acknowledges every pending physical interrupt. Returns the timer interrupts (a
-/// bit per INTID) to forward to the vCPU, when one runs here (`guest_running`).
-fn service_interrupts(cpu: usize, guest_running: bool) -> u32 {
+/// What [`service_interrupts`] leaves for the trap path.
+#[derive(Default)]
+struct Taken {
+    /// Timer interrupts (a bit per INTID) to forward to the vCPU.
+    timers: u32,
+    /// The maintenance interrupt came and is still active: its cause (list
+    /// registers the guest completed, or ran dry of pending ones) goes away when the
+    /// list registers are written again, and only then may it be deactivated, or it
+    /// would fire again at once.
+    maintenance: bool,
+}
+
+/// Acknowledges every pending physical interrupt. With a vCPU running here
+/// (`guest_running`) the timers are left for it and the maintenance interrupt stays
+/// active until [`finish_maintenance`].
+fn service_interrupts(cpu: usize, guest_running: bool) -> Taken {
     let m = machine();
-    let mut timers = 0;
-    let mut console = false;
+    let mut taken = Taken::default();
     loop {
         let intid = el2::ack_irq();
         if intid >= SPURIOUS {
@@ -165,22 +178,29 @@ fn service_interrupts(cpu: usize, guest_running: bool) -> u32 {
         el2::end_of_interrupt(intid);
         match intid {
             // Deactivated by the guest through the hardware link.
-            VIRTUAL_TIMER | PHYSICAL_TIMER if guest_running => timers |= 1 << intid,
-            KICK_SGI | MAINTENANCE_PPI => el2::deactivate(intid),
+            VIRTUAL_TIMER | PHYSICAL_TIMER if guest_running => taken.timers |= 1 << intid,
+            MAINTENANCE_PPI if guest_running => taken.maintenance = true,
             i if Some(i) == m.uart_intid => {
-                console = true;
+                // Drain the UART before deactivating: its level interrupt would come
+                // straight back otherwise.
+                console_input();
                 el2::deactivate(intid);
             }
+            KICK_SGI | MAINTENANCE_PPI => el2::deactivate(intid),
             _ => {
                 debug!("CPU {cpu}: interrupt {intid} with nobody to take it");
                 el2::deactivate(intid);
             }
         }
     }
-    if console {
-        console_input();
+    taken
+}
+
+/// Deactivates the maintenance interrupt once the list registers are rewritten.
+fn finish_maintenance(taken: &Taken) {
+    if taken.maintenance {
+        el2::deactivate(MAINTENANCE_PPI);
     }
-    timers
 }
 
 /// Hands what was typed on the host UART to the VM in focus, or acts on an escape
@@ -271,7 +291,7 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     let cpu = el2::cpu_index();
     let (vm_index, vcpu) = machine().cpu_slot[cpu].expect("a guest runs only on a CPU given one");
     let is_interrupt = matches!(trap_kind, kind::IRQ | kind::FIQ);
-    let timers = if is_interrupt { service_interrupts(cpu, true) } else { 0 };
+    let taken = if is_interrupt { service_interrupts(cpu, true) } else { Taken::default() };
 
     let mut vm = lock_vm(vm_index);
     sync_list_registers(&mut vm, vcpu);
@@ -281,11 +301,13 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             vm.vcpus[vcpu] = VcpuPower::Off;
         }
         drop(vm);
+        el2::disable_virtual_interface();
+        finish_maintenance(&taken);
         *frame = wait_for_start(cpu, vm_index, vcpu);
         return;
     }
     for intid in [VIRTUAL_TIMER, PHYSICAL_TIMER] {
-        if timers & (1 << intid) != 0 {
+        if taken.timers & (1 << intid) != 0 {
             let kick = vm.vgic.raise_hw(vcpu, intid);
             vm.kick(kick.0);
         }
@@ -308,6 +330,7 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     match action {
         ExitAction::Resume | ExitAction::WaitForInterrupt => {
             flush_list_registers(&mut vm, vcpu);
+            finish_maintenance(&taken);
             send_kicks(&mut vm, Some(vcpu));
             drop(vm);
             if action == ExitAction::WaitForInterrupt {
@@ -318,19 +341,26 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             }
         }
         ExitAction::VcpuOff => {
+            el2::disable_virtual_interface();
+            finish_maintenance(&taken);
             vm.vcpus[vcpu] = VcpuPower::Off;
             send_kicks(&mut vm, Some(vcpu));
             drop(vm);
             *frame = wait_for_start(cpu, vm_index, vcpu);
         }
         ExitAction::Reset => {
+            el2::disable_virtual_interface();
+            finish_maintenance(&taken);
             info!("vm \"{}\": system reset", vm.name());
             drop(vm);
             restart_vm(cpu, vm_index, vcpu);
             *frame = wait_for_start(cpu, vm_index, vcpu);
         }
-        ExitAction::PowerOff => stop_vm(cpu, vm, vcpu, CLEAN),
-        ExitAction::Fault => stop_vm(cpu, vm, vcpu, FAILED),
+        ExitAction::PowerOff | ExitAction::Fault => {
+            el2::disable_virtual_interface();
+            finish_maintenance(&taken);
+            stop_vm(cpu, vm, vcpu, if action == ExitAction::PowerOff { CLEAN } else { FAILED })
+        }
     }
 }
 

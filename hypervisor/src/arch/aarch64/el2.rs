@@ -375,6 +375,13 @@ pub fn set_virtual_interface(more_pending: bool) {
     ICH_HCR_EL2.set(1 | if more_pending { 1 << 3 } else { 0 });
 }
 
+/// Turns the virtual CPU interface off (ICH_HCR_EL2.En = 0): no virtual interrupts
+/// and no maintenance interrupts while no vCPU runs on this CPU.
+pub fn disable_virtual_interface() {
+    ICH_HCR_EL2.set(0);
+    barrier::isb(barrier::SY);
+}
+
 /// Clears the virtual CPU interface state of a vCPU that (re)starts: list registers,
 /// active priorities and the guest's VMCR (priority mask, group enables).
 pub fn reset_virtual_interface(list_registers: usize) {
