@@ -1,18 +1,5 @@
-//! Sets the one switch for bare-metal-only code (`cfg(bare_metal)`) and, for that
-//! build, links the image with the board's linker script.
-
-use std::env;
-use std::path::PathBuf;
+//! Sets `cfg(bare_metal)` and the linker script for the EL2 image (see `platform::build`).
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(bare_metal)");
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if arch == "aarch64" && os == "none" {
-        println!("cargo::rustc-cfg=bare_metal");
-        let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-        let script = manifest.join("../platform/ld/hypervisor.ld");
-        println!("cargo::rerun-if-changed={}", script.display());
-        println!("cargo::rustc-link-arg-bins=-T{}", script.display());
-    }
+    platform::build::configure(platform::build::Image::Hypervisor);
 }

@@ -67,6 +67,9 @@ pub struct GuestDtbSpec<'a> {
     pub bootargs: Option<&'a str>,
     /// The initrd (guest-physical), if any.
     pub initrd: Option<Region>,
+    /// How many times the VM was started before this boot (`SYSTEM_RESET`s), for
+    /// `/chosen/sluice,boot-count`.
+    pub boot_count: u32,
 }
 
 /// Why no guest DTB was written.
@@ -259,6 +262,7 @@ fn write_chosen(fdt: &mut FdtWriter, spec: &GuestDtbSpec) -> Result<(), vm_fdt::
         fdt.property_string("bootargs", bootargs)?;
     }
     fdt.property_string("stdout-path", UART_PATH)?;
+    fdt.property_u32("sluice,boot-count", spec.boot_count)?;
     if let Some(initrd) = spec.initrd {
         fdt.property_u64("linux,initrd-start", initrd.base)?;
         // Checked against RAM above, so the end does not wrap.
@@ -280,6 +284,7 @@ mod tests {
             cpus,
             bootargs: Some("console=ttyAMA0 earlycon"),
             initrd: Some(Region::new(0x4400_0000, 0x12_3000)),
+            boot_count: 0,
         }
     }
 
@@ -375,11 +380,13 @@ mod tests {
 
     #[test]
     fn chosen_without_bootargs_or_initrd() {
-        let spec = GuestDtbSpec { bootargs: None, initrd: None, ..spec(1) };
+        let spec = GuestDtbSpec { bootargs: None, initrd: None, boot_count: 2, ..spec(1) };
         let blob = write_guest_dtb(&spec).unwrap();
         let fdt = Fdt::new(&blob).unwrap();
-        let names: Vec<_> = fdt.find_node("/chosen").unwrap().properties().map(|p| p.name).collect();
-        assert_eq!(names, ["stdout-path"]);
+        let chosen = fdt.find_node("/chosen").unwrap();
+        let names: Vec<_> = chosen.properties().map(|p| p.name).collect();
+        assert_eq!(names, ["stdout-path", "sluice,boot-count"]);
+        assert_eq!(chosen.property("sluice,boot-count").unwrap().as_usize(), Some(2));
         assert_eq!(fdt.chosen().bootargs(), None);
         assert_eq!(fdt.chosen().stdout().unwrap().name, "pl011@9000000");
     }

@@ -6,6 +6,11 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "build")]
+extern crate std;
+
+#[cfg(feature = "build")]
+pub mod build;
 pub mod bundle;
 pub mod exit;
 pub mod image;

@@ -249,6 +249,7 @@ pub fn run(command: &mut Command, timeout: Duration, echo: Echo, input: &[Step])
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::send::steps;
 
     fn sh(script: &str) -> Command {
         let mut command = Command::new("sh");
@@ -325,13 +326,6 @@ mod tests {
     fn a_missing_program_is_an_error() {
         let result = run(&mut Command::new("/nonexistent/qemu"), Duration::from_secs(1), Echo::Quiet, &[]);
         assert!(result.unwrap_err().to_string().contains("cannot start"));
-    }
-
-    fn steps(pairs: &[(&str, &str)]) -> Vec<Step> {
-        pairs
-            .iter()
-            .map(|(after, text)| Step { after: (*after).to_owned(), text: text.as_bytes().to_vec() })
-            .collect()
     }
 
     #[test]

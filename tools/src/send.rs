@@ -120,6 +120,15 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Steps from `(after, text)` pairs, for tests.
+#[cfg(test)]
+pub fn steps(pairs: &[(&str, &str)]) -> Vec<Step> {
+    pairs
+        .iter()
+        .map(|(after, text)| Step { after: (*after).to_owned(), text: text.as_bytes().to_vec() })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -131,13 +140,6 @@ mod tests {
         let mut schedule = Schedule::new(steps.to_vec());
         schedule.feed(output);
         schedule.next
-    }
-
-    fn steps(pairs: &[(&str, &str)]) -> Vec<Step> {
-        pairs
-            .iter()
-            .map(|(after, text)| Step { after: (*after).to_owned(), text: text.as_bytes().to_vec() })
-            .collect()
     }
 
     #[test]

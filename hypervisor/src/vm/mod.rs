@@ -84,6 +84,8 @@ pub struct Vm {
     /// vCPUs (bit per index) that must be made to exit once the trap path lets go
     /// of the VM, so they see new interrupts or power states.
     pub kicks: u16,
+    /// How many times the VM has been loaded (1 after the first boot).
+    pub boots: u32,
     stage2: Stage2,
     _tables: HeapTables,
 }
@@ -125,6 +127,7 @@ impl Vm {
             vgic: Vgic::new(vcpus),
             vcpus: vec![VcpuPower::Off; vcpus],
             kicks: 0,
+            boots: 0,
             stage2,
             _tables: tables,
         })
@@ -177,6 +180,7 @@ impl Vm {
             cpus: c.cpus.len() as u32,
             bootargs: c.bootargs,
             initrd: c.initrd.map(|(data, addr)| Region::new(addr, data.len() as u64)),
+            boot_count: self.boots,
         };
         let dtb = write_guest_dtb(&spec).map_err(VmError::Dtb)?;
         self.memory.write(c.dtb_addr, &dtb).map_err(VmError::Memory)?;
@@ -185,6 +189,7 @@ impl Vm {
         self.vcpus.fill(VcpuPower::Off);
         self.vcpus[0] = VcpuPower::StartPending { entry: c.entry, context: c.dtb_addr };
         self.kicks = 0;
+        self.boots += 1;
         Ok(())
     }
 }

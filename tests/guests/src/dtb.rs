@@ -56,6 +56,9 @@ pub struct BootInfo<'a> {
     pub dtb: Region,
     /// `/chosen/linux,initrd-start` .. `linux,initrd-end`, if present.
     pub initrd: Option<Region>,
+    /// `/chosen/sluice,boot-count`: how many times Sluice started this VM before
+    /// (0 on the first boot; absent on plain QEMU).
+    pub boot_count: Option<u32>,
 }
 
 impl<'a> BootInfo<'a> {
@@ -101,6 +104,7 @@ impl<'a> BootInfo<'a> {
         let chosen = fdt.find_node("/chosen");
         let chosen_prop = |name: &str| chosen.and_then(|c| c.property(name));
         let bootargs = chosen_prop("bootargs").and_then(|p| p.as_str());
+        let boot_count = chosen_prop("sluice,boot-count").and_then(|p| p.as_usize()).map(|n| n as u32);
         let initrd = match (
             chosen_prop("linux,initrd-start").and_then(|p| p.as_usize()),
             chosen_prop("linux,initrd-end").and_then(|p| p.as_usize()),
@@ -124,6 +128,7 @@ impl<'a> BootInfo<'a> {
             psci,
             dtb: Region::new(address, fdt.total_size() as u64),
             initrd,
+            boot_count,
         })
     }
 

@@ -11,6 +11,8 @@ use core::fmt;
 pub const PSCI_VERSION: u32 = 0x8400_0000;
 /// SYSTEM_OFF.
 pub const SYSTEM_OFF: u32 = 0x8400_0008;
+/// SYSTEM_RESET.
+pub const SYSTEM_RESET: u32 = 0x8400_0009;
 /// PSCI_FEATURES.
 pub const PSCI_FEATURES: u32 = 0x8400_000a;
 /// CPU_OFF.
@@ -192,7 +194,7 @@ impl fmt::Display for Version {
 
 #[cfg(bare_metal)]
 pub use self::calls::{
-    affinity_info, call, conduit, cpu_off, cpu_on, features, init_from_dtb, system_off, version,
+    affinity_info, call, conduit, cpu_off, cpu_on, features, init_from_dtb, system_off, system_reset, version,
 };
 
 #[cfg(bare_metal)]
@@ -201,7 +203,7 @@ mod calls {
 
     use super::{
         AffinityState, Conduit, Error, Version, AFFINITY_INFO, CPU_OFF, CPU_ON, PSCI_FEATURES, PSCI_VERSION,
-        SYSTEM_OFF,
+        SYSTEM_OFF, SYSTEM_RESET,
     };
     use crate::dtb::BootInfo;
     use crate::smccc;
@@ -284,6 +286,12 @@ mod calls {
     /// SYSTEM_OFF through the DTB's conduit; halts if the call returns.
     pub fn system_off() -> ! {
         call(conduit(), SYSTEM_OFF, 0, 0, 0);
+        crate::cpu::halt()
+    }
+
+    /// SYSTEM_RESET through the DTB's conduit; halts if the call returns.
+    pub fn system_reset() -> ! {
+        call(conduit(), SYSTEM_RESET, 0, 0, 0);
         crate::cpu::halt()
     }
 }

@@ -15,7 +15,7 @@
 //! smp: cpu0 timer 50 ticks in N ms
 //! smp: cpu1 timer 50 ticks in N ms
 //! smp: cpu1 off
-//! smp: done
+//! smp: done (boot N)
 //! ```
 //!
 //! The `online` and `cpu1 timer` lines are printed by CPU 1. Under emulation the
@@ -126,7 +126,15 @@ mod guest {
             }
         }
         println!("smp: cpu1 off");
-        println!("smp: done");
+        // `reset-once` in the bootargs: restart the VM once (PSCI SYSTEM_RESET; Sluice
+        // counts boots in /chosen/sluice,boot-count) and run everything again.
+        let reset_once = info.bootargs.unwrap_or("").split_whitespace().any(|a| a == "reset-once");
+        let boot = info.boot_count.unwrap_or(0);
+        if reset_once && boot == 0 {
+            println!("smp: resetting");
+            psci::system_reset()
+        }
+        println!("smp: done (boot {boot})");
         psci::system_off()
     }
 
