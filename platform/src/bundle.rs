@@ -21,6 +21,14 @@
 //!         initrd = [bytes];                // optional, copied to initrd-addr
 //!         initrd-addr = /bits/ 64 <ipa>;
 //!         bootargs = "console=ttyAMA0";    // optional
+//!         virtio@0 {                       // one per virtio device, in config order:
+//!             kind = "blk";                // device n sits in virtio-mmio slot n
+//!             legacy;                      // optional: virtio-mmio version 1
+//!             disk-size = /bits/ 64 <n>;   // blk: bytes, a multiple of 512
+//!             disk = [bytes];              // blk, optional: first bytes of the disk
+//!             read-only;                   // blk, optional
+//!             serial = "disk0";            // blk, optional: GET_ID's answer
+//!         };                               // (kind = "console": no other property)
 //!     };
 //! };
 //! ```
@@ -64,6 +72,29 @@ pub const VM_INITRD: &str = "initrd";
 pub const VM_INITRD_ADDR: &str = "initrd-addr";
 /// VM property: optional kernel command line.
 pub const VM_BOOTARGS: &str = "bootargs";
+
+/// Name prefix of a VM's virtio device nodes (`virtio@0`, ...).
+pub const DEVICE_NODE: &str = "virtio";
+/// Device property: what it is, [`KIND_BLK`] or [`KIND_CONSOLE`].
+pub const DEVICE_KIND: &str = "kind";
+/// Value of [`DEVICE_KIND`]: virtio-blk over a RAM disk.
+pub const KIND_BLK: &str = "blk";
+/// Value of [`DEVICE_KIND`]: virtio-console on the shared UART.
+pub const KIND_CONSOLE: &str = "console";
+/// Device property (empty): use the legacy virtio-mmio interface (version 1).
+pub const DEVICE_LEGACY: &str = "legacy";
+/// Block device property: the disk's size in bytes (u64).
+pub const DISK_SIZE: &str = "disk-size";
+/// Block device property: the disk's initial contents (at most `disk-size` bytes).
+pub const DISK: &str = "disk";
+/// Block device property (empty): writes are refused.
+pub const DISK_READ_ONLY: &str = "read-only";
+/// Block device property: the serial number `GET_ID` returns.
+pub const DISK_SERIAL: &str = "serial";
+/// Longest serial number (virtio-blk's `GET_ID` buffer).
+pub const MAX_SERIAL_LEN: usize = 20;
+/// Bytes per disk sector.
+pub const SECTOR_SIZE: u64 = 512;
 
 /// Largest guest DTB the hypervisor writes; the tools reserve this much at `dtb-addr`.
 pub const GUEST_DTB_MAX_SIZE: u64 = 64 * 1024;

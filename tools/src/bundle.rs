@@ -4,11 +4,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use platform::bundle::{
-    COMPATIBLE, EXIT, EXIT_SEMIHOSTING, LOG_LEVEL, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR, VM_ENTRY, VM_HOST_BASE,
-    VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME, VM_NODE,
+    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_READ_ONLY, DISK_SERIAL, DISK_SIZE, EXIT,
+    EXIT_SEMIHOSTING, KIND_BLK, KIND_CONSOLE, LOG_LEVEL, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR, VM_ENTRY,
+    VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME, VM_NODE,
 };
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
+use crate::devices::{Device, DeviceKind};
 use crate::validate::{Scenario, Vm};
 
 /// Builds the bundle's bytes.
@@ -52,6 +54,33 @@ fn write_vm(fdt: &mut FdtWriter, index: usize, vm: &Vm) -> FdtWriterResult<()> {
     if let Some(bootargs) = &vm.bootargs {
         fdt.property_string(VM_BOOTARGS, bootargs)?;
     }
+    for (slot, device) in vm.devices.iter().enumerate() {
+        write_device(fdt, slot, device)?;
+    }
+    fdt.end_node(node)
+}
+
+fn write_device(fdt: &mut FdtWriter, slot: usize, device: &Device) -> FdtWriterResult<()> {
+    let node = fdt.begin_node(&format!("{DEVICE_NODE}@{slot}"))?;
+    if device.legacy {
+        fdt.property_null(DEVICE_LEGACY)?;
+    }
+    match &device.kind {
+        DeviceKind::Console => fdt.property_string(DEVICE_KIND, KIND_CONSOLE)?,
+        DeviceKind::Blk(disk) => {
+            fdt.property_string(DEVICE_KIND, KIND_BLK)?;
+            fdt.property_u64(DISK_SIZE, disk.size)?;
+            if let Some(image) = &disk.image {
+                fdt.property(DISK, image)?;
+            }
+            if disk.read_only {
+                fdt.property_null(DISK_READ_ONLY)?;
+            }
+            if let Some(serial) = &disk.serial {
+                fdt.property_string(DISK_SERIAL, serial)?;
+            }
+        }
+    }
     fdt.end_node(node)
 }
 
@@ -91,12 +120,25 @@ mod tests {
             kernel,
             initrd,
             bootargs: bootargs.map(str::to_owned),
+            devices: Vec::new(),
         }
     }
 
     fn scenario() -> Scenario {
         let mut second = vm("linux", &[1, 2], Some(vec![7; 300]), Some("console=ttyAMA0"));
         second.host_base = Some(0x5000_0000);
+        second.devices = vec![
+            Device {
+                kind: DeviceKind::Blk(crate::devices::Disk {
+                    size: 4096,
+                    image: Some(vec![1; 100]),
+                    read_only: true,
+                    serial: Some("disk0".into()),
+                }),
+                legacy: false,
+            },
+            Device { kind: DeviceKind::Console, legacy: true },
+        ];
         Scenario {
             machine: Machine { cpus: 3, memory: GIB },
             log_level: LogLevel::Trace,
@@ -149,6 +191,17 @@ mod tests {
         let initrd_addr = u64_prop(linux, VM_INITRD_ADDR).unwrap();
         assert_eq!(initrd_addr, (RAM_BASE + 62 * MIB - 300) & !0xfff);
         assert_eq!(str_prop(linux, VM_BOOTARGS), Some("console=ttyAMA0"));
+        let devices: Vec<_> = linux.children().collect();
+        assert_eq!(devices.len(), 2);
+        assert_eq!(devices[0].name, "virtio@0");
+        assert_eq!(str_prop(&devices[0], DEVICE_KIND), Some(KIND_BLK));
+        assert_eq!(u64_prop(&devices[0], DISK_SIZE), Some(4096));
+        assert_eq!(devices[0].property(DISK).unwrap().value, [1; 100]);
+        assert!(devices[0].property(DISK_READ_ONLY).is_some());
+        assert!(devices[0].property(DEVICE_LEGACY).is_none());
+        assert_eq!(str_prop(&devices[0], DISK_SERIAL), Some("disk0"));
+        assert_eq!(str_prop(&devices[1], DEVICE_KIND), Some(KIND_CONSOLE));
+        assert!(devices[1].property(DEVICE_LEGACY).is_some());
     }
 
     #[test]

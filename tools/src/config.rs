@@ -115,6 +115,29 @@ pub struct VmConfig {
     pub initrd: Option<String>,
     /// Optional kernel command line.
     pub bootargs: Option<String>,
+    /// Its virtio devices, in slot order.
+    #[serde(default)]
+    pub virtio: Vec<VirtioConfig>,
+}
+
+/// One `[[vm.virtio]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtioConfig {
+    /// `"blk"` or `"console"`.
+    pub kind: String,
+    /// blk: a raw image that fills the start of the disk.
+    pub image: Option<String>,
+    /// blk: the disk's size (default: the image's size).
+    pub size: Option<Number>,
+    /// blk: refuse writes.
+    #[serde(default)]
+    pub read_only: bool,
+    /// blk: the serial number `GET_ID` returns.
+    pub serial: Option<String>,
+    /// Use the legacy virtio-mmio interface (version 1).
+    #[serde(default)]
+    pub legacy: bool,
 }
 
 /// `[expect]`: what a test run must show.

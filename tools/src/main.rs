@@ -15,6 +15,7 @@ mod bundle;
 mod cmd;
 mod config;
 mod deps;
+mod devices;
 mod expect;
 mod layout;
 mod lint;

@@ -15,6 +15,7 @@ use platform::qemu_virt::{self, RAM_MAX_SIZE};
 use platform::Region;
 
 use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
+use crate::devices::{self, Device, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
 use crate::send::Step;
 use crate::units::{fmt_region, fmt_size, parse_size, parse_u64, MIB};
@@ -80,6 +81,8 @@ pub struct Vm {
     pub bootargs: Option<String>,
     /// Where everything goes in guest RAM.
     pub layout: Layout,
+    /// Its virtio devices; device n sits in virtio-mmio slot n.
+    pub devices: Vec<Device>,
 }
 
 /// A checked `[expect]`.
@@ -217,7 +220,7 @@ fn check_machine_memory(memory: &Number, errors: &mut Vec<String>) -> Option<u64
 }
 
 /// A size written as an integer or a string.
-fn size(value: &Number) -> Result<u64, String> {
+pub(crate) fn size(value: &Number) -> Result<u64, String> {
     match value {
         Number::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
         Number::Text(text) => parse_size(text),
@@ -370,6 +373,8 @@ impl VmChecker<'_, '_> {
             }
         }
 
+        let devices = self.check_devices(i, vm);
+
         let layout = match (memory, &kernel, load_address, &initrd) {
             (Some(memory), Some(kernel), Some(load_address), Some(initrd)) => {
                 let initrd_size = initrd.as_ref().map(|bytes| bytes.len() as u64);
@@ -396,7 +401,42 @@ impl VmChecker<'_, '_> {
             initrd: initrd?,
             bootargs: vm.bootargs.clone(),
             layout: layout?,
+            devices,
         })
+    }
+
+    /// Checks VM `i`'s virtio devices; their disks count towards the RAM in use.
+    fn check_devices(&mut self, i: usize, vm: &VmConfig) -> Vec<Device> {
+        if vm.virtio.len() > MAX_DEVICES {
+            let n = vm.virtio.len();
+            self.refuse(i, "virtio", format!("{n} devices, but there are {MAX_DEVICES} virtio-mmio slots"));
+            return Vec::new();
+        }
+        let mut checked = Vec::new();
+        for (j, config) in vm.virtio.iter().enumerate() {
+            let config_dir = self.sources.config_dir;
+            let read = self.sources.read;
+            let mut read_image = |path: &str| {
+                let path = config_dir.join(path);
+                match read(&path) {
+                    Ok(bytes) if bytes.is_empty() => Err(format!("{} is empty", path.display())),
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => Err(format!("cannot read {}: {}", path.display(), io_reason(&e))),
+                }
+            };
+            match devices::check(config, &mut read_image) {
+                Ok(device) => {
+                    self.total_memory = self.total_memory.saturating_add(device.memory());
+                    checked.push(device);
+                }
+                Err(refusals) => {
+                    for (field, reason) in refusals {
+                        self.refuse(i, &format!("virtio[{j}].{field}"), reason);
+                    }
+                }
+            }
+        }
+        checked
     }
 
     fn check_cpus(&mut self, i: usize, vm: &VmConfig) -> Vec<u32> {
@@ -651,6 +691,33 @@ mod tests {
         assert_eq!(expect.exit_status, 0);
         assert_eq!(expect.lines, ["hi"]);
         assert!(expect.sends.is_empty());
+    }
+
+    #[test]
+    fn virtio_devices_are_checked_and_their_disks_count_as_ram() {
+        let text = format!(
+            "{}{}[[vm.virtio]]\nkind = \"blk\"\nsize = \"16M\"\n[[vm.virtio]]\nkind = \"console\"\nlegacy = true\n",
+            machine(1, "256M"),
+            vm("a", "[0]", "")
+        );
+        let scenario = check(&text).unwrap();
+        assert_eq!(scenario.vms[0].devices.len(), 2);
+        assert_refused_starting(
+            &format!("{}[[vm.virtio]]\nkind = \"net\"\n", vm("a", "[0]", "")),
+            "vm[0].virtio[0].kind: \"net\" is not a device kind",
+        );
+        assert_refused_starting(
+            &format!(
+                "{}{}[[vm.virtio]]\nkind = \"blk\"\nsize = \"256M\"\n",
+                machine(1, "256M"),
+                vm("a", "[0]", "")
+            ),
+            "machine.memory: 256 MiB cannot hold",
+        );
+        assert_refused_starting(
+            &format!("{}[[vm.virtio]]\nkind = \"blk\"\nimage = \"missing.img\"\n", vm("a", "[0]", "")),
+            "vm[0].virtio[0].image: cannot read /scenarios/missing.img",
+        );
     }
 
     #[test]

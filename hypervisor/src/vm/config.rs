@@ -54,6 +54,35 @@ pub struct VmConfig<'a> {
     pub initrd: Option<(&'a [u8], u64)>,
     /// Kernel command line.
     pub bootargs: Option<&'a str>,
+    /// Virtio devices; device n sits in virtio-mmio slot n.
+    pub devices: Vec<DeviceConfig<'a>>,
+}
+
+/// One virtio device of a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig<'a> {
+    /// What it is.
+    pub kind: DeviceKind<'a>,
+    /// Legacy virtio-mmio (version 1).
+    pub legacy: bool,
+}
+
+/// The kinds of virtio device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind<'a> {
+    /// virtio-blk over a RAM disk of `size` bytes, starting with `image`.
+    Blk {
+        /// Disk size in bytes, a multiple of the sector size.
+        size: u64,
+        /// Initial contents of the disk's first bytes.
+        image: Option<&'a [u8]>,
+        /// Writes are refused.
+        read_only: bool,
+        /// `GET_ID`'s answer.
+        serial: Option<&'a str>,
+    },
+    /// virtio-console on the shared UART.
+    Console,
 }
 
 impl VmConfig<'_> {
@@ -97,6 +126,17 @@ pub enum ConfigError {
     },
     /// More VMs than the exit status can report.
     TooManyVms(usize),
+    /// A virtio device property is missing or malformed.
+    Device {
+        /// VM index.
+        vm: usize,
+        /// Device index (= slot).
+        device: usize,
+        /// Property name.
+        property: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -111,6 +151,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "vm[{vm}].cpus: CPU {cpu} does not exist (the machine has {host_cpus})")
             }
             Self::TooManyVms(n) => write!(f, "boot bundle: {n} VMs, at most {} are supported", b::MAX_VMS),
+            Self::Device { vm, device, property, reason } => {
+                write!(f, "vm[{vm}].virtio[{device}].{property}: {reason}")
+            }
         }
     }
 }
@@ -249,6 +292,15 @@ fn parse_vm<'a>(vm: usize, node: FdtNode<'_, 'a>, host_cpus: usize) -> Result<Vm
         }
     };
     let bootargs = string(b::VM_BOOTARGS)?;
+    let devices = node
+        .children()
+        .filter(|child| child.name.split('@').next() == Some(b::DEVICE_NODE))
+        .enumerate()
+        .map(|(index, child)| parse_device(vm, index, child))
+        .collect::<Result<Vec<_>, _>>()?;
+    if devices.len() > qemu_virt::VIRTIO_MMIO_SLOTS as usize {
+        return Err(err(b::DEVICE_NODE, "more devices than virtio-mmio slots"));
+    }
     Ok(VmConfig {
         name,
         cpus,
@@ -260,7 +312,50 @@ fn parse_vm<'a>(vm: usize, node: FdtNode<'_, 'a>, host_cpus: usize) -> Result<Vm
         dtb_addr,
         initrd,
         bootargs,
+        devices,
     })
+}
+
+fn parse_device<'a>(
+    vm: usize,
+    device: usize,
+    node: FdtNode<'_, 'a>,
+) -> Result<DeviceConfig<'a>, ConfigError> {
+    let err = |property, reason| ConfigError::Device { vm, device, property, reason };
+    let string = |name: &'static str| -> Result<Option<&'a str>, ConfigError> {
+        match node.property(name).map(|p| p.value) {
+            None => Ok(None),
+            Some(v) => {
+                let v = v.strip_suffix(&[0]).ok_or(err(name, "not a NUL-terminated string"))?;
+                core::str::from_utf8(v).map(Some).map_err(|_| err(name, "not UTF-8"))
+            }
+        }
+    };
+    let legacy = node.property(b::DEVICE_LEGACY).is_some();
+    let kind = match string(b::DEVICE_KIND)? {
+        Some(b::KIND_CONSOLE) => DeviceKind::Console,
+        Some(b::KIND_BLK) => {
+            let size = node
+                .property(b::DISK_SIZE)
+                .and_then(|p| <[u8; 8]>::try_from(p.value).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(err(b::DISK_SIZE, "missing or not a 64-bit value"))?;
+            if size == 0 || !size.is_multiple_of(b::SECTOR_SIZE) {
+                return Err(err(b::DISK_SIZE, "must be a non-zero multiple of 512"));
+            }
+            let image = node.property(b::DISK).map(|p| p.value);
+            if image.is_some_and(|i| i.len() as u64 > size) {
+                return Err(err(b::DISK, "is larger than the disk"));
+            }
+            let serial = string(b::DISK_SERIAL)?;
+            if serial.is_some_and(|s| s.len() > b::MAX_SERIAL_LEN) {
+                return Err(err(b::DISK_SERIAL, "is longer than 20 bytes"));
+            }
+            DeviceKind::Blk { size, image, read_only: node.property(b::DISK_READ_ONLY).is_some(), serial }
+        }
+        _ => return Err(err(b::DEVICE_KIND, "must be \"blk\" or \"console\"")),
+    };
+    Ok(DeviceConfig { kind, legacy })
 }
 
 #[cfg(test)]
@@ -282,6 +377,8 @@ mod tests {
         entry: u64,
         dtb_addr: u64,
         initrd: Option<(Vec<u8>, u64)>,
+        /// (kind, disk size, disk image) per device.
+        devices: Vec<(&'static str, Option<u64>, Option<Vec<u8>>)>,
     }
 
     fn good(name: &'static str, cpu: u32) -> Vm {
@@ -294,6 +391,7 @@ mod tests {
             entry: 0x4020_0000,
             dtb_addr: 0x4000_0000 + 62 * MIB,
             initrd: None,
+            devices: Vec::new(),
         }
     }
 
@@ -319,6 +417,18 @@ mod tests {
                 w.property_u64(b::VM_INITRD_ADDR, *addr).unwrap();
             }
             w.property_string(b::VM_BOOTARGS, "console=ttyAMA0").unwrap();
+            for (slot, (kind, size, image)) in vm.devices.iter().enumerate() {
+                let dev = w.begin_node(&alloc::format!("virtio@{slot}")).unwrap();
+                w.property_string(b::DEVICE_KIND, kind).unwrap();
+                if let Some(size) = size {
+                    w.property_u64(b::DISK_SIZE, *size).unwrap();
+                }
+                if let Some(image) = image {
+                    w.property(b::DISK, image).unwrap();
+                }
+                w.property_string(b::DISK_SERIAL, "disk0").unwrap();
+                w.end_node(dev).unwrap();
+            }
             w.end_node(node).unwrap();
         }
         w.end_node(root).unwrap();
@@ -347,6 +457,41 @@ mod tests {
         assert_eq!(vm.initrd, Some((&[1u8, 2, 3][..], 0x4200_0000)));
         assert_eq!(vm.bootargs, Some("console=ttyAMA0"));
         assert_eq!(vm.ram(), Region::new(0x4000_0000, 64 * MIB));
+    }
+
+    #[test]
+    fn reads_devices_and_refuses_bad_ones() {
+        let mut vm = good("a", 0);
+        vm.devices = vec![("blk", Some(4096), Some(vec![9; 10])), ("console", None, None)];
+        let blob = bundle(&[vm.clone()]);
+        let parsed = parse_bundle(&blob, 1).unwrap();
+        let devices = &parsed.vms[0].as_ref().unwrap().devices;
+        assert_eq!(
+            devices[0],
+            DeviceConfig {
+                kind: DeviceKind::Blk {
+                    size: 4096,
+                    image: Some(&[9; 10]),
+                    read_only: false,
+                    serial: Some("disk0")
+                },
+                legacy: false
+            }
+        );
+        assert_eq!(devices[1].kind, DeviceKind::Console);
+        for (device, property) in [
+            (("net", None, None), "kind"),
+            (("blk", Some(1000), None), "disk-size"),
+            (("blk", None, None), "disk-size"),
+            (("blk", Some(512), Some(vec![0; 513])), "disk"),
+        ] {
+            vm.devices = vec![device];
+            let err = refusal(vm.clone());
+            assert!(
+                matches!(err, ConfigError::Device { device: 0, property: p, .. } if p == property),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -379,6 +379,7 @@ mod tests {
             dtb_addr: RAM + 0x10_0000,
             initrd: None,
             bootargs: None,
+            devices: Vec::new(),
         };
         let chunk =
             RamChunk { ipa: RAM, pa: 0x8000_0000, host: backing.as_mut_ptr() as usize, size: RAM_SIZE };
