@@ -366,6 +366,9 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    /// (kind, disk size, disk image) of one device node.
+    type TestDevice = (&'static str, Option<u64>, Option<Vec<u8>>);
+
     /// Properties of one VM node; `None` leaves a property out.
     #[derive(Clone)]
     struct Vm {
@@ -377,8 +380,7 @@ mod tests {
         entry: u64,
         dtb_addr: u64,
         initrd: Option<(Vec<u8>, u64)>,
-        /// (kind, disk size, disk image) per device.
-        devices: Vec<(&'static str, Option<u64>, Option<Vec<u8>>)>,
+        devices: Vec<TestDevice>,
     }
 
     fn good(name: &'static str, cpu: u32) -> Vm {
