@@ -8,8 +8,9 @@
 //!
 //! The GICv3 (`arm,gic-v3`, redistributor region sized for the vCPUs) is the root's
 //! `interrupt-parent`; the architected timer lists its four PPIs like QEMU virt's
-//! (secure, non-secure physical, virtual, hypervisor), and the PL011 its SPI. The
-//! virtio-mmio nodes join with the virtio work.
+//! (secure, non-secure physical, virtual, hypervisor), and the PL011 its SPI. Each
+//! virtio-mmio device gets a `virtio,mmio` node in its QEMU virt slot, with its SPI
+//! and `dma-coherent`.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -70,6 +71,8 @@ pub struct GuestDtbSpec<'a> {
     /// How many times the VM was started before this boot (`SYSTEM_RESET`s), for
     /// `/chosen/sluice,boot-count`.
     pub boot_count: u32,
+    /// Number of virtio-mmio devices, in slots `0..virtio_devices`.
+    pub virtio_devices: u32,
 }
 
 /// Why no guest DTB was written.
@@ -152,6 +155,9 @@ pub fn write_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, GuestDtbError> {
     write_gic(&mut fdt, spec.cpus)?;
     write_timer(&mut fdt)?;
     write_uart(&mut fdt)?;
+    for slot in 0..spec.virtio_devices {
+        write_virtio_mmio(&mut fdt, slot)?;
+    }
     write_chosen(&mut fdt, spec)?;
 
     fdt.end_node(root)?;
@@ -254,6 +260,22 @@ fn write_uart(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
     fdt.end_node(node)
 }
 
+/// `/virtio_mmio@ADDR` for slot `slot` (Linux `virtio/mmio.yaml`): its registers, its
+/// SPI (level: the line is high while InterruptStatus is not zero), and
+/// `dma-coherent`, since the device reads guest memory through the caches.
+fn write_virtio_mmio(fdt: &mut FdtWriter, slot: u32) -> Result<(), vm_fdt::Error> {
+    let region = qemu_virt::virtio_mmio_slot(slot);
+    let node = fdt.begin_node(&format!("virtio_mmio@{:x}", region.base))?;
+    fdt.property_string("compatible", "virtio,mmio")?;
+    fdt.property_array_u64("reg", &[region.base, region.size])?;
+    fdt.property_array_u32(
+        "interrupts",
+        &[irq::SPI, qemu_virt::VIRTIO_MMIO_FIRST_SPI + slot, irq::LEVEL_HIGH],
+    )?;
+    fdt.property_null("dma-coherent")?;
+    fdt.end_node(node)
+}
+
 /// `/chosen` (devicetree spec 3.6; the initrd properties per Linux's
 /// `chosen.yaml`), 64-bit values as the root's `#address-cells` says.
 fn write_chosen(fdt: &mut FdtWriter, spec: &GuestDtbSpec) -> Result<(), vm_fdt::Error> {
@@ -285,6 +307,7 @@ mod tests {
             bootargs: Some("console=ttyAMA0 earlycon"),
             initrd: Some(Region::new(0x4400_0000, 0x12_3000)),
             boot_count: 0,
+            virtio_devices: 0,
         }
     }
 
@@ -448,5 +471,21 @@ mod tests {
         assert_eq!(cells, [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
         let uart = fdt.find_node("/pl011@9000000").unwrap();
         assert_eq!(uart.property("interrupts").unwrap().value, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4]);
+    }
+
+    #[test]
+    fn describes_each_virtio_slot() {
+        let blob = write_guest_dtb(&GuestDtbSpec { virtio_devices: 2, ..spec(1) }).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let virtio = fdt.all_nodes().filter(|n| n.compatible().is_some_and(|c| c.first() == "virtio,mmio"));
+        assert_eq!(virtio.count(), 2);
+        let slot1 = fdt.find_node("/virtio_mmio@a000200").unwrap();
+        assert_eq!(slot1.compatible().unwrap().first(), "virtio,mmio");
+        let reg = slot1.reg().unwrap().next().unwrap();
+        assert_eq!((reg.starting_address as u64, reg.size), (0x0a00_0200, Some(0x200)));
+        assert_eq!(slot1.property("interrupts").unwrap().value, [0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 4]);
+        assert!(slot1.property("dma-coherent").is_some());
+        assert!(fdt.find_node("/virtio_mmio@a000000").is_some());
+        assert!(fdt.find_node("/virtio_mmio@a000400").is_none());
     }
 }

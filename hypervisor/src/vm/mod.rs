@@ -181,6 +181,7 @@ impl Vm {
             bootargs: c.bootargs,
             initrd: c.initrd.map(|(data, addr)| Region::new(addr, data.len() as u64)),
             boot_count: self.boots,
+            virtio_devices: c.devices.len() as u32,
         };
         let dtb = write_guest_dtb(&spec).map_err(VmError::Dtb)?;
         self.memory.write(c.dtb_addr, &dtb).map_err(VmError::Memory)?;
