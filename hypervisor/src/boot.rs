@@ -5,6 +5,9 @@
 use crate::arch::aarch64::boot::secondary_entry_point;
 use crate::arch::aarch64::el2;
 use crate::arch::aarch64::stacks::MAX_CPUS;
+use crate::devices::virtio::blk::Blk;
+use crate::devices::virtio::console::Console;
+use crate::devices::virtio::{VirtioBackend, VirtioMmio};
 use crate::drivers::gicv3::Gic;
 use crate::drivers::pl011::Uart;
 use crate::host::{bootarg, read_host_dtb, HostInfo};
@@ -12,7 +15,7 @@ use crate::logger::{self, VmConsole};
 use crate::mm::frames::{subtract, RamAllocator};
 use crate::mm::guest_memory::{GuestMemory, RamChunk};
 use crate::run::{self, Machine, FAILED};
-use crate::vm::config::{parse_bundle, VmConfig};
+use crate::vm::config::{parse_bundle, DeviceKind, VmConfig};
 use crate::vm::Vm;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -211,10 +214,48 @@ fn build_vm(
     // SAFETY: the chunks are free RAM (allocated or checked free above), identity-mapped
     // at EL2 and given to this VM alone.
     let memory = unsafe { GuestMemory::new(chunks) };
-    let mut vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }))
+    let mut virtio = Vec::new();
+    for (slot, device) in config.devices.iter().enumerate() {
+        let backend: Box<dyn VirtioBackend> = match device.kind {
+            DeviceKind::Blk { size, image, read_only, serial } => {
+                let disk = alloc_disk(size, image, ram).map_err(|e| alloc::format!("virtio[{slot}]: {e}"))?;
+                Box::new(Blk::new(disk.prefix(size), read_only, serial.unwrap_or("").as_bytes()))
+            }
+            DeviceKind::Console => Box::new(Console::new(Box::new(VmConsole { vm: index }))),
+        };
+        virtio.push(VirtioMmio::new(backend, memory.clone(), device.legacy));
+    }
+    let mut vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), virtio)
         .map_err(|e| alloc::format!("{e}"))?;
     vm.load().map_err(|e| alloc::format!("{e}"))?;
     Ok(vm)
+}
+
+/// Host RAM for a RAM disk of `size` bytes, holding `image` at its start: a
+/// [`GuestMemory`] whose addresses are byte offsets into the disk. Disks live as
+/// long as the machine, so they keep their contents across a VM's reset.
+#[allow(unsafe_code)]
+pub fn alloc_disk(size: u64, image: Option<&[u8]>, ram: &mut RamAllocator) -> Result<GuestMemory, String> {
+    let rounded = size.next_multiple_of(platform::bundle::MEMORY_GRANULE);
+    let chunks = ram
+        .alloc(rounded)
+        .ok_or_else(|| alloc::format!("not enough free RAM for a {} MiB disk", rounded >> 20))?;
+    let mut offset = 0;
+    let chunks: Vec<RamChunk> = chunks
+        .into_iter()
+        .map(|(pa, len)| {
+            let chunk = RamChunk { ipa: offset, pa, host: pa as usize, size: len };
+            offset += len;
+            chunk
+        })
+        .collect();
+    // SAFETY: freshly allocated free RAM, identity-mapped at EL2, owned by this disk alone.
+    let disk = unsafe { GuestMemory::new(chunks) };
+    disk.zero(0, rounded).map_err(|e| alloc::format!("{e}"))?;
+    if let Some(image) = image {
+        disk.write(0, image).map_err(|e| alloc::format!("{e}"))?;
+    }
+    Ok(disk)
 }
 
 fn banner(host: &HostInfo) {

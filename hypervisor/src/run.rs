@@ -229,10 +229,13 @@ fn console_input() {
 fn deliver_input(vm_index: usize, byte: u8) {
     let Some(Some(slot)) = machine().vms.get(vm_index) else { return };
     let mut vm = slot.lock();
-    if logger::has_queued_input(vm_index) || !vm.uart.push_input(byte) {
-        logger::queue_input(vm_index, byte);
+    // A running virtio-console takes console input (Linux's hvc0); the PL011 otherwise.
+    if !vm.virtio_console_input(&[byte]) {
+        if logger::has_queued_input(vm_index) || !vm.uart.push_input(byte) {
+            logger::queue_input(vm_index, byte);
+        }
+        vm.update_uart_interrupt();
     }
-    vm.update_uart_interrupt();
     send_kicks(&mut vm, None);
 }
 

@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod pl011;
+pub mod virtio;
 
 pub use bus::{BusError, MmioBus};
 

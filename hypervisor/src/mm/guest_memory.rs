@@ -5,6 +5,12 @@
 //! chunks first; nothing outside this module holds a pointer or a Rust reference
 //! into guest memory. Copies are made with volatile word accesses, because a guest
 //! may change its memory at any time.
+//!
+//! The typed accessors ([`GuestMemory::read_u16`] and friends) make one single-copy
+//! atomic access when the value is naturally aligned, so a device reading a ring
+//! index that the guest updates concurrently sees either the old or the new value,
+//! never a mix of the two (virtio 1.2 §2.7: the ring indices are naturally aligned
+//! 16-bit fields written with one store).
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
@@ -46,7 +52,11 @@ impl core::fmt::Display for GuestMemoryError {
 }
 
 /// A VM's RAM.
-#[derive(Debug)]
+///
+/// A clone is another view of the same memory (it copies the chunk list, not the
+/// RAM): device models that need to reach the VM's RAM hold one. The contract of
+/// [`GuestMemory::new`] covers every clone.
+#[derive(Debug, Clone)]
 pub struct GuestMemory {
     chunks: Vec<RamChunk>,
 }
@@ -56,17 +66,43 @@ impl GuestMemory {
     ///
     /// # Safety
     ///
-    /// For as long as the value lives, each chunk's `[host, host + size)` must be
-    /// memory the hypervisor can read and write, owned by this VM alone, and never
-    /// referenced by Rust references.
+    /// For as long as the value or any of its clones lives, each chunk's
+    /// `[host, host + size)` must be memory the hypervisor can read and write, owned
+    /// by this VM alone, and never referenced by Rust references.
     pub unsafe fn new(mut chunks: Vec<RamChunk>) -> Self {
         chunks.sort_by_key(|c| c.ipa);
         Self { chunks }
     }
 
+    /// Memory made of one buffer that lives for ever, seen at `ipa` (host tests, and
+    /// anything else that owns a leaked buffer). The chunk's `pa` is the buffer's
+    /// address.
+    pub fn from_static(ipa: u64, ram: &'static mut [u8]) -> Self {
+        let host = ram.as_mut_ptr() as usize;
+        let chunk = RamChunk { ipa, pa: host as u64, host, size: ram.len() as u64 };
+        // SAFETY: `ram` is borrowed mutably for 'static and moved in here, so nothing
+        // else can ever reference those bytes; from now on they are reached only
+        // through raw pointers by this value and its clones.
+        unsafe { Self::new(alloc::vec![chunk]) }
+    }
+
     /// The chunks, in guest-physical order (for building stage-2 tables).
     pub fn chunks(&self) -> &[RamChunk] {
         &self.chunks
+    }
+
+    /// The same memory cut off at `len` bytes from the lowest address (a disk whose
+    /// RAM was allocated in larger blocks than its size).
+    pub fn prefix(&self, len: u64) -> Self {
+        let base = self.chunks.first().map_or(0, |c| c.ipa);
+        let end = base.saturating_add(len);
+        let chunks = self
+            .chunks
+            .iter()
+            .filter(|c| c.ipa < end)
+            .map(|c| RamChunk { size: c.size.min(end - c.ipa), ..*c })
+            .collect();
+        Self { chunks }
     }
 
     /// Total bytes of RAM.
@@ -134,6 +170,85 @@ impl GuestMemory {
         Ok(u32::from_le_bytes(bytes))
     }
 
+    /// Reads a little-endian u16 at `ipa`, with one 16-bit access when it is aligned.
+    ///
+    /// # Errors
+    ///
+    /// `OutOfRange` if the two bytes are not all RAM.
+    pub fn read_u16(&self, ipa: u64) -> Result<u16, GuestMemoryError> {
+        self.read_scalar(ipa)
+    }
+
+    /// Reads a little-endian u64 at `ipa`, with one 64-bit access when it is aligned.
+    ///
+    /// # Errors
+    ///
+    /// `OutOfRange` if the eight bytes are not all RAM.
+    pub fn read_u64(&self, ipa: u64) -> Result<u64, GuestMemoryError> {
+        self.read_scalar(ipa)
+    }
+
+    /// Writes `value` little-endian at `ipa`, with one 16-bit access when it is aligned.
+    ///
+    /// # Errors
+    ///
+    /// `OutOfRange` if the two bytes are not all RAM; nothing is written then.
+    pub fn write_u16(&self, ipa: u64, value: u16) -> Result<(), GuestMemoryError> {
+        self.write_scalar(ipa, value)
+    }
+
+    /// Writes `value` little-endian at `ipa`, with one 32-bit access when it is aligned.
+    ///
+    /// # Errors
+    ///
+    /// `OutOfRange` if the four bytes are not all RAM; nothing is written then.
+    pub fn write_u32(&self, ipa: u64, value: u32) -> Result<(), GuestMemoryError> {
+        self.write_scalar(ipa, value)
+    }
+
+    /// Writes `value` little-endian at `ipa`, with one 64-bit access when it is aligned.
+    ///
+    /// # Errors
+    ///
+    /// `OutOfRange` if the eight bytes are not all RAM; nothing is written then.
+    pub fn write_u64(&self, ipa: u64, value: u64) -> Result<(), GuestMemoryError> {
+        self.write_scalar(ipa, value)
+    }
+
+    fn read_scalar<T: LeScalar>(&self, ipa: u64) -> Result<T, GuestMemoryError> {
+        if let Some(host) = self.aligned_host(ipa, T::SIZE) {
+            // SAFETY: `aligned_host` found all of the value inside one chunk (valid
+            // and exclusively ours, see `new`) at an address aligned for `T`.
+            return Ok(unsafe { (host as *const T).read_volatile() }.le_to_native());
+        }
+        let mut bytes = [0; 8];
+        self.read(ipa, &mut bytes[..T::SIZE])?;
+        Ok(T::from_le_bytes(&bytes[..T::SIZE]))
+    }
+
+    fn write_scalar<T: LeScalar>(&self, ipa: u64, value: T) -> Result<(), GuestMemoryError> {
+        if let Some(host) = self.aligned_host(ipa, T::SIZE) {
+            // SAFETY: as in `read_scalar`.
+            unsafe { (host as *mut T).write_volatile(value.native_to_le()) };
+            return Ok(());
+        }
+        let mut bytes = [0; 8];
+        value.to_le_bytes(&mut bytes[..T::SIZE]);
+        self.write(ipa, &bytes[..T::SIZE])
+    }
+
+    /// The host address of `[ipa, ipa + len)` if it lies inside one chunk and the
+    /// host address is a multiple of `len` (a power of two).
+    fn aligned_host(&self, ipa: u64, len: usize) -> Option<usize> {
+        let c = self.chunks.iter().find(|c| Region::new(c.ipa, c.size).contains(ipa))?;
+        let offset = ipa - c.ipa;
+        if offset.checked_add(len as u64)? > c.size {
+            return None;
+        }
+        let host = c.host + offset as usize;
+        host.is_multiple_of(len).then_some(host)
+    }
+
     /// The host ranges `(address, length)` behind `[ipa, ipa + len)`, after checking
     /// that all of it is RAM.
     fn spans(
@@ -163,6 +278,40 @@ impl GuestMemory {
         }))
     }
 }
+
+/// The unsigned integers the typed accessors move.
+trait LeScalar: Copy {
+    const SIZE: usize;
+    /// A value as loaded from little-endian memory, in native order.
+    fn le_to_native(self) -> Self;
+    /// A native value in the order to store as little-endian.
+    fn native_to_le(self) -> Self;
+    fn from_le_bytes(bytes: &[u8]) -> Self;
+    fn to_le_bytes(self, out: &mut [u8]);
+}
+
+macro_rules! le_scalar {
+    ($($ty:ty),*) => {$(
+        impl LeScalar for $ty {
+            const SIZE: usize = core::mem::size_of::<$ty>();
+            fn le_to_native(self) -> Self {
+                <$ty>::from_le(self)
+            }
+            fn native_to_le(self) -> Self {
+                <$ty>::to_le(self)
+            }
+            fn from_le_bytes(bytes: &[u8]) -> Self {
+                let mut b = [0; core::mem::size_of::<$ty>()];
+                b.copy_from_slice(bytes);
+                <$ty>::from_le_bytes(b)
+            }
+            fn to_le_bytes(self, out: &mut [u8]) {
+                out.copy_from_slice(&<$ty>::to_le_bytes(self));
+            }
+        }
+    )*};
+}
+le_scalar!(u16, u32, u64);
 
 /// Copies `len` bytes with volatile accesses, a word at a time where both sides align.
 ///
@@ -261,6 +410,40 @@ mod tests {
     }
 
     #[test]
+    fn typed_accessors_aligned_unaligned_and_across_chunks() {
+        let (mem, _a, _b) = two_chunks();
+        mem.write_u16(0x4000_0002, 0xbeef).unwrap();
+        mem.write_u32(0x4000_0004, 0x1234_5678).unwrap();
+        mem.write_u64(0x4000_0008, 0x0102_0304_0506_0708).unwrap();
+        let mut raw = [0u8; 14];
+        mem.read(0x4000_0002, &mut raw).unwrap();
+        assert_eq!(raw, [0xef, 0xbe, 0x78, 0x56, 0x34, 0x12, 8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(mem.read_u16(0x4000_0002).unwrap(), 0xbeef);
+        assert_eq!(mem.read_u64(0x4000_0008).unwrap(), 0x0102_0304_0506_0708);
+        // Unaligned, and straddling the two chunks: byte copies, same result.
+        mem.write_u64(0x4000_fffb, u64::MAX - 1).unwrap();
+        assert_eq!(mem.read_u64(0x4000_fffb).unwrap(), u64::MAX - 1);
+        mem.write_u16(0x4000_ffff, 0xa55a).unwrap();
+        assert_eq!(mem.read_u16(0x4000_ffff).unwrap(), 0xa55a);
+        assert_eq!((mem.read_u32(0x4000_fffe).unwrap() >> 8) & 0xffff, 0xa55a);
+        // Out of range: refused, nothing written.
+        assert!(mem.write_u32(0x4001_fffe, 0xffff_ffff).is_err());
+        assert_eq!(mem.read_u16(0x4001_fffe).unwrap(), 0);
+        assert!(mem.read_u16(0x4002_0000).is_err());
+        assert!(mem.read_u64(u64::MAX - 3).is_err());
+    }
+
+    #[test]
+    fn clones_and_static_buffers_view_the_same_memory() {
+        let mem = GuestMemory::from_static(0x1000, alloc::boxed::Box::leak(vec![0u8; 64].into_boxed_slice()));
+        let view = mem.clone();
+        mem.write_u32(0x1010, 7).unwrap();
+        assert_eq!(view.read_u32(0x1010).unwrap(), 7);
+        assert_eq!(view.size(), 64);
+        assert!(!view.contains(0x1040, 1));
+    }
+
+    #[test]
     fn zero_clears_a_range() {
         let (mem, _a, _b) = two_chunks();
         mem.write(0x4000_fff0, &[0xff; 32]).unwrap();
@@ -270,5 +453,15 @@ mod tests {
         assert_eq!(&back[..8], &[0xff; 8]);
         assert_eq!(&back[8..24], &[0; 16]);
         assert_eq!(&back[24..], &[0xff; 8]);
+    }
+
+    #[test]
+    fn a_prefix_ends_where_it_is_told() {
+        let (mem, _a, _b) = two_chunks();
+        let short = mem.prefix(0x1_8000);
+        assert_eq!(short.size(), 0x1_8000);
+        assert!(short.contains(0x4001_7fff, 1));
+        assert!(!short.contains(0x4001_8000, 1));
+        assert_eq!(mem.prefix(0x8000).chunks().len(), 1);
     }
 }

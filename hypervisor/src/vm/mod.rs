@@ -13,6 +13,7 @@ pub mod vcpu;
 
 use crate::console::BoxedConsole;
 use crate::devices::pl011::Pl011;
+use crate::devices::virtio::VirtioMmio;
 use crate::devices::{BusError, MmioBus};
 use crate::guest_dtb::{write_guest_dtb, GuestDtbError, GuestDtbSpec};
 use crate::mm::guest_memory::{GuestMemory, GuestMemoryError};
@@ -79,6 +80,8 @@ pub struct Vm {
     pub uart: Pl011,
     /// Its virtual GIC.
     pub vgic: Vgic,
+    /// Its virtio-mmio devices; device n sits in slot n.
+    pub virtio: Vec<VirtioMmio>,
     /// Each vCPU's power state.
     pub vcpus: Vec<VcpuPower>,
     /// vCPUs (bit per index) that must be made to exit once the trap path lets go
@@ -102,6 +105,7 @@ impl Vm {
         config: VmConfig<'static>,
         memory: GuestMemory,
         console: BoxedConsole,
+        virtio: Vec<VirtioMmio>,
     ) -> Result<Self, VmError> {
         if memory.size() != config.memory_size || !memory.contains(qemu_virt::RAM_BASE, config.memory_size) {
             return Err(VmError::RamMismatch { configured: config.memory_size, given: memory.size() });
@@ -125,6 +129,7 @@ impl Vm {
             vmid,
             uart: Pl011::new(console),
             vgic: Vgic::new(vcpus),
+            virtio,
             vcpus: vec![VcpuPower::Off; vcpus],
             kicks: 0,
             boots: 0,
@@ -148,6 +153,28 @@ impl Vm {
     pub fn update_uart_interrupt(&mut self) {
         let kick = self.vgic.set_spi_level(32 + qemu_virt::UART_SPI, self.uart.interrupt_pending());
         self.kick(kick.0);
+    }
+
+    /// Sets virtio slot `slot`'s interrupt line (SPI 16 + slot) from its device.
+    pub fn update_virtio_interrupt(&mut self, slot: usize) {
+        let level = self.virtio[slot].interrupt_level();
+        let kick = self.vgic.set_spi_level(32 + qemu_virt::VIRTIO_MMIO_FIRST_SPI + slot as u32, level);
+        self.kick(kick.0);
+    }
+
+    /// Gives typed console input to the VM's virtio-console, if its driver has it
+    /// running (the console holds, or drops and counts, what its driver hasn't taken
+    /// yet); returns false, taking nothing, when there is none (use the PL011).
+    pub fn virtio_console_input(&mut self, bytes: &[u8]) -> bool {
+        let Some(slot) = self.virtio.iter().position(|d| {
+            d.backend().device_id() == crate::devices::virtio::device_id::CONSOLE
+                && d.status() & crate::devices::virtio::status::DRIVER_OK != 0
+        }) else {
+            return false;
+        };
+        self.virtio[slot].input(bytes);
+        self.update_virtio_interrupt(slot);
+        true
     }
 
     /// Marks vCPUs (a bit each) to be made to exit after this trap.
@@ -187,6 +214,10 @@ impl Vm {
         self.memory.write(c.dtb_addr, &dtb).map_err(VmError::Memory)?;
         self.uart.reset();
         self.vgic.reset();
+        // Devices start over; what they emulate (a disk's contents) stays.
+        for device in &mut self.virtio {
+            device.reset();
+        }
         self.vcpus.fill(VcpuPower::Off);
         self.vcpus[0] = VcpuPower::StartPending { entry: c.entry, context: c.dtb_addr };
         self.kicks = 0;

@@ -204,6 +204,20 @@ fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError
         vm.update_uart_interrupt();
         return Ok(raw);
     }
+    let slots =
+        Region::new(qemu_virt::VIRTIO_MMIO_BASE, vm.virtio.len() as u64 * qemu_virt::VIRTIO_MMIO_SLOT_SIZE);
+    if slots.contains(ipa) {
+        let slot = ((ipa - slots.base) / qemu_virt::VIRTIO_MMIO_SLOT_SIZE) as usize;
+        let offset = (ipa - slots.base) % qemu_virt::VIRTIO_MMIO_SLOT_SIZE;
+        let raw = if access.write {
+            vm.virtio[slot].write(offset, width, value);
+            0
+        } else {
+            vm.virtio[slot].read(offset, width)
+        };
+        vm.update_virtio_interrupt(slot);
+        return Ok(raw);
+    }
     if access.write {
         vm.bus.write(ipa, width, value).map(|()| 0)
     } else {
@@ -385,7 +399,7 @@ mod tests {
             RamChunk { ipa: RAM, pa: 0x8000_0000, host: backing.as_mut_ptr() as usize, size: RAM_SIZE };
         // SAFETY: `backing` outlives the VM in every test and is touched only through it.
         let memory = unsafe { GuestMemory::new(vec![chunk]) };
-        let mut vm = Vm::new(0, config, memory, Box::new(sink.clone())).unwrap();
+        let mut vm = Vm::new(0, config, memory, Box::new(sink.clone()), Vec::new()).unwrap();
         vm.load().unwrap();
         vm
     }

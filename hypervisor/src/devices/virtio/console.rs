@@ -1,0 +1,219 @@
+//! virtio-console (virtio 1.2 §5.3): one port, no MULTIPORT.
+//!
+//! Queue 0 (receiveq) carries input to the guest, queue 1 (transmitq) output from it.
+//! Output goes to the [`BoxedConsole`] given at construction (the console
+//! multiplexer), a chain at a time, as soon as the driver notifies. EMERG_WRITE is
+//! offered: a write to `emerg_wr` (configuration offset 8) sends its low byte at once,
+//! whatever the device's state (§5.3.6: the driver may use it before setting up
+//! anything).
+//!
+//! Input is pushed by the host side ([`VirtioBackend::input`], reached through
+//! `VirtioMmio::input`) into a bounded buffer of [`INPUT_CAPACITY`] bytes, and moves
+//! from there into receive buffers as the driver posts them (on its notify, or at
+//! once if buffers are waiting). Bytes that find the buffer full are dropped and
+//! counted ([`VirtioBackend::input_dropped`]); the caller keeps nothing. A reset of
+//! the device empties the buffer (the driver that comes next starts from a clean
+//! line).
+
+use super::queue::{Queue, QueueError};
+use super::{device_id, read_config_image, VirtioBackend};
+use crate::console::BoxedConsole;
+use crate::mm::guest_memory::GuestMemory;
+
+/// Feature bits (§5.3.3).
+pub mod feature {
+    /// `cols` and `rows` are valid (not offered).
+    pub const SIZE: u64 = 1 << 0;
+    /// Several ports and the control queues (not offered).
+    pub const MULTIPORT: u64 = 1 << 1;
+    /// `emerg_wr` is supported.
+    pub const EMERG_WRITE: u64 = 1 << 2;
+}
+
+/// Bytes of input held until the driver posts receive buffers.
+pub const INPUT_CAPACITY: usize = 4096;
+
+/// The receive queue.
+const RECEIVEQ: usize = 0;
+/// The transmit queue.
+const TRANSMITQ: usize = 1;
+
+/// Offsets in `struct virtio_console_config` (§5.3.4): cols (u16), rows (u16),
+/// max_nr_ports (u32), emerg_wr (u32).
+mod config {
+    pub const MAX_NR_PORTS: usize = 4;
+    pub const EMERG_WR: u64 = 8;
+    pub const LEN: usize = 12;
+}
+
+/// A ring of held input bytes.
+struct InputRing {
+    bytes: [u8; INPUT_CAPACITY],
+    head: usize,
+    len: usize,
+}
+
+impl InputRing {
+    const fn new() -> Self {
+        Self { bytes: [0; INPUT_CAPACITY], head: 0, len: 0 }
+    }
+
+    fn push(&mut self, byte: u8) -> bool {
+        if self.len == INPUT_CAPACITY {
+            return false;
+        }
+        self.bytes[(self.head + self.len) % INPUT_CAPACITY] = byte;
+        self.len += 1;
+        true
+    }
+
+    /// The oldest held bytes that are contiguous in the ring.
+    fn front(&self) -> &[u8] {
+        let end = (self.head + self.len).min(INPUT_CAPACITY);
+        &self.bytes[self.head..end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len);
+        self.head = (self.head + n) % INPUT_CAPACITY;
+        self.len -= n;
+    }
+
+    fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+}
+
+/// A virtio console with one port.
+pub struct Console {
+    out: BoxedConsole,
+    held: InputRing,
+    dropped: u64,
+}
+
+impl Console {
+    /// A console whose output goes to `out`.
+    pub fn new(out: BoxedConsole) -> Self {
+        Self { out, held: InputRing::new(), dropped: 0 }
+    }
+
+    /// Bytes of input waiting for receive buffers.
+    pub fn held_input(&self) -> usize {
+        self.held.len
+    }
+
+    /// Moves held input into posted receive buffers, a chain at a time.
+    fn deliver(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<(), QueueError> {
+        while self.held.len > 0 {
+            let Some(chain) = q.pop(mem)? else { break };
+            let mut writer = chain.writer();
+            let mut written = 0;
+            loop {
+                let front = self.held.front();
+                if front.is_empty() {
+                    break;
+                }
+                let n = writer.write(mem, front)?;
+                let full = n < front.len();
+                self.held.consume(n);
+                written += n;
+                if full {
+                    break;
+                }
+            }
+            // At most the chain's writable length, which a queue bounds well below 4 GiB
+            // times 256; saturate anyway.
+            q.push_used(mem, chain.head(), u32::try_from(written).unwrap_or(u32::MAX))?;
+        }
+        Ok(())
+    }
+
+    /// Sends every chain the driver queued for transmission to the console.
+    fn transmit(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<(), QueueError> {
+        let mut bounce = [0u8; 256];
+        while let Some(chain) = q.pop(mem)? {
+            let mut reader = chain.reader();
+            loop {
+                let n = reader.read(mem, &mut bounce)?;
+                if n == 0 {
+                    break;
+                }
+                self.out.write(&bounce[..n]);
+            }
+            q.push_used(mem, chain.head(), 0)?;
+        }
+        Ok(())
+    }
+}
+
+impl VirtioBackend for Console {
+    fn name(&self) -> &str {
+        "virtio-console"
+    }
+
+    fn device_id(&self) -> u32 {
+        device_id::CONSOLE
+    }
+
+    fn features(&self) -> u64 {
+        feature::EMERG_WRITE
+    }
+
+    fn queue_count(&self) -> usize {
+        2
+    }
+
+    /// cols and rows 0 (SIZE is not offered), max_nr_ports 1, emerg_wr reads 0.
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let mut c = [0u8; config::LEN];
+        c[config::MAX_NR_PORTS..config::MAX_NR_PORTS + 4].copy_from_slice(&1u32.to_le_bytes());
+        read_config_image(&c, offset, data);
+    }
+
+    /// A write that covers `emerg_wr`'s first byte sends that byte.
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        if let Some(&byte) = config::EMERG_WR.checked_sub(offset).and_then(|i| data.get(i as usize)) {
+            self.out.write(&[byte]);
+        }
+    }
+
+    fn activate(&mut self, _features: u64) {}
+
+    fn reset(&mut self) {
+        self.held.clear();
+    }
+
+    fn process_queue(
+        &mut self,
+        index: usize,
+        queues: &mut [Queue],
+        mem: &GuestMemory,
+    ) -> Result<(), QueueError> {
+        match (index, queues.get_mut(index)) {
+            (RECEIVEQ, Some(q)) => self.deliver(q, mem),
+            (TRANSMITQ, Some(q)) => self.transmit(q, mem),
+            _ => Ok(()),
+        }
+    }
+
+    fn poll(&mut self, queues: &mut [Queue], mem: &GuestMemory) -> Result<(), QueueError> {
+        match queues.get_mut(RECEIVEQ) {
+            Some(q) if q.ready() => self.deliver(q, mem),
+            _ => Ok(()),
+        }
+    }
+
+    fn input(&mut self, bytes: &[u8]) -> usize {
+        let taken = bytes.iter().take_while(|&&b| self.held.push(b)).count();
+        self.dropped += (bytes.len() - taken) as u64;
+        taken
+    }
+
+    fn input_dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests;
