@@ -156,6 +156,10 @@ pub struct ExpectConfig {
     /// Substrings that must appear nowhere.
     #[serde(default)]
     pub absent: Vec<String>,
+    /// Also run the guest on plain QEMU with QEMU's own devices, in these virtio-mmio
+    /// modes (`"modern"`, `"legacy"`); single-VM scenarios only.
+    #[serde(default)]
+    pub reference: Vec<String>,
     /// Input typed on the serial console, in order (`[[expect.send]]` tables).
     #[serde(default)]
     pub send: Vec<SendConfig>,

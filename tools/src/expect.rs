@@ -166,6 +166,7 @@ mod tests {
             lines: strings(&["hello"]),
             absent: strings(&["panicked"]),
             sends: Vec::new(),
+            reference: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ mod expect;
 mod layout;
 mod lint;
 mod qemu;
+mod reference;
 mod runner;
 mod scenarios;
 mod send;

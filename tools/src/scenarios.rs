@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::expect::{self, tail};
 use crate::qemu::{self, Console, Invocation};
+use crate::reference::{self, Mode};
 use crate::runner::{self, Echo};
 use crate::workspace::{scenario_name, Workspace};
 use crate::{bundle, config, validate};
@@ -141,6 +142,46 @@ fn try_run(ws: &Workspace, path: &Path) -> Result<(Vec<String>, Option<Vec<Strin
     Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
 }
 
+/// The plain-QEMU reference runs the scenario at `path` asks for, each judged like
+/// the run under Sluice but expecting QEMU to exit 0 (the guest's PSCI SYSTEM_OFF).
+fn run_references(ws: &Workspace, path: &Path) -> Vec<Outcome> {
+    let Ok(scenario) = validate::load(path, &ws.guests_dir()) else { return Vec::new() };
+    let Some(expect) = scenario.expect.clone() else { return Vec::new() };
+    let name = scenario_name(path);
+    let mut outcomes = Vec::new();
+    for mode in expect.reference.clone() {
+        let start = Instant::now();
+        let label = format!("{name} on plain QEMU ({})", mode.name());
+        eprintln!("\n=== {label} ===");
+        let (failures, tail) = match try_reference(ws, &scenario, &name, mode) {
+            Ok(result) => result,
+            Err(e) => (vec![format!("{e:#}")], None),
+        };
+        outcomes.push(Outcome { name: label, elapsed: start.elapsed(), failures, tail });
+    }
+    outcomes
+}
+
+fn try_reference(
+    ws: &Workspace,
+    scenario: &validate::Scenario,
+    name: &str,
+    mode: Mode,
+) -> Result<(Vec<String>, Option<Vec<String>>)> {
+    let vm = &scenario.vms[0];
+    let dir = ws.out_dir().join("reference").join(name);
+    let files = reference::write_files(vm, &dir)?;
+    let args = reference::args(vm, &files, mode);
+    eprintln!("$ {}", qemu::display(&args));
+    let mut expect = scenario.expect.clone().context("a test scenario")?;
+    expect.exit_status = 0;
+    let mut command = ws.command(qemu::QEMU);
+    command.args(&args);
+    let run = runner::run(&mut command, expect.timeout, Echo::Terminal, &expect.sends)?;
+    let failures = expect::judge(&expect, run.ending, &run.output, &scenario.vm_names(), &run.typed);
+    Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
+}
+
 /// The scenario files `cargo xtask test` considers: all, or those named in `only`.
 ///
 /// # Errors
@@ -174,6 +215,10 @@ pub fn run_all(ws: &Workspace, paths: &[PathBuf], named: bool) -> Result<()> {
         };
         println!("{}", outcome.report());
         outcomes.push(outcome);
+        for reference in run_references(ws, path) {
+            println!("{}", reference.report());
+            outcomes.push(reference);
+        }
     }
     println!("\n{}", summary(&outcomes));
     let failed = outcomes.iter().filter(|o| !o.passed()).count();

@@ -17,6 +17,7 @@ use platform::Region;
 use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::devices::{self, Device, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
+use crate::reference;
 use crate::send::Step;
 use crate::units::{fmt_region, fmt_size, parse_size, parse_u64, MIB};
 
@@ -98,6 +99,8 @@ pub struct Expect {
     pub absent: Vec<String>,
     /// Input to type on the serial console, in order.
     pub sends: Vec<Step>,
+    /// Plain-QEMU reference runs of the same guest.
+    pub reference: Vec<reference::Mode>,
 }
 
 /// Where the images named in a scenario come from.
@@ -180,6 +183,12 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
     }
 
     let expect = config.expect.as_ref().and_then(|e| check_expect(e, &mut errors));
+    if expect.as_ref().is_some_and(|e| !e.reference.is_empty()) && config.vm.len() != 1 {
+        errors.push(
+            "expect.reference: reference runs boot one guest on plain QEMU; the scenario has several VMs"
+                .into(),
+        );
+    }
 
     if !errors.is_empty() {
         return Err(Refusal(errors));
@@ -282,6 +291,13 @@ fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expec
             errors.push(format!("expect.send[{k}].text: empty; there is nothing to send"));
         }
     }
+    let mut modes = Vec::new();
+    for (k, name) in expect.reference.iter().enumerate() {
+        match reference::Mode::parse(name) {
+            Some(mode) => modes.push(mode),
+            None => errors.push(format!("expect.reference[{k}]: {name:?} is not \"modern\" or \"legacy\"")),
+        }
+    }
     if errors.len() != errors_before {
         return None;
     }
@@ -295,6 +311,7 @@ fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expec
             .iter()
             .map(|send| Step { after: send.after.clone(), text: send.text.as_bytes().to_vec() })
             .collect(),
+        reference: modes,
     })
 }
 
