@@ -1,15 +1,22 @@
 //! Register access that compiles to one plain load or store.
 //!
-//! A hypervisor decodes a trapped MMIO access from the syndrome only when the
-//! instruction is a single load or store of one register (ESR_EL2.ISV = 1), so every
-//! register access here is one volatile access of the register's exact width:
-//! [`Reg32`] for control registers, [`Reg16`] and [`Reg8`] for the narrower fields of
-//! a device's configuration space.
+//! A hypervisor emulates a trapped device access from its syndrome, which the
+//! architecture gives (ESR_EL2.ISV = 1) only for a load or store of one register
+//! without writeback (Arm ARM, ISS encoding for a Data Abort). `read_volatile` and
+//! `write_volatile` promise one access, not its form: LLVM folds address arithmetic
+//! into them and has compiled a register read to the pre-indexed
+//! `ldr w9, [x8, #0x80]!` (ISV = 0), which Sluice must refuse. So on AArch64 every
+//! access here is inline assembly, `ldr`/`str` of the register's width from a base
+//! register with no offset, index or writeback (as Linux's `readl`/`writel` in
+//! `arch/arm64/include/asm/io.h`); elsewhere (host tests) a volatile access.
+//! [`Reg32`] for control registers, [`Reg64`] for 64-bit ones (GICR_TYPER,
+//! GICD_IROUTER<n>), [`Reg16`] and [`Reg8`] for narrower configuration fields.
 #![allow(unsafe_code)]
 
-/// Defines a register type of one width; the three types differ only in it.
+/// Defines a register type of one width; they differ in the width and the
+/// instructions.
 macro_rules! register {
-    ($(#[$doc:meta])* $name:ident, $ty:ty, $bits:literal) => {
+    ($(#[$doc:meta])* $name:ident, $ty:ty, $bits:literal, $load:literal, $store:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub struct $name {
@@ -32,36 +39,73 @@ macro_rules! register {
 
             #[doc = concat!("Reads the register with one ", $bits, "-bit load.")]
             pub fn read(&self) -> $ty {
-                // SAFETY: `new`'s contract: the address is a mapped, aligned device register.
-                unsafe { core::ptr::read_volatile(self.addr as *const $ty) }
+                #[cfg(target_arch = "aarch64")]
+                {
+                    let value: $ty;
+                    // SAFETY: `new`'s contract: a mapped, aligned device register. The
+                    // asm is a compiler barrier, like a volatile access.
+                    unsafe {
+                        core::arch::asm!($load, v = out(reg) value, a = in(reg) self.addr,
+                            options(nostack, preserves_flags))
+                    };
+                    value
+                }
+                #[cfg(not(target_arch = "aarch64"))]
+                // SAFETY: `new`'s contract: the address is a mapped, aligned register.
+                unsafe {
+                    core::ptr::read_volatile(self.addr as *const $ty)
+                }
             }
 
             #[doc = concat!("Writes the register with one ", $bits, "-bit store.")]
             pub fn write(&self, value: $ty) {
-                // SAFETY: `new`'s contract: the address is a mapped, aligned device register.
-                unsafe { core::ptr::write_volatile(self.addr as *mut $ty, value) }
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: as in `read`.
+                unsafe {
+                    core::arch::asm!($store, v = in(reg) value, a = in(reg) self.addr,
+                        options(nostack, preserves_flags))
+                };
+                #[cfg(not(target_arch = "aarch64"))]
+                // SAFETY: as in `read`.
+                unsafe {
+                    core::ptr::write_volatile(self.addr as *mut $ty, value)
+                };
             }
         }
     };
 }
 
 register!(
+    /// A 64-bit device register at a fixed address.
+    Reg64,
+    u64,
+    "64",
+    "ldr {v:x}, [{a}]",
+    "str {v:x}, [{a}]"
+);
+register!(
     /// A 32-bit device register at a fixed address.
     Reg32,
     u32,
-    "32"
+    "32",
+    "ldr {v:w}, [{a}]",
+    "str {v:w}, [{a}]"
 );
 register!(
     /// A 16-bit device register (or configuration field) at a fixed address.
     Reg16,
     u16,
-    "16"
+    "16",
+    "ldrh {v:w}, [{a}]",
+    "strh {v:w}, [{a}]"
 );
 register!(
     /// An 8-bit device register (or configuration field) at a fixed address.
     Reg8,
     u8,
-    "8"
+    "8",
+    "ldrb {v:w}, [{a}]",
+    "strb {v:w}, [{a}]"
 );
 
 #[cfg(test)]

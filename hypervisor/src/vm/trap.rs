@@ -218,10 +218,29 @@ fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError
         vm.update_virtio_interrupt(slot);
         return Ok(raw);
     }
+    let all_slots = Region::new(
+        qemu_virt::VIRTIO_MMIO_BASE,
+        u64::from(qemu_virt::VIRTIO_MMIO_SLOTS) * qemu_virt::VIRTIO_MMIO_SLOT_SIZE,
+    );
+    if all_slots.contains(ipa) {
+        return Ok(if access.write { 0 } else { empty_virtio_slot(ipa % qemu_virt::VIRTIO_MMIO_SLOT_SIZE) });
+    }
     if access.write {
         vm.bus.write(ipa, width, value).map(|()| 0)
     } else {
         vm.bus.read(ipa, width)
+    }
+}
+
+/// A virtio-mmio slot with no device, as QEMU virt's empty transports answer: the
+/// magic value, version 2 and DeviceID 0 ("no device"); everything else reads as zero
+/// and ignores writes (virtio 1.2 §4.2.2).
+fn empty_virtio_slot(offset: u64) -> u64 {
+    match offset {
+        0x000 => 0x7472_6976,
+        0x004 => 2,
+        0x00c => u64::from(crate::devices::virtio::VENDOR_ID),
+        _ => 0,
     }
 }
 
@@ -516,6 +535,21 @@ mod tests {
         assert_eq!(run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::Reset);
         frame.x[0] = 0x8400_0008;
         assert_eq!(run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::PowerOff);
+    }
+
+    #[test]
+    fn an_empty_virtio_slot_reads_like_qemus() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut frame = TrapFrame::boot(RAM, 0);
+        let mut cpu = FakeCpu::default();
+        for (offset, expected) in [(0x000, 0x7472_6976), (0x004, 2), (0x008, 0), (0x070, 0)] {
+            frame.x[1] = u64::MAX;
+            let out = run(&mut vm, &mut frame, &mut cpu, word_access(false), offset, hpfar(0x0a00_3e00));
+            assert_eq!(out, (ExitReason::Mmio, ExitAction::Resume));
+            assert_eq!(frame.x[1], expected, "offset {offset:#x}");
+        }
+        assert!(cpu.injected.is_none());
     }
 
     #[test]

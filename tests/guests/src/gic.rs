@@ -6,7 +6,8 @@
 //! setup a non-secure EL1 sees both on plain QEMU virt (`gic-version=3`) and under
 //! Sluice's emulated GIC. Every MMIO access is one load or store of the register's
 //! width (32 bits, or 64 for GICR_TYPER and GICD_IROUTER<n>, as Linux makes them),
-//! so a hypervisor can decode each trapped access from its syndrome.
+//! without writeback ([`guest_drivers::mmio`]), so a hypervisor can decode each trapped
+//! access from its syndrome.
 //!
 //! Bring-up: [`init_distributor`] once (on the boot CPU), [`init_cpu`] on every
 //! CPU, then [`enable_private`] (SGIs and PPIs, per CPU) or [`enable_spi`] (routed to
@@ -129,7 +130,6 @@ mod hw {
     use core::arch::asm;
     use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-    use guest_drivers::mmio::Reg32;
     use platform::qemu_virt::{GICD, GICR_BASE, GICR_FRAME_SIZE};
 
     use super::{
@@ -137,6 +137,7 @@ mod hw {
         GicError, Trigger, DEFAULT_PRIORITY, FIRST_SPI, SGI_COUNT,
     };
     use crate::cpu::{self, MAX_CPUS};
+    use guest_drivers::mmio::{Reg32, Reg64};
 
     /// Distributor registers (IHI 0069, the GICD_* register map).
     mod gicd {
@@ -202,13 +203,13 @@ mod hw {
     /// Reads the 64-bit register at `addr` with one 64-bit load.
     fn read64(addr: usize) -> u64 {
         // SAFETY: as `reg32`: an aligned 64-bit GIC register (GICR_TYPER).
-        unsafe { core::ptr::read_volatile(addr as *const u64) }
+        unsafe { Reg64::new(addr) }.read()
     }
 
     /// Writes the 64-bit register at `addr` with one 64-bit store.
     fn write64(addr: usize, value: u64) {
         // SAFETY: as `reg32`: an aligned 64-bit GIC register (GICD_IROUTER<n>).
-        unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
+        unsafe { Reg64::new(addr) }.write(value)
     }
 
     fn gicd(offset: usize) -> Reg32 {

@@ -10,8 +10,10 @@
 //!
 //! For interrupts and several CPUs the runtime has a minimal GICv3 driver (`gic`),
 //! per-INTID handlers (`irq`), the virtual timer (`timer`), PSCI CPU_ON of the other
-//! CPUs (`smp`), spin locks and barriers (`sync`) and interrupt-driven console input
-//! (`uart_rx`).
+//! CPUs (`smp`), spin locks and barriers (`sync`), a value shared with interrupt
+//! handlers (`shared`) and interrupt-driven console input (`uart_rx`). For virtio,
+//! `virtio` finds the `virtio,mmio` slots in the DTB and hands out their transports
+//! and DMA memory for the `guest-drivers` front-ends.
 //!
 //! The parts that run only on the bare machine are `cfg(bare_metal)`; the decoding
 //! and planning logic around them is plain code with host unit tests.
@@ -20,6 +22,7 @@
 
 pub mod bootargs;
 pub mod cpu;
+pub mod disk_pattern;
 pub mod dtb;
 pub mod fault;
 pub mod gic;
@@ -31,6 +34,7 @@ pub mod smp;
 pub mod sync;
 pub mod timer;
 pub mod uart_rx;
+pub mod virtio;
 
 #[cfg(bare_metal)]
 mod boot;
@@ -44,5 +48,7 @@ pub mod irq;
 mod panic;
 #[cfg(bare_metal)]
 pub mod probe;
+#[cfg(bare_metal)]
+pub mod shared;
 #[cfg(bare_metal)]
 pub mod uart;
