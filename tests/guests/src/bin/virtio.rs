@@ -126,6 +126,26 @@ mod guest {
         let refused = out_of_range(&mut blk, capacity);
         println!("virtio: blk out-of-range request failed as it should ({refused} requests)");
 
+        // `reads=N` in the bootargs: time N polled 4 KiB reads (a measurement, not a test).
+        let reads = test_guests::dtb::BootInfo::read(dtb)
+            .ok()
+            .and_then(|info| test_guests::bootargs::value(info.bootargs?, "reads"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if reads > 0 {
+            let mut buf = [0u8; 4096];
+            let start = test_guests::timer::counter();
+            for i in 0..reads {
+                blk.read_blocks((i * 8) % (capacity - 8), &mut buf)
+                    .unwrap_or_else(|e| fail(format_args!("timed read {i}: {e}")));
+            }
+            let ticks = test_guests::timer::counter() - start;
+            let ns = u128::from(ticks) * 1_000_000_000
+                / u128::from(test_guests::timer::frequency())
+                / u128::from(reads);
+            println!("virtio: {reads} polled 4 KiB reads, {ns} ns each");
+        }
+
         let Some(interrupt) = blk_slot.interrupt_or_default() else {
             fail(format_args!("no interrupt for the virtio-blk at {:#x}", blk_slot.base))
         };
