@@ -386,11 +386,7 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
     /// [`crate::transport::interrupt`]); call it from the device's interrupt handler,
     /// then [`poll`](Self::poll) for completions.
     pub fn ack_interrupt(&mut self) -> u32 {
-        let status = self.transport.interrupt_status();
-        if status != 0 {
-            self.transport.ack_interrupt(status);
-        }
-        status
+        self.transport.take_interrupt()
     }
 
     /// Asks for an interrupt at the next completion. Returns false when completions

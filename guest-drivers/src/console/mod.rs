@@ -229,11 +229,7 @@ impl<H: Hal + Clone, T: Transport> VirtioConsole<H, T> {
     /// Reads and acknowledges the interrupt status (see
     /// [`crate::transport::interrupt`]).
     pub fn ack_interrupt(&mut self) -> u32 {
-        let status = self.transport.interrupt_status();
-        if status != 0 {
-            self.transport.ack_interrupt(status);
-        }
-        status
+        self.transport.take_interrupt()
     }
 
     /// Asks for an interrupt when input arrives. Returns false when input is already

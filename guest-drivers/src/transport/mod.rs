@@ -125,6 +125,16 @@ pub trait Transport {
     /// Acknowledges the interrupt causes in `bits`.
     fn ack_interrupt(&mut self, bits: u32);
 
+    /// Reads InterruptStatus and acknowledges every bit set; returns them (0 if the
+    /// device raised nothing). What a driver's interrupt handler does first.
+    fn take_interrupt(&mut self) -> u32 {
+        let status = self.interrupt_status();
+        if status != 0 {
+            self.ack_interrupt(status);
+        }
+        status
+    }
+
     /// The configuration generation (§2.5.1); always 0 on legacy devices.
     fn config_generation(&self) -> u32;
 
