@@ -53,6 +53,18 @@ pub const SMCCC_VERSION: u32 = 0x0001_0001;
 /// MIGRATE_INFO_TYPE: no Trusted OS, migration not required.
 const MIGRATE_NOT_REQUIRED: i64 = 2;
 
+/// Whether `function` is a well-formed SMCCC fast-call function ID of a defined
+/// service owner (SMCCC 1.1, 2.5): bits [63:32] and [23:16] zero, bit 31 (fast) set,
+/// and an owner that is not a reserved range (7..=47). A guest probing a service
+/// Sluice lacks sends one of these; anything else is garbage.
+pub fn is_well_formed(function: u64) -> bool {
+    let owner = (function >> 24) & 0x3f;
+    function >> 32 == 0
+        && function & (1 << 31) != 0
+        && (function >> 16) & 0xff == 0
+        && !(7..=47).contains(&owner)
+}
+
 /// A decoded call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PsciCall {
@@ -246,6 +258,16 @@ mod tests {
     fn system_off_and_reset() {
         assert_eq!(call([0x8400_0008, 0, 0, 0]), PsciOutcome::SystemOff);
         assert_eq!(call([0x8400_0009, 0, 0, 0]), PsciOutcome::SystemReset);
+    }
+
+    #[test]
+    fn well_formed_function_ids() {
+        assert!(is_well_formed(0x8400_0050), "TRNG_VERSION");
+        assert!(is_well_formed(0x8600_ff01), "vendor hypervisor UID");
+        assert!(is_well_formed(0xc400_0003));
+        assert!(!is_well_formed(0xdead_beef), "reserved owner, non-zero bits 23:16");
+        assert!(!is_well_formed(0x0400_0000), "not a fast call");
+        assert!(!is_well_formed(0x1_8400_0000));
     }
 
     #[test]

@@ -297,11 +297,19 @@ fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit:
     }
     let call = psci::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
     if let psci::PsciCall::Unknown(function) = call {
-        warn!(
-            "vm \"{}\": unknown {conduit} function {function:#x} at pc {:#x}; returning NOT_SUPPORTED",
-            vm.name(),
-            frame.elr
-        );
+        if psci::is_well_formed(function) {
+            // A real service Sluice doesn't offer (Linux probes TRNG, vendor UIDs...).
+            debug!(
+                "vm \"{}\": {conduit} function {function:#x} not offered; returning NOT_SUPPORTED",
+                vm.name()
+            );
+        } else {
+            warn!(
+                "vm \"{}\": unknown {conduit} function {function:#x} at pc {:#x}; returning NOT_SUPPORTED",
+                vm.name(),
+                frame.elr
+            );
+        }
     }
     match psci::handle(call, &*vm) {
         PsciOutcome::Return(value) => {
