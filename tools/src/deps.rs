@@ -1,4 +1,5 @@
-//! Host tools the scenarios need: finds QEMU, and installs it where that is allowed.
+//! Host tools the scenarios and the guest kit need: finds them, and installs the
+//! missing ones with apt-get where that is allowed.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -47,8 +48,79 @@ pub fn find(program: &str) -> Option<PathBuf> {
     find_in(program, &std::env::var_os("PATH").unwrap_or_default())
 }
 
-fn is_root() -> bool {
+/// Directories searched after PATH: a person's PATH often lacks the sbin ones, where
+/// Debian puts `mkfs.ext4`.
+const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
+
+/// Finds `program` on PATH or in the sbin directories.
+pub fn find_tool(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain(SBIN_DIRS.iter().map(PathBuf::from));
+    find_in(program, &std::env::join_paths(dirs).unwrap_or(path))
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
     cmd::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
+/// A program the tools run, and the Debian package that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tool {
+    /// The program's file name.
+    pub program: &'static str,
+    /// The Debian/Ubuntu package that installs it.
+    pub package: &'static str,
+}
+
+/// `qemu-system-aarch64`.
+pub const QEMU_TOOL: Tool = Tool { program: QEMU, package: QEMU_PACKAGE };
+
+/// The packages to install for the tools that are missing, each once, in order.
+pub fn missing_packages(tools: &[Tool], found: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    let mut packages: Vec<&'static str> = Vec::new();
+    for tool in tools.iter().filter(|tool| !found(tool.program)) {
+        if !packages.contains(&tool.package) {
+            packages.push(tool.package);
+        }
+    }
+    packages
+}
+
+/// Makes sure every one of `tools` is on PATH (or in an sbin directory), installing
+/// the missing ones with one apt-get as root.
+///
+/// # Errors
+///
+/// A tool is missing and cannot be installed here; the message says what to run.
+pub fn ensure(tools: &[Tool]) -> Result<()> {
+    let packages = missing_packages(tools, |program| find_tool(program).is_some());
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let missing: Vec<&str> =
+        tools.iter().filter(|t| find_tool(t.program).is_none()).map(|t| t.program).collect();
+    let (missing, packages) = (missing.join(", "), packages.join(" "));
+    match plan(false, is_root(), find("apt-get").is_some()) {
+        Plan::Nothing => Ok(()),
+        Plan::AskUser => bail!("missing {missing}; install with:\n  sudo apt-get install {packages}"),
+        Plan::AptInstall => {
+            eprintln!("xtask: missing {missing}; installing {packages} with apt-get");
+            cmd::run(Command::new("apt-get").arg("update"))?;
+            cmd::run(
+                Command::new("apt-get")
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .args(["install", "-y"])
+                    .args(packages.split(' ')),
+            )?;
+            let still: Vec<&str> =
+                tools.iter().filter(|t| find_tool(t.program).is_none()).map(|t| t.program).collect();
+            if !still.is_empty() {
+                bail!("still missing after installing {packages}: {}", still.join(", "));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Makes sure `qemu-system-aarch64` is on PATH, installing it with apt-get as root.
@@ -57,25 +129,7 @@ fn is_root() -> bool {
 ///
 /// QEMU is missing and cannot be installed here; the message says what to run.
 pub fn ensure_qemu() -> Result<()> {
-    match plan(find(QEMU).is_some(), is_root(), find("apt-get").is_some()) {
-        Plan::Nothing => Ok(()),
-        Plan::AskUser => {
-            bail!("{QEMU} is not on PATH; install it with:\n  sudo apt-get install {QEMU_PACKAGE}")
-        }
-        Plan::AptInstall => {
-            eprintln!("xtask: {QEMU} is not on PATH; installing {QEMU_PACKAGE} with apt-get");
-            cmd::run(Command::new("apt-get").arg("update"))?;
-            cmd::run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
-                "install",
-                "-y",
-                QEMU_PACKAGE,
-            ]))?;
-            if find(QEMU).is_none() {
-                bail!("{QEMU} is still not on PATH after installing {QEMU_PACKAGE}");
-            }
-            Ok(())
-        }
-    }
+    ensure(&[QEMU_TOOL])
 }
 
 #[cfg(test)]
@@ -89,6 +143,19 @@ mod tests {
         assert_eq!(plan(false, true, true), Plan::AptInstall);
         assert_eq!(plan(false, true, false), Plan::AskUser);
         assert_eq!(plan(false, false, true), Plan::AskUser);
+    }
+
+    #[test]
+    fn missing_packages_are_named_once_in_order() {
+        let tools = [
+            Tool { program: "mkfs.ext4", package: "e2fsprogs" },
+            Tool { program: "qemu-system-aarch64", package: "qemu-system-arm" },
+            Tool { program: "e2fsck", package: "e2fsprogs" },
+            Tool { program: "cpio", package: "cpio" },
+        ];
+        assert_eq!(missing_packages(&tools, |_| true), Vec::<&str>::new());
+        assert_eq!(missing_packages(&tools, |p| p == "cpio"), ["e2fsprogs", "qemu-system-arm"]);
+        assert_eq!(missing_packages(&tools, |_| false), ["e2fsprogs", "qemu-system-arm", "cpio"]);
     }
 
     #[test]

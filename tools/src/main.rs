@@ -7,6 +7,7 @@
 //! cargo xtask run [CONFIG] [--gdb]        build, pack and boot a scenario in QEMU
 //! cargo xtask test [--scenario NAME]...   host tests, then every QEMU scenario with [expect]
 //! cargo xtask lint                        rustfmt and clippy, host and bare-metal
+//! cargo xtask kit [--refresh]             Linux guest kit -> target/sluice/kit/
 //! ```
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod config;
 mod deps;
 mod devices;
 mod expect;
+mod kit;
 mod layout;
 mod lint;
 mod qemu;
@@ -81,6 +83,13 @@ enum Cmd {
     },
     /// Check formatting and run clippy (host and bare-metal targets).
     Lint,
+    /// Build the Linux guest kit from Debian's arm64 packages into target/sluice/kit/:
+    /// kernel Image, initramfs (busybox, virtio modules, tests/linux/init), ext4 disk.
+    Kit {
+        /// Ask the archive for the newest packages even when the cache has a kit.
+        #[arg(long)]
+        refresh: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -102,6 +111,7 @@ impl Cmd {
             Self::Run { config, gdb } => run_command(&ws, config, gdb),
             Self::Test { scenarios, no_host } => test_command(&ws, &scenarios, no_host),
             Self::Lint => lint::lint(&ws).map(|()| ExitCode::SUCCESS),
+            Self::Kit { refresh } => kit::command(&ws, refresh).map(|()| ExitCode::SUCCESS),
         }
     }
 }
@@ -186,6 +196,8 @@ mod tests {
         };
         assert_eq!((scenarios, no_host), (vec!["a".to_owned(), "b".to_owned()], true));
         assert!(matches!(parse(&["lint"]).unwrap().command, Cmd::Lint));
+        assert!(matches!(parse(&["kit"]).unwrap().command, Cmd::Kit { refresh: false }));
+        assert!(matches!(parse(&["kit", "--refresh"]).unwrap().command, Cmd::Kit { refresh: true }));
         assert!(parse(&["bundle"]).is_err());
     }
 }
