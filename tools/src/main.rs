@@ -162,6 +162,9 @@ fn test_command(ws: &Workspace, scenarios: &[String], no_host: bool) -> Result<E
     }
     deps::ensure_qemu()?;
     build::build_all(ws)?;
+    if scenarios::need_kit(&selected) {
+        kit::build(ws, false).context("the Linux guest kit (cargo xtask kit) could not be made")?;
+    }
     scenarios::run_all(ws, &selected, !scenarios.is_empty())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -182,6 +182,12 @@ fn try_reference(
     Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
 }
 
+/// Whether any of these scenarios boots from the Linux guest kit
+/// (`target/sluice/kit/`), which `cargo xtask test` then makes first.
+pub fn need_kit(paths: &[PathBuf]) -> bool {
+    paths.iter().any(|p| std::fs::read_to_string(p).is_ok_and(|text| text.contains("target/sluice/kit/")))
+}
+
 /// The scenario files `cargo xtask test` considers: all, or those named in `only`.
 ///
 /// # Errors

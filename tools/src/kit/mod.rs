@@ -197,7 +197,7 @@ pub fn command(ws: &Workspace, refresh: bool) -> Result<()> {
     let from_tests = |p: &Path| Path::new("../..").join(ws.relative(p));
     print!("{}", snippet(&from_tests(&kit.image), &from_tests(&kit.initramfs), &from_tests(&kit.disk)));
     println!(
-        "\ntests/linux/linux.toml boots it beside a bare-metal guest: cargo xtask run tests/linux/linux.toml"
+        "\ntests/scenarios/linux.toml boots it beside a bare-metal guest: cargo xtask run tests/scenarios/linux.toml"
     );
     Ok(())
 }
