@@ -43,7 +43,7 @@ use crate::qemu::{Console, Invocation};
 use crate::workspace::Workspace;
 
 /// The scenario `cargo xtask run` boots when given none (relative to the workspace root).
-const DEFAULT_SCENARIO: &str = "tests/scenarios/hello.toml";
+const DEFAULT_SCENARIO: &str = "tests/scenarios/linux.toml";
 
 #[derive(Debug, Parser)]
 #[command(name = "xtask", bin_name = "cargo xtask", about = "Build, pack, run and test Sluice")]
@@ -66,11 +66,15 @@ enum Cmd {
     },
     /// Build everything, pack a scenario and boot it in QEMU on this terminal.
     Run {
-        /// The scenario file [default: tests/scenarios/hello.toml].
+        /// The scenario file [default: tests/scenarios/linux.toml].
         config: Option<PathBuf>,
         /// Make QEMU wait for gdb on port 1234 before the first instruction.
         #[arg(long)]
         gdb: bool,
+        /// Boot the scenario's first VM on plain QEMU with QEMU's own virtio devices
+        /// (modern) instead of under Sluice, for comparison.
+        #[arg(long)]
+        reference: bool,
     },
     /// Run the host tests, build, then run every QEMU scenario that has an [expect] table.
     Test {
@@ -108,7 +112,7 @@ impl Cmd {
         match self {
             Self::Build => build::build_all(&ws).map(|_| ExitCode::SUCCESS),
             Self::Bundle { config, output } => bundle_command(&ws, &config, output),
-            Self::Run { config, gdb } => run_command(&ws, config, gdb),
+            Self::Run { config, gdb, reference } => run_command(&ws, config, gdb, reference),
             Self::Test { scenarios, no_host } => test_command(&ws, &scenarios, no_host),
             Self::Lint => lint::lint(&ws).map(|()| ExitCode::SUCCESS),
             Self::Kit { refresh } => kit::command(&ws, refresh).map(|()| ExitCode::SUCCESS),
@@ -124,25 +128,46 @@ fn bundle_command(ws: &Workspace, config: &Path, output: Option<PathBuf>) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool) -> Result<ExitCode> {
+fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bool) -> Result<ExitCode> {
     let config = config.unwrap_or_else(|| ws.root().join(DEFAULT_SCENARIO));
     deps::ensure_qemu()?;
     let built = build::build_all(ws)?;
+    if scenarios::need_kit(std::slice::from_ref(&config)) {
+        kit::build(ws, false).context("the Linux guest kit (cargo xtask kit) could not be made")?;
+    }
     let scenario = validate::load(&config, &ws.guests_dir())?;
-    let bundle_path = ws.bundle_path(&config);
-    bundle::write(&scenario, &bundle_path)?;
-    let args = qemu::args(&Invocation {
-        machine: scenario.machine,
-        hypervisor: ws.relative(&built.hypervisor_bin),
-        bundle: ws.relative(&bundle_path),
-        console: Console::Interactive,
-        gdb,
-    });
+    let args = if reference {
+        let vm = &scenario.vms[0];
+        let files = reference::write_files(vm, &ws.out_dir().join("reference").join(&vm.name))?;
+        let mut args = reference::args(vm, &files, reference::Mode::Modern);
+        // Interactive: Ctrl-C to the guest; QEMU's mux (Ctrl-A c) switches between the
+        // serial port and the virtio-console, Ctrl-A x quits.
+        for arg in &mut args {
+            if arg == "stdio,id=term,mux=on" {
+                *arg = "stdio,id=term,mux=on,signal=off".into();
+            }
+        }
+        args
+    } else {
+        let bundle_path = ws.bundle_path(&config);
+        bundle::write(&scenario, &bundle_path)?;
+        qemu::args(&Invocation {
+            machine: scenario.machine,
+            hypervisor: ws.relative(&built.hypervisor_bin),
+            bundle: ws.relative(&bundle_path),
+            console: Console::Interactive,
+            gdb,
+        })
+    };
     eprintln!("$ {}", qemu::display(&args));
     if gdb {
         eprintln!("xtask: {}", qemu::gdb_hint(&ws.relative(&built.hypervisor_elf)));
     }
-    eprintln!("xtask: the console is Sluice's: Ctrl-A h for help, Ctrl-A x to quit");
+    if reference {
+        eprintln!("xtask: plain QEMU: Ctrl-A c switches between ttyAMA0 and hvc0, Ctrl-A x quits");
+    } else {
+        eprintln!("xtask: the console is Sluice's: Ctrl-A h for help, Ctrl-A x to quit");
+    }
     let terminal = qemu::TerminalGuard::save();
     let status = ws
         .command(qemu::QEMU)
@@ -188,10 +213,14 @@ mod tests {
             panic!("not bundle");
         };
         assert_eq!((config, output), (PathBuf::from("s.toml"), Some(PathBuf::from("b.dtb"))));
-        let Cmd::Run { config, gdb } = parse(&["run", "--gdb"]).unwrap().command else {
+        let Cmd::Run { config, gdb, reference } = parse(&["run", "--gdb"]).unwrap().command else {
             panic!("not run");
         };
-        assert_eq!((config, gdb), (None, true));
+        assert_eq!((config, gdb, reference), (None, true, false));
+        let Cmd::Run { reference, .. } = parse(&["run", "--reference"]).unwrap().command else {
+            panic!("not run");
+        };
+        assert!(reference);
         let Cmd::Test { scenarios, no_host } =
             parse(&["test", "--scenario", "a", "--scenario", "b", "--no-host"]).unwrap().command
         else {
