@@ -17,6 +17,7 @@ mod cmd;
 mod config;
 mod deps;
 mod devices;
+mod figures;
 mod expect;
 mod kit;
 mod layout;
@@ -87,6 +88,9 @@ enum Cmd {
     },
     /// Check formatting and run clippy (host and bare-metal targets).
     Lint,
+    /// Linux's boot time to /init and a disk read, under Sluice and on plain QEMU,
+    /// wall clock and -icount, in one table.
+    Figures,
     /// Build the Linux guest kit from Debian's arm64 packages into target/sluice/kit/:
     /// kernel Image, initramfs (busybox, virtio modules, tests/linux/init), ext4 disk.
     Kit {
@@ -115,6 +119,7 @@ impl Cmd {
             Self::Run { config, gdb, reference } => run_command(&ws, config, gdb, reference),
             Self::Test { scenarios, no_host } => test_command(&ws, &scenarios, no_host),
             Self::Lint => lint::lint(&ws).map(|()| ExitCode::SUCCESS),
+            Self::Figures => figures::command(&ws).map(|()| ExitCode::SUCCESS),
             Self::Kit { refresh } => kit::command(&ws, refresh).map(|()| ExitCode::SUCCESS),
         }
     }
