@@ -202,15 +202,7 @@ fn build_vm(
             .alloc(config.memory_size)
             .ok_or_else(|| alloc::format!("not enough free RAM for {} MiB", config.memory_size >> 20))?,
     };
-    let mut ipa = qemu_virt::RAM_BASE;
-    let chunks: Vec<RamChunk> = chunks
-        .into_iter()
-        .map(|(pa, size)| {
-            let chunk = RamChunk { ipa, pa, host: pa as usize, size };
-            ipa += size;
-            chunk
-        })
-        .collect();
+    let chunks = laid_out_from(qemu_virt::RAM_BASE, chunks);
     // SAFETY: the chunks are free RAM (allocated or checked free above), identity-mapped
     // at EL2 and given to this VM alone.
     let memory = unsafe { GuestMemory::new(chunks) };
@@ -231,6 +223,21 @@ fn build_vm(
     Ok(vm)
 }
 
+/// Host RAM chunks `(physical address, length)`, identity-mapped at EL2, placed one
+/// after the other from address `base` of the space they make up (guest-physical
+/// RAM, or a disk's byte offsets).
+fn laid_out_from(base: u64, chunks: Vec<(u64, u64)>) -> Vec<RamChunk> {
+    let mut at = base;
+    chunks
+        .into_iter()
+        .map(|(pa, size)| {
+            let chunk = RamChunk { ipa: at, pa, host: pa as usize, size };
+            at += size;
+            chunk
+        })
+        .collect()
+}
+
 /// Host RAM for a RAM disk of `size` bytes, holding `image` at its start: a
 /// [`GuestMemory`] whose addresses are byte offsets into the disk. Disks live as
 /// long as the machine, so they keep their contents across a VM's reset.
@@ -240,15 +247,7 @@ pub fn alloc_disk(size: u64, image: Option<&[u8]>, ram: &mut RamAllocator) -> Re
     let chunks = ram
         .alloc(rounded)
         .ok_or_else(|| alloc::format!("not enough free RAM for a {} MiB disk", rounded >> 20))?;
-    let mut offset = 0;
-    let chunks: Vec<RamChunk> = chunks
-        .into_iter()
-        .map(|(pa, len)| {
-            let chunk = RamChunk { ipa: offset, pa, host: pa as usize, size: len };
-            offset += len;
-            chunk
-        })
-        .collect();
+    let chunks = laid_out_from(0, chunks);
     // SAFETY: freshly allocated free RAM, identity-mapped at EL2, owned by this disk alone.
     let disk = unsafe { GuestMemory::new(chunks) };
     disk.zero(0, rounded).map_err(|e| alloc::format!("{e}"))?;

@@ -11,7 +11,9 @@ use crate::console::mux::{ConsoleMux, InputAction};
 use crate::console::ConsoleOutput;
 use crate::drivers::pl011::Uart;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use platform::bundle::MAX_VMS;
 use spin::Mutex;
 
 /// The host UART and the multiplexer in front of it.
@@ -34,6 +36,7 @@ pub fn init(uart: Uart, level: LevelFilter) {
 pub fn set_vms(names: &[&str]) {
     if let Some(console) = CONSOLE.lock().as_mut() {
         console.mux = ConsoleMux::new(names);
+        QUEUED.iter().for_each(|queued| queued.store(false, Ordering::Release));
     }
 }
 
@@ -121,22 +124,30 @@ pub fn flush_vm_output(vm: usize) {
     });
 }
 
+/// Whether the multiplexer holds input for each VM: a copy kept beside the lock, so
+/// the trap path can ask on every MMIO exit without taking the console.
+static QUEUED: [AtomicBool; MAX_VMS] = [const { AtomicBool::new(false) }; MAX_VMS];
+
 /// Queues `byte` for VM `vm`, whose UART can't take it now.
 pub fn queue_input(vm: usize, byte: u8) {
-    with_console(|mux, _| mux.queue_input(vm, byte));
+    with_console(|mux, _| {
+        mux.queue_input(vm, byte);
+        QUEUED[vm].store(mux.queued(vm) > 0, Ordering::Release);
+    });
 }
 
 /// Whether bytes wait for VM `vm` (new input must queue behind them).
 pub fn has_queued_input(vm: usize) -> bool {
-    let mut queued = false;
-    with_console(|mux, _| queued = vm < mux.vm_count() && mux.queued(vm) > 0);
-    queued
+    QUEUED.get(vm).is_some_and(|queued| queued.load(Ordering::Acquire))
 }
 
 /// Takes the oldest byte queued for VM `vm`.
 pub fn pop_input(vm: usize) -> Option<u8> {
     let mut byte = None;
-    with_console(|mux, _| byte = mux.pop_input(vm));
+    with_console(|mux, _| {
+        byte = mux.pop_input(vm);
+        QUEUED[vm].store(mux.queued(vm) > 0, Ordering::Release);
+    });
     byte
 }
 

@@ -463,11 +463,7 @@ pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
         power::park();
     }
     logger::print_emergency(format_args!("sluice: fatal: {args}\n"));
-    let mode = MACHINE.get().map_or(ExitMode::Semihosting, |m| m.exit);
-    match mode {
-        ExitMode::Semihosting => power::semihosting_exit(HYPERVISOR_PANIC),
-        ExitMode::Psci => power::psci_system_off(),
-    }
+    power_off(HYPERVISOR_PANIC, MACHINE.get().map_or(ExitMode::Semihosting, |m| m.exit))
 }
 
 /// An exception taken at EL2 itself: a hypervisor bug.

@@ -159,15 +159,13 @@ impl GuestMemory {
         Ok(())
     }
 
-    /// Reads a little-endian u32 at `ipa`.
+    /// Reads a little-endian u32 at `ipa`, with one 32-bit access when it is aligned.
     ///
     /// # Errors
     ///
     /// `OutOfRange` if the four bytes are not all RAM.
     pub fn read_u32(&self, ipa: u64) -> Result<u32, GuestMemoryError> {
-        let mut bytes = [0; 4];
-        self.read(ipa, &mut bytes)?;
-        Ok(u32::from_le_bytes(bytes))
+        self.read_scalar(ipa)
     }
 
     /// Reads a little-endian u16 at `ipa`, with one 16-bit access when it is aligned.
