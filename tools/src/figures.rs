@@ -44,7 +44,8 @@ pub fn parse(output: &[String]) -> Option<Figures> {
 
 /// The table: one row per run.
 pub fn table(rows: &[(String, Option<Figures>)]) -> String {
-    let mut text = String::from("| run | boot to /init (s) | dd read of /dev/vda (MiB/s) |\n| --- | ---: | ---: |\n");
+    let mut text =
+        String::from("| run | boot to /init (s) | dd read of /dev/vda (MiB/s) |\n| --- | ---: | ---: |\n");
     for (label, figures) in rows {
         match figures {
             Some(f) => text += &format!("| {label} | {:.2} | {:.1} |\n", f.boot_to_init, f.read_mib_s),
@@ -80,7 +81,7 @@ pub fn command(ws: &Workspace) -> Result<()> {
             gdb: false,
         });
         let files = reference::write_files(vm, &ws.out_dir().join("figures").join(&vm.name))?;
-        let mut plain = reference::args(vm, &files, Mode::Modern);
+        let mut plain = reference::args(vm, &files, Mode::Modern, Console::Captured);
         for args in [&mut sluice, &mut plain] {
             if icount {
                 args.extend(["-icount".into(), "shift=0".into()]);

@@ -17,8 +17,8 @@ mod cmd;
 mod config;
 mod deps;
 mod devices;
-mod figures;
 mod expect;
+mod figures;
 mod kit;
 mod layout;
 mod lint;
@@ -144,15 +144,7 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bo
     let args = if reference {
         let vm = &scenario.vms[0];
         let files = reference::write_files(vm, &ws.out_dir().join("reference").join(&vm.name))?;
-        let mut args = reference::args(vm, &files, reference::Mode::Modern);
-        // Interactive: Ctrl-C to the guest; QEMU's mux (Ctrl-A c) switches between the
-        // serial port and the virtio-console, Ctrl-A x quits.
-        for arg in &mut args {
-            if arg == "stdio,id=term,mux=on" {
-                *arg = "stdio,id=term,mux=on,signal=off".into();
-            }
-        }
-        args
+        reference::args(vm, &files, reference::Mode::Modern, Console::Interactive)
     } else {
         let bundle_path = ws.bundle_path(&config);
         bundle::write(&scenario, &bundle_path)?;

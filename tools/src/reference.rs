@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::devices::DeviceKind;
+use crate::qemu::Console;
 use crate::units::MIB;
 use crate::validate::Vm;
 
@@ -80,15 +81,21 @@ pub fn write_files(vm: &Vm, dir: &Path) -> Result<Files> {
 }
 
 /// QEMU's arguments for `vm` on plain QEMU virt (EL1, no Sluice) in `mode`, with
-/// the serial port and any virtio-console on QEMU's stdin and stdout.
-pub fn args(vm: &Vm, files: &Files, mode: Mode) -> Vec<OsString> {
+/// the serial port and any virtio-console on QEMU's stdin and stdout (multiplexed:
+/// QEMU's Ctrl-A c switches between them). On an interactive `console`, Ctrl-C goes
+/// to the guest.
+pub fn args(vm: &Vm, files: &Files, mode: Mode, console: Console) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let smp = vm.cpus.len().to_string();
     let memory = format!("{}M", vm.memory / MIB);
     push(&["-machine", "virt,gic-version=3", "-cpu", "max", "-smp", &smp, "-m", &memory]);
     push(&["-display", "none", "-monitor", "none", "-no-reboot"]);
-    push(&["-chardev", "stdio,id=term,mux=on", "-serial", "chardev:term"]);
+    let chardev = match console {
+        Console::Interactive => "stdio,id=term,mux=on,signal=off",
+        Console::Captured => "stdio,id=term,mux=on",
+    };
+    push(&["-chardev", chardev, "-serial", "chardev:term"]);
     if mode == Mode::Modern {
         push(&["-global", "virtio-mmio.force-legacy=false"]);
     }
@@ -157,8 +164,10 @@ mod tests {
     #[test]
     fn modern_command_line_has_the_devices() {
         let files = Files { kernel: "/k".into(), initrd: None, disks: vec![Some("/d0".into()), None] };
-        let line: Vec<String> =
-            args(&vm(), &files, Mode::Modern).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let line: Vec<String> = args(&vm(), &files, Mode::Modern, Console::Captured)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let line = line.join(" ");
         assert!(line.contains("-machine virt,gic-version=3 -cpu max -smp 2 -m 64M"), "{line}");
         assert!(line.contains("-global virtio-mmio.force-legacy=false"), "{line}");
@@ -166,7 +175,9 @@ mod tests {
         assert!(line.contains("-device virtio-blk-device,drive=disk0,serial=d0"), "{line}");
         assert!(line.contains("-device virtconsole,chardev=term"), "{line}");
         assert!(line.ends_with("-kernel /k -append a=1"), "{line}");
-        let legacy = args(&vm(), &files, Mode::Legacy);
+        let legacy = args(&vm(), &files, Mode::Legacy, Console::Captured);
+        let interactive = args(&vm(), &files, Mode::Legacy, Console::Interactive);
+        assert!(interactive.iter().any(|a| a == "stdio,id=term,mux=on,signal=off"));
         assert!(!legacy.iter().any(|a| a == "-global"));
     }
 }

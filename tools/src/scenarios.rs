@@ -171,7 +171,7 @@ fn try_reference(
     let vm = &scenario.vms[0];
     let dir = ws.out_dir().join("reference").join(name);
     let files = reference::write_files(vm, &dir)?;
-    let args = reference::args(vm, &files, mode);
+    let args = reference::args(vm, &files, mode, Console::Captured);
     eprintln!("$ {}", qemu::display(&args));
     let mut expect = scenario.expect.clone().context("a test scenario")?;
     expect.exit_status = 0;
