@@ -11,6 +11,28 @@
 
 use guest_drivers::transport::mmio::{reg, RegisterAccess};
 
+/// The 8- and 16-bit accesses (configuration space), which these wrappers pass on
+/// unchanged to `self.inner`.
+macro_rules! forward_narrow_accesses {
+    () => {
+        fn read16(&self, offset: usize) -> u16 {
+            self.inner.read16(offset)
+        }
+
+        fn write16(&mut self, offset: usize, value: u16) {
+            self.inner.write16(offset, value);
+        }
+
+        fn read8(&self, offset: usize) -> u8 {
+            self.inner.read8(offset)
+        }
+
+        fn write8(&mut self, offset: usize, value: u8) {
+            self.inner.write8(offset, value);
+        }
+    };
+}
+
 /// Edits the DeviceFeatures words the driver reads: `hide` bits read as 0, `add`
 /// bits read as 1. Everything else passes through unchanged.
 #[derive(Debug, Clone)]
@@ -46,21 +68,7 @@ impl<R: RegisterAccess> RegisterAccess for FeatureFilter<R> {
         self.inner.write32(offset, value);
     }
 
-    fn read16(&self, offset: usize) -> u16 {
-        self.inner.read16(offset)
-    }
-
-    fn write16(&mut self, offset: usize, value: u16) {
-        self.inner.write16(offset, value);
-    }
-
-    fn read8(&self, offset: usize) -> u8 {
-        self.inner.read8(offset)
-    }
-
-    fn write8(&mut self, offset: usize, value: u8) {
-        self.inner.write8(offset, value);
-    }
+    forward_narrow_accesses!();
 }
 
 /// Caps the QueueNumMax the driver reads at `max` (a power of two), as a device that
@@ -92,21 +100,7 @@ impl<R: RegisterAccess> RegisterAccess for QueueLimit<R> {
         self.inner.write32(offset, value);
     }
 
-    fn read16(&self, offset: usize) -> u16 {
-        self.inner.read16(offset)
-    }
-
-    fn write16(&mut self, offset: usize, value: u16) {
-        self.inner.write16(offset, value);
-    }
-
-    fn read8(&self, offset: usize) -> u8 {
-        self.inner.read8(offset)
-    }
-
-    fn write8(&mut self, offset: usize, value: u8) {
-        self.inner.write8(offset, value);
-    }
+    forward_narrow_accesses!();
 }
 
 /// Runs `hook(offset, value)` after every 32-bit store reaches the device.
@@ -138,19 +132,5 @@ impl<R: RegisterAccess, F: FnMut(usize, u32)> RegisterAccess for WriteHook<R, F>
         (self.hook)(offset, value);
     }
 
-    fn read16(&self, offset: usize) -> u16 {
-        self.inner.read16(offset)
-    }
-
-    fn write16(&mut self, offset: usize, value: u16) {
-        self.inner.write16(offset, value);
-    }
-
-    fn read8(&self, offset: usize) -> u8 {
-        self.inner.read8(offset)
-    }
-
-    fn write8(&mut self, offset: usize, value: u8) {
-        self.inner.write8(offset, value);
-    }
+    forward_narrow_accesses!();
 }

@@ -133,6 +133,17 @@ pub fn write_desc(region: &SharedRegion, at: u64, addr: u64, len: u32, flags: u1
     region.write_u16(at + 14, next);
 }
 
+/// Writes a modern queue's three ring addresses (QueueDesc, QueueDriver,
+/// QueueDevice, low word then high word) to the selected queue.
+pub fn write_ring_addresses(slot: &Slot, desc: u64, avail: u64, used: u64) {
+    for (offset, addr) in
+        [(reg::QUEUE_DESC_LOW, desc), (reg::QUEUE_DRIVER_LOW, avail), (reg::QUEUE_DEVICE_LOW, used)]
+    {
+        slot.write32(offset, addr as u32);
+        slot.write32(offset + 4, (addr >> 32) as u32);
+    }
+}
+
 /// Brings the device in `slot` up over `queues` (queue `i` is `queues[i]`) with
 /// `features` (VERSION_1 is added for a modern device), as §3.1.1 says: reset,
 /// ACKNOWLEDGE, DRIVER, features, FEATURES_OK (modern), queues, DRIVER_OK.
@@ -165,14 +176,7 @@ pub fn bring_up(slot: &Slot, features: u64, queues: &[&RawQueue]) {
             slot.write32(reg::LEGACY_QUEUE_PFN, (q.desc / PAGE as u64) as u32);
             assert_ne!(slot.read32(reg::LEGACY_QUEUE_PFN), 0, "queue {i} refused");
         } else {
-            for (offset, addr) in [
-                (reg::QUEUE_DESC_LOW, q.desc),
-                (reg::QUEUE_DRIVER_LOW, q.avail),
-                (reg::QUEUE_DEVICE_LOW, q.used),
-            ] {
-                slot.write32(offset, addr as u32);
-                slot.write32(offset + 4, (addr >> 32) as u32);
-            }
+            write_ring_addresses(slot, q.desc, q.avail, q.used);
             slot.write32(reg::QUEUE_READY, 1);
             assert_eq!(slot.read32(reg::QUEUE_READY), 1, "queue {i} refused");
         }

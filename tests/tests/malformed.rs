@@ -15,7 +15,7 @@ use hypervisor::devices::virtio::{status, transport_features};
 use sluice_tests::disk::{pattern, Disk, SECTOR};
 use sluice_tests::region::{RegionBuffer, SharedRegion, GUEST_BASE, PAGE};
 use sluice_tests::rig::{blk_slot, console_slot};
-use sluice_tests::rings::{bring_up, desc, notify, write_desc, RawQueue};
+use sluice_tests::rings::{bring_up, desc, notify, write_desc, write_ring_addresses, RawQueue};
 use sluice_tests::slot::Slot;
 
 /// Queue size used here: small, so chains can outgrow it.
@@ -393,14 +393,7 @@ fn rings_outside_ram_or_misaligned() {
         slot.write32(reg::DRIVER_FEATURES, 1);
         slot.write32(reg::STATUS, 11);
         slot.write32(reg::QUEUE_NUM, u32::from(QSIZE));
-        for (offset, addr) in [
-            (reg::QUEUE_DESC_LOW, desc_at),
-            (reg::QUEUE_DRIVER_LOW, q.avail),
-            (reg::QUEUE_DEVICE_LOW, q.used),
-        ] {
-            slot.write32(offset, addr as u32);
-            slot.write32(offset + 4, (addr >> 32) as u32);
-        }
+        write_ring_addresses(&slot, desc_at, q.avail, q.used);
         slot.write32(reg::QUEUE_READY, 1);
         assert_eq!(slot.read32(reg::QUEUE_READY), 0, "{what}: queue refused");
         assert_ne!(slot.status() & status::DEVICE_NEEDS_RESET, 0, "{what}");
@@ -695,14 +688,7 @@ fn stray_register_accesses_are_ignored() {
         if legacy {
             slot.write32(reg::LEGACY_QUEUE_PFN, (q.desc / PAGE as u64) as u32);
         } else {
-            for (offset, addr) in [
-                (reg::QUEUE_DESC_LOW, q.desc),
-                (reg::QUEUE_DRIVER_LOW, q.avail),
-                (reg::QUEUE_DEVICE_LOW, q.used),
-            ] {
-                slot.write32(offset, addr as u32);
-                slot.write32(offset + 4, (addr >> 32) as u32);
-            }
+            write_ring_addresses(&slot, q.desc, q.avail, q.used);
             slot.write32(reg::QUEUE_READY, 1);
         }
         q.add_chain(&request);
