@@ -15,6 +15,7 @@ use crate::logger::{self, VmConsole};
 use crate::mm::frames::{subtract, RamAllocator};
 use crate::mm::guest_memory::{GuestMemory, RamChunk};
 use crate::run::{self, Machine, FAILED};
+use crate::trace;
 use crate::vm::config::{parse_bundle, DeviceKind, VmConfig};
 use crate::vm::Vm;
 use alloc::boxed::Box;
@@ -96,6 +97,12 @@ pub fn primary_main(dtb_addr: usize) -> ! {
         .and_then(logger::parse_level)
         .unwrap_or(LevelFilter::Info);
     log::set_max_level(level);
+    let detailed = match host.bootargs.and_then(|args| bootarg(args, "sluice.trace")) {
+        Some(value) => value != "off",
+        None => bundle.trace,
+    };
+    trace::install(host.cpus.len(), detailed, el2::counter, el2::cpu_index);
+    report_trace_cost(detailed);
 
     let pinned: Vec<Region> = bundle
         .vms
@@ -167,6 +174,16 @@ pub fn primary_main(dtb_addr: usize) -> ! {
         }
     }
     run::cpu_main(0)
+}
+
+/// Prints what one tracepoint costs on this machine, as a JSON log line.
+fn report_trace_cost(detailed: bool) {
+    const POINTS: u32 = 1000;
+    let Some(ticks) = trace::measure_point_cost(POINTS) else { return };
+    info!(
+        "{{\"trace\":\"cost\",\"detailed\":{detailed},\"points\":{POINTS},\"ns_per_point\":{}}}",
+        trace::json::ns(ticks, el2::counter_hz())
+    );
 }
 
 /// A secondary CPU's Rust entry, on its own boot stack.

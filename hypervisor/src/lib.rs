@@ -16,6 +16,7 @@ pub mod drivers;
 pub mod guest_dtb;
 pub mod host;
 pub mod mm;
+pub mod trace;
 pub mod vgic;
 pub mod vm;
 

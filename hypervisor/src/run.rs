@@ -11,8 +11,9 @@ use crate::arch::aarch64::vectors::{enter_guest, kind};
 use crate::console::mux::InputAction;
 use crate::drivers::gicv3::Gic;
 use crate::logger;
+use crate::trace::{self, Stage};
 use crate::vm::config::ExitMode;
-use crate::vm::stats::ExitReason;
+use crate::vm::stats::{ExitReason, ExitStats};
 use crate::vm::trap::{handle_exit, ExitAction, Syndrome};
 use crate::vm::vcpu::{TrapFrame, VcpuPower};
 use crate::vm::Vm;
@@ -290,9 +291,9 @@ fn flush_list_registers(vm: &mut Vm, vcpu: usize) {
 
 /// Handles a trap from the guest running on this CPU.
 pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
-    let start = el2::counter();
     let cpu = el2::cpu_index();
     let (vm_index, vcpu) = machine().cpu_slot[cpu].expect("a guest runs only on a CPU given one");
+    trace::begin(vm_index, vcpu);
     let is_interrupt = matches!(trap_kind, kind::IRQ | kind::FIQ);
     let taken = if is_interrupt { service_interrupts(cpu, true) } else { Taken::default() };
 
@@ -306,6 +307,7 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
         drop(vm);
         el2::disable_virtual_interface();
         finish_maintenance(&taken);
+        trace::finish(if is_interrupt { ExitReason::Irq } else { ExitReason::Other });
         *frame = wait_for_start(cpu, vm_index, vcpu);
         return;
     }
@@ -324,18 +326,28 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             error!("vm \"{}\" stopped: SError (asynchronous abort) at pc {:#x}", vm.name(), frame.elr);
             (ExitReason::Other, ExitAction::Fault)
         }
-        _ => (ExitReason::Irq, ExitAction::Resume),
+        _ => {
+            trace::point(Stage::Decoded);
+            (ExitReason::Irq, ExitAction::Resume)
+        }
     };
     if reason == ExitReason::Mmio && logger::has_queued_input(vm_index) {
         refill_uart(&mut vm);
     }
-    vm.stats.record(reason, el2::counter() - start);
+    if let Some(exits) = vm.trace_dump.take() {
+        dump_trace(&vm, exits);
+    }
+    if !matches!(action, ExitAction::Resume | ExitAction::WaitForInterrupt) {
+        trace::finish(reason);
+    }
     match action {
         ExitAction::Resume | ExitAction::WaitForInterrupt => {
             flush_list_registers(&mut vm, vcpu);
+            trace::point(Stage::Injected);
             finish_maintenance(&taken);
             send_kicks(&mut vm, Some(vcpu));
             drop(vm);
+            trace::finish(reason);
             if action == ExitAction::WaitForInterrupt {
                 logger::flush_vm_output(vm_index);
                 // A pending physical interrupt (a kick, a timer) wakes us; back in the
@@ -365,6 +377,37 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             stop_vm(cpu, vm, vcpu, if action == ExitAction::PowerOff { CLEAN } else { FAILED })
         }
     }
+}
+
+/// The CPUs that run VM `vm_index`'s vCPUs.
+fn cpus_of(vm_index: usize) -> impl Iterator<Item = usize> {
+    let slots = &machine().cpu_slot;
+    (0..slots.len()).filter(move |&cpu| slots[cpu].is_some_and(|(vm, _)| vm == vm_index))
+}
+
+/// The VM's exit statistics, from the trace sums of its CPUs.
+fn exit_stats(vm_index: usize) -> ExitStats {
+    let mut stats = ExitStats::new();
+    if let Some(t) = trace::tracer() {
+        cpus_of(vm_index).filter_map(|cpu| t.cpu(cpu)).for_each(|c| c.sums().add_to_exit_stats(&mut stats));
+    }
+    stats
+}
+
+/// Prints the VM's trace as JSON lines: the sums of each of its CPUs, and up to
+/// `exits` of each one's most recent exits.
+fn dump_trace(vm: &Vm, exits: usize) {
+    let Some(t) = trace::tracer() else { return };
+    let hz = machine().counter_hz;
+    let mut text = String::new();
+    for cpu in cpus_of(vm.index) {
+        let Some(trace) = t.cpu(cpu) else { continue };
+        let _ = trace::json::write_stages(&mut text, vm.name(), cpu, trace.sums(), hz);
+        trace.ring().recent(exits, |record| {
+            let _ = trace::json::write_exit(&mut text, vm.name(), cpu, &record, hz);
+        });
+    }
+    logger::print(format_args!("{text}"));
 }
 
 /// Makes every other vCPU of the VM leave the guest and waits until they have.
@@ -418,8 +461,9 @@ fn stop_vm(cpu: usize, mut vm: MutexGuard<'_, Vm>, vcpu: usize, end: u8) -> ! {
     stop_other_vcpus(&mut vm, vcpu);
     // One print, so another CPU's output can't split the table.
     let mut report = String::new();
-    let _ = vm.stats.write_report(&mut report, vm.name(), machine().counter_hz);
+    let _ = exit_stats(vm.index).write_report(&mut report, vm.name(), machine().counter_hz);
     logger::print(format_args!("{report}"));
+    dump_trace(&vm, 0);
     // Recorded only now, so the machine can't power off under the report.
     ENDS[vm.index].store(end, Ordering::SeqCst);
     drop(vm);

@@ -41,6 +41,13 @@
 pub const COMPATIBLE: &str = "sluice,bundle-v1";
 /// Root property: the hypervisor's log level.
 pub const LOG_LEVEL: &str = "log-level";
+/// Root property: [`TRACE_OFF`] turns the detailed trace off (absent: on).
+pub const TRACE: &str = "trace";
+/// Value of [`TRACE`]: only trap entry and return are timestamped (the exit
+/// statistics), no other tracepoint and no ring of recent exits.
+pub const TRACE_OFF: &str = "off";
+/// Value of [`TRACE`]: every tracepoint (the default).
+pub const TRACE_ON: &str = "on";
 /// Root property: how the hypervisor powers the machine off (see [`EXIT_SEMIHOSTING`]).
 pub const EXIT: &str = "exit";
 /// Value of [`EXIT`]: semihosting `SYS_EXIT`, which carries an exit status to QEMU.

@@ -13,6 +13,7 @@ extern crate std;
 pub mod build;
 pub mod bundle;
 pub mod exit;
+pub mod hypercall;
 pub mod image;
 pub mod qemu_virt;
 

@@ -27,6 +27,8 @@ pub struct Bundle<'a> {
     pub log_level: Option<&'a str>,
     /// How to power off.
     pub exit: ExitMode,
+    /// Whether every tracepoint is stamped (bundle property `trace`, default on).
+    pub trace: bool,
     /// The VMs in order, each either usable or refused with the reason.
     pub vms: Vec<Result<VmConfig<'a>, ConfigError>>,
 }
@@ -176,6 +178,7 @@ pub fn parse_bundle(blob: &[u8], host_cpus: usize) -> Result<Bundle<'_>, ConfigE
         _ => ExitMode::Semihosting,
     };
     let log_level = root.property(b::LOG_LEVEL).and_then(|p| p.as_str());
+    let trace = root.property(b::TRACE).and_then(|p| p.as_str()) != Some(b::TRACE_OFF);
     let nodes: Vec<_> = root.children().filter(|n| n.name.split('@').next() == Some(b::VM_NODE)).collect();
     if nodes.len() > b::MAX_VMS {
         return Err(ConfigError::TooManyVms(nodes.len()));
@@ -188,7 +191,7 @@ pub fn parse_bundle(blob: &[u8], host_cpus: usize) -> Result<Bundle<'_>, ConfigE
         });
         vms.push(vm);
     }
-    Ok(Bundle { log_level, exit, vms })
+    Ok(Bundle { log_level, exit, trace, vms })
 }
 
 /// Refuses a VM whose CPUs an earlier VM already has.
@@ -451,6 +454,7 @@ mod tests {
         let parsed = parse_bundle(&blob, 1).unwrap();
         assert_eq!(parsed.log_level, Some("debug"));
         assert_eq!(parsed.exit, ExitMode::Semihosting);
+        assert!(parsed.trace, "tracing is on unless the bundle says off");
         let vm = parsed.vms[0].as_ref().unwrap();
         assert_eq!(vm.name, "hello");
         assert_eq!(vm.cpus, [0]);

@@ -6,6 +6,7 @@
 //! `SYSTEM_RESET` restarts a VM alone.
 
 pub mod config;
+pub mod hypercall;
 pub mod psci;
 pub mod stats;
 pub mod trap;
@@ -25,7 +26,6 @@ use alloc::vec::Vec;
 use config::VmConfig;
 use core::fmt;
 use platform::{qemu_virt, Region};
-use stats::ExitStats;
 use vcpu::VcpuPower;
 
 /// Why a VM could not be built or loaded.
@@ -72,8 +72,6 @@ pub struct Vm {
     pub memory: GuestMemory,
     /// Its emulated devices.
     pub bus: MmioBus,
-    /// Counts and times of its exits to EL2.
-    pub stats: ExitStats,
     /// Its VMID (tags its TLB entries).
     pub vmid: u8,
     /// Its emulated PL011 (outside the bus: console input reaches it too).
@@ -87,6 +85,9 @@ pub struct Vm {
     /// vCPUs (bit per index) that must be made to exit once the trap path lets go
     /// of the VM, so they see new interrupts or power states.
     pub kicks: u16,
+    /// Recent exits per vCPU a guest asked the trace dump to print (Sluice's
+    /// `TRACE_DUMP` hypercall), for the trap path to act on.
+    pub trace_dump: Option<usize>,
     /// How many times the VM has been loaded (1 after the first boot).
     pub boots: u32,
     stage2: Stage2,
@@ -125,7 +126,7 @@ impl Vm {
             config,
             memory,
             bus: MmioBus::new(),
-            stats: ExitStats::new(),
+            trace_dump: None,
             vmid,
             uart: Pl011::new(console),
             vgic: Vgic::new(vcpus),

@@ -61,6 +61,11 @@ impl ExitReason {
     const fn index(self) -> usize {
         self as usize
     }
+
+    /// The reason at `index` in [`ExitReason::ALL`].
+    pub fn from_index(index: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(index)).copied()
+    }
 }
 
 /// Number of exit reasons.
@@ -90,8 +95,14 @@ impl ExitStats {
     /// Counts one exit for `reason` that took `ticks` counter ticks to handle.
     /// Counters saturate instead of wrapping.
     pub fn record(&mut self, reason: ExitReason, ticks: u64) {
+        self.add(reason, 1, ticks);
+    }
+
+    /// Adds `count` exits for `reason` that took `ticks` counter ticks together
+    /// (saturating).
+    pub fn add(&mut self, reason: ExitReason, count: u64, ticks: u64) {
         let i = reason.index();
-        self.counts[i] = self.counts[i].saturating_add(1);
+        self.counts[i] = self.counts[i].saturating_add(count);
         self.ticks[i] = self.ticks[i].saturating_add(ticks);
     }
 

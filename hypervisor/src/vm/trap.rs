@@ -14,6 +14,7 @@ use crate::arch::aarch64::insn;
 use crate::arch::aarch64::sysreg::{self, SysRegOutcome};
 use crate::arch::inject::{inject, GuestException, Injection};
 use crate::devices::{BusError, MmioDevice};
+use crate::trace::{self, Stage};
 use crate::vm::vcpu::VcpuPower;
 use log::{debug, error, warn};
 use platform::{qemu_virt, Region};
@@ -77,7 +78,9 @@ pub fn handle_exit(
     cpu: &mut impl GuestCpu,
     syndrome: Syndrome,
 ) -> (ExitReason, ExitAction) {
-    match decode_trap(syndrome.esr, syndrome.far, syndrome.hpfar) {
+    let trap = decode_trap(syndrome.esr, syndrome.far, syndrome.hpfar);
+    trace::point(Stage::Decoded);
+    match trap {
         Trap::DataAbort(Ok(access)) => (ExitReason::Mmio, mmio(vm, frame, cpu, access, syndrome.far)),
         Trap::DataAbort(Err(e)) => (ExitReason::Mmio, refused_data_abort(vm, frame, cpu, e, syndrome.far)),
         Trap::InstructionAbort { far, ipa, fsc } => {
@@ -176,6 +179,7 @@ fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError
     let (ipa, width) = (access.ipa, access.width);
     let gicr = Region::new(qemu_virt::GICR_BASE, vm.vcpu_count() as u64 * qemu_virt::GICR_FRAME_SIZE);
     if qemu_virt::GICD.contains(ipa) {
+        trace::point(Stage::Dispatched);
         let offset = ipa - qemu_virt::GICD.base;
         if access.write {
             let kick = vm.vgic.distributor_write(offset, width, value);
@@ -185,6 +189,7 @@ fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError
         return Ok(vm.vgic.distributor_read(offset, width));
     }
     if gicr.contains(ipa) {
+        trace::point(Stage::Dispatched);
         let offset = ipa - gicr.base;
         if access.write {
             let kick = vm.vgic.redistributor_write(offset, width, value);
@@ -194,6 +199,7 @@ fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError
         return Ok(vm.vgic.redistributor_read(offset, width));
     }
     if qemu_virt::UART.contains(ipa) {
+        trace::point(Stage::Dispatched);
         let offset = ipa - qemu_virt::UART.base;
         let raw = if access.write {
             vm.uart.write(offset, width, value);
@@ -209,6 +215,7 @@ fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError
     if slots.contains(ipa) {
         let slot = ((ipa - slots.base) / qemu_virt::VIRTIO_MMIO_SLOT_SIZE) as usize;
         let offset = (ipa - slots.base) % qemu_virt::VIRTIO_MMIO_SLOT_SIZE;
+        trace::point(Stage::Dispatched);
         let raw = if access.write {
             vm.virtio[slot].write(offset, width, value);
             0
@@ -293,6 +300,10 @@ fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit:
             frame.elr
         );
         frame.x[0] = psci::ret::NOT_SUPPORTED as u64;
+        return ExitAction::Resume;
+    }
+    if let Some(value) = super::hypercall::handle(vm, [frame.x[0], frame.x[1]]) {
+        frame.x[0] = value as u64;
         return ExitAction::Resume;
     }
     let call = psci::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
@@ -543,6 +554,34 @@ mod tests {
         assert_eq!(run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::Reset);
         frame.x[0] = 0x8400_0008;
         assert_eq!(run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::PowerOff);
+    }
+
+    #[test]
+    fn sluice_hypercalls() {
+        use platform::hypercall::{NULL, TRACE_DUMP, TRACE_PHASE};
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let mut cpu = FakeCpu::default();
+        let mut frame = TrapFrame::boot(RAM + 8, 0);
+        let mut call = |vm: &mut Vm, function: u32, arg: u64| {
+            frame.x[0] = u64::from(function);
+            frame.x[1] = arg;
+            assert_eq!(
+                run(vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0),
+                (ExitReason::Hvc, ExitAction::Resume)
+            );
+            frame.x[0] as i64
+        };
+        assert_eq!(call(&mut vm, NULL, 0), 0);
+        assert_eq!(call(&mut vm, TRACE_PHASE, 15), 0);
+        assert_eq!(call(&mut vm, TRACE_PHASE, 16), -2, "phases are 0 to 15");
+        assert_eq!(call(&mut vm, TRACE_PHASE, 1 << 32), 0, "SMC32: only the low half counts");
+        assert_eq!(vm.trace_dump, None);
+        assert_eq!(call(&mut vm, TRACE_DUMP, 5), 0);
+        assert_eq!(vm.trace_dump, Some(5));
+        assert_eq!(call(&mut vm, TRACE_DUMP, 1 << 20), 0);
+        assert_eq!(vm.trace_dump, Some(1024), "the dump is capped");
+        assert_eq!(call(&mut vm, NULL + 3, 0), -1, "unknown vendor calls are NOT_SUPPORTED");
     }
 
     #[test]

@@ -46,6 +46,7 @@ use super::queue::{Queue, QueueError};
 use super::{interrupt, status, transport_features, VirtioBackend, MAX_QUEUE_SIZE, VENDOR_ID};
 use crate::devices::{AccessWidth, MmioDevice};
 use crate::mm::guest_memory::GuestMemory;
+use crate::trace::{self, Stage};
 
 /// Register offsets (§4.2.2, and §4.2.4 for the legacy ones).
 mod reg {
@@ -414,8 +415,10 @@ impl VirtioMmio {
             debug!("{name}: notify of queue {value}, which is not ready, ignored");
             return;
         }
+        trace::point(Stage::BackendStart);
         let result = self.backend.process_queue(index, &mut self.queues, &self.memory);
         self.after_backend(result);
+        trace::point(Stage::BackendEnd);
     }
 
     /// QueueReady (modern): checks the layout before the queue may be used.

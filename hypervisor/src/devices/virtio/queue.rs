@@ -21,6 +21,7 @@ use core::sync::atomic::{fence, Ordering};
 
 use super::chain::{Buffer, Chain};
 use crate::mm::guest_memory::{GuestMemory, GuestMemoryError};
+use crate::trace::{self, Stage};
 
 /// Descriptor flags (§2.7.5).
 mod desc_flags {
@@ -380,6 +381,7 @@ impl Queue {
         // The element must be visible before the index that publishes it.
         fence(Ordering::SeqCst);
         mem.write_u16(self.used + 2, self.next_used)?;
+        trace::point(Stage::UsedPublished);
         Ok(())
     }
 
