@@ -57,12 +57,27 @@ impl Default for MachineConfig {
 }
 
 /// `[hypervisor]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HypervisorConfig {
     /// The hypervisor's log level.
     #[serde(default)]
     pub log_level: LogLevel,
+    /// Every tracepoint on the trap path (true), or only trap entry and return.
+    #[serde(default = "HypervisorConfig::default_trace")]
+    pub trace: bool,
+}
+
+impl HypervisorConfig {
+    fn default_trace() -> bool {
+        true
+    }
+}
+
+impl Default for HypervisorConfig {
+    fn default() -> Self {
+        Self { log_level: LogLevel::default(), trace: Self::default_trace() }
+    }
 }
 
 /// The hypervisor's log level, as the bundle's `log-level` carries it.
@@ -261,6 +276,7 @@ mod tests {
             memory = "1G"
             [hypervisor]
             log_level = "debug"
+            trace = false
             [[vm]]
             name = "hello"
             cpus = [0]
@@ -287,6 +303,7 @@ mod tests {
         assert_eq!(config.machine.cpus, 2);
         assert_eq!(config.machine.memory, Number::Text("1G".into()));
         assert_eq!(config.hypervisor.log_level, LogLevel::Debug);
+        assert!(!config.hypervisor.trace);
         let vm = &config.vm[0];
         assert_eq!(vm.host_base, Some(Number::Text("0x50000000".into())));
         assert_eq!(vm.load_address, Some(Number::Int(0x4008_0000)));
@@ -308,6 +325,7 @@ mod tests {
         assert_eq!(config.machine.cpus, 1);
         assert_eq!(config.machine.memory, Number::Text("1G".into()));
         assert_eq!(config.hypervisor.log_level, LogLevel::Info);
+        assert!(config.hypervisor.trace, "tracing is on by default");
         assert!(config.expect.is_none());
         let expect = parse("[expect]").unwrap().expect.unwrap();
         assert_eq!((expect.timeout_secs, expect.exit_status), (60, 0));

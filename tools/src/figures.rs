@@ -64,6 +64,17 @@ pub fn table(rows: &[(String, Option<Figures>)]) -> String {
 pub fn command(ws: &Workspace) -> Result<()> {
     deps::ensure_qemu()?;
     let built = build::build_all(ws)?;
+    let rows = measure_all(ws, &built)?;
+    println!("\n{}", table(&rows));
+    Ok(())
+}
+
+/// The four runs (Sluice and plain QEMU, wall clock and icount), labelled.
+///
+/// # Errors
+///
+/// The kit or the scenario can't be made; a run that fails gives `None`.
+pub fn measure_all(ws: &Workspace, built: &build::Built) -> Result<Vec<(String, Option<Figures>)>> {
     kit::build(ws, false).context("the Linux guest kit could not be made")?;
     let config = ws.root().join(SCENARIO);
     let scenario = validate::load(&config, &ws.guests_dir())?;
@@ -90,8 +101,7 @@ pub fn command(ws: &Workspace) -> Result<()> {
         rows.push((format!("Sluice, {clock}"), measure(ws, &sluice)));
         rows.push((format!("plain QEMU, {clock}"), measure(ws, &plain)));
     }
-    println!("\n{}", table(&rows));
-    Ok(())
+    Ok(rows)
 }
 
 /// One run of QEMU with `args`, powered off through the hvc0 shell.

@@ -8,9 +8,11 @@
 //! cargo xtask test [--scenario NAME]...   host tests, then every QEMU scenario with [expect]
 //! cargo xtask lint                        rustfmt and clippy, host and bare-metal
 //! cargo xtask kit [--refresh]             Linux guest kit -> target/sluice/kit/
+//! cargo xtask bench [--iterations N]      latency report -> target/sluice/bench/
 //! ```
 #![forbid(unsafe_code)]
 
+mod bench;
 mod build;
 mod bundle;
 mod cmd;
@@ -91,6 +93,20 @@ enum Cmd {
     /// Linux's boot time to /init and a disk read, under Sluice and on plain QEMU,
     /// wall clock and -icount, in one table.
     Figures,
+    /// Time the trap-and-notify paths with the latency guest, under Sluice and on
+    /// plain QEMU, wall clock and -icount, plus the Linux figures; write a report
+    /// with plots to target/sluice/bench/.
+    Bench {
+        /// Timed iterations per path (at most 2048).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=2048))]
+        iterations: u32,
+        /// Untimed iterations before them.
+        #[arg(long, default_value_t = 50)]
+        warmup: u32,
+        /// Skip the Linux scenario's figures.
+        #[arg(long)]
+        no_linux: bool,
+    },
     /// Build the Linux guest kit from Debian's arm64 packages into target/sluice/kit/:
     /// kernel Image, initramfs (busybox, virtio modules, tests/linux/init), ext4 disk.
     Kit {
@@ -120,6 +136,10 @@ impl Cmd {
             Self::Test { scenarios, no_host } => test_command(&ws, &scenarios, no_host),
             Self::Lint => lint::lint(&ws).map(|()| ExitCode::SUCCESS),
             Self::Figures => figures::command(&ws).map(|()| ExitCode::SUCCESS),
+            Self::Bench { iterations, warmup, no_linux } => {
+                let options = bench::Options { iterations, warmup, linux: !no_linux };
+                bench::command(&ws, options).map(|()| ExitCode::SUCCESS)
+            }
             Self::Kit { refresh } => kit::command(&ws, refresh).map(|()| ExitCode::SUCCESS),
         }
     }
@@ -227,6 +247,12 @@ mod tests {
         assert!(matches!(parse(&["lint"]).unwrap().command, Cmd::Lint));
         assert!(matches!(parse(&["kit"]).unwrap().command, Cmd::Kit { refresh: false }));
         assert!(matches!(parse(&["kit", "--refresh"]).unwrap().command, Cmd::Kit { refresh: true }));
+        let Cmd::Bench { iterations, warmup, no_linux } = parse(&["bench", "--no-linux"]).unwrap().command
+        else {
+            panic!("not bench");
+        };
+        assert_eq!((iterations, warmup, no_linux), (1000, 50, true));
+        assert!(parse(&["bench", "--iterations", "5000"]).is_err(), "more than the guest keeps");
         assert!(parse(&["bundle"]).is_err());
     }
 }

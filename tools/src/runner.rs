@@ -27,8 +27,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum Echo {
     /// Copy stdout to stdout and stderr to stderr (a CI log shows the run).
     Terminal,
-    /// Only collect (the runner's own tests).
-    #[cfg(test)]
+    /// Only collect (benchmarks, whose output goes to a log file; the runner's own
+    /// tests).
     Quiet,
 }
 

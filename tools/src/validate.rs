@@ -41,6 +41,8 @@ pub struct Scenario {
     pub machine: Machine,
     /// The hypervisor's log level.
     pub log_level: LogLevel,
+    /// Whether every tracepoint is on (`[hypervisor] trace`).
+    pub trace: bool,
     /// The VMs, in config order.
     pub vms: Vec<Vm>,
     /// What a test run must show, if this scenario is a test.
@@ -196,6 +198,7 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
     Ok(Scenario {
         machine: Machine { cpus: machine_cpus.expect("checked"), memory: machine_memory.expect("checked") },
         log_level: config.hypervisor.log_level,
+        trace: config.hypervisor.trace,
         vms: vms.into_iter().map(|vm| vm.expect("checked")).collect(),
         expect,
     })

@@ -87,8 +87,11 @@ impl CpuTrace {
     }
 
     /// Tags exits from the next one on with `phase` (the caller checks the range).
+    /// The exit in progress, the call that asked, is untagged: it belongs to no
+    /// measured path.
     pub fn set_phase(&self, phase: u8) {
         self.phase.store(phase, Ordering::Relaxed);
+        self.exit_phase.store(0, Ordering::Relaxed);
     }
 
     /// The last exits.
@@ -140,6 +143,11 @@ mod tests {
         assert_eq!(cpu.finish(4, ExitReason::Hvc, true).phase, 0);
         assert_eq!(exit(&cpu, 10, &[], ExitReason::Mmio, true).phase, 5);
         assert_eq!(cpu.sums().totals(5, ExitReason::Mmio).exits, 1);
+        // Nor is the one that ends the phase.
+        cpu.begin(20, 0, 0);
+        cpu.set_phase(0);
+        assert_eq!(cpu.finish(24, ExitReason::Hvc, true).phase, 0);
+        assert_eq!(cpu.sums().totals(5, ExitReason::Hvc).exits, 0);
     }
 
     #[test]

@@ -121,7 +121,8 @@ pub const fn with_trigger(word: u32, intid: u32, trigger: Trigger) -> u32 {
 
 #[cfg(bare_metal)]
 pub use self::hw::{
-    acknowledge, enable_private, enable_spi, end_of_interrupt, init_cpu, init_distributor, send_sgi, spis,
+    acknowledge, disable_spi, enable_private, enable_spi, end_of_interrupt, init_cpu, init_distributor,
+    send_sgi, spis,
 };
 
 #[cfg(bare_metal)]
@@ -388,6 +389,12 @@ mod hw {
         icfgr.write(with_trigger(icfgr.read(), intid, trigger));
         write64(base + gicd::IROUTER + 8 * intid as usize, irouter(cpu::mpidr()));
         gicd(gicd::ISENABLER + 4 * word).write(bit);
+    }
+
+    /// Disables SPI `intid` (ICENABLER; a pending one stays pending).
+    pub fn disable_spi(intid: u32) {
+        let (word, bit) = bit_of(intid);
+        gicd(gicd::ICENABLER + 4 * word).write(bit);
     }
 
     /// Acknowledges the highest-priority pending Group 1 interrupt: ICC_IAR1_EL1,

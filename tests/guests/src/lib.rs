@@ -26,6 +26,7 @@ pub mod disk_pattern;
 pub mod dtb;
 pub mod fault;
 pub mod gic;
+pub mod latency;
 pub mod line;
 pub mod memtest;
 pub mod psci;

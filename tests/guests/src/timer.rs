@@ -33,7 +33,7 @@ pub const fn ms_from_ticks(frequency: u64, ticks: u64) -> u64 {
 
 #[cfg(bare_metal)]
 pub use self::hw::{
-    counter, frequency, handle_interrupt, last_tick_at, start_periodic, stop, ticks, Deadline,
+    counter, fire_at, frequency, handle_interrupt, last_tick_at, start_periodic, stop, ticks, Deadline,
 };
 
 #[cfg(bare_metal)]
@@ -146,6 +146,16 @@ mod hw {
         set_compare(start + period);
         set_control(CTL_ENABLE);
         start
+    }
+
+    /// Arms the calling CPU's timer once, for counter value `deadline` (its
+    /// interrupt stays up until [`stop`]). The caller enables [`INTID`] and
+    /// registers its own handler for it.
+    pub fn fire_at(deadline: u64) {
+        set_control(CTL_IMASK);
+        this_cpu().remaining.store(0, Ordering::Relaxed);
+        set_compare(deadline);
+        set_control(CTL_ENABLE);
     }
 
     /// Stops the calling CPU's timer.

@@ -137,7 +137,7 @@ impl Slots {
 }
 
 #[cfg(bare_metal)]
-pub use self::hw::{claim, read_slots, take_dma_hal, ClaimError, DMA_POOL_BYTES};
+pub use self::hw::{claim, claim_first, read_slots, take_dma_hal, ClaimError, DMA_POOL_BYTES};
 
 #[cfg(bare_metal)]
 #[allow(unsafe_code)]
@@ -247,6 +247,34 @@ mod hw {
         // (the MMU is off). This is its only transport: `CLAIMED` hands each slot out
         // once.
         unsafe { MmioTransport::new(slot.base as usize) }.map_err(ClaimError::Probe)
+    }
+
+    /// For each DeviceID in `ids`, the first slot that has that device, with its
+    /// transport (`None` if no slot has it). Empty slots are skipped.
+    ///
+    /// # Errors
+    ///
+    /// The first slot that cannot be claimed for another reason, with why.
+    #[allow(clippy::type_complexity)]
+    pub fn claim_first<const N: usize>(
+        slots: &Slots,
+        ids: [u32; N],
+    ) -> Result<[Option<(Slot, MmioTransport)>; N], (Slot, ClaimError)> {
+        use guest_drivers::transport::Transport;
+        let mut found: [Option<(Slot, MmioTransport)>; N] = core::array::from_fn(|_| None);
+        for slot in slots.iter() {
+            let transport = match claim(slot) {
+                Ok(t) => t,
+                Err(ClaimError::Probe(guest_drivers::Error::NoDevice)) => continue,
+                Err(e) => return Err((*slot, e)),
+            };
+            let wanted =
+                ids.iter().zip(&found).position(|(&id, f)| id == transport.device_id() && f.is_none());
+            if let Some(i) = wanted {
+                found[i] = Some((*slot, transport));
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -55,12 +55,12 @@ mod guest {
     use guest_drivers::blk::VirtioBlk;
     use guest_drivers::console::VirtioConsole;
     use guest_drivers::hal::BumpHal;
+    use guest_drivers::transport::device_id;
     use guest_drivers::transport::mmio::{MmioTransport, MmioVersion};
-    use guest_drivers::transport::{device_id, Transport};
     use guest_drivers::Error;
     use test_guests::disk_pattern::{self, Extent, MAX_GUARDS, MIN_CAPACITY, SECTOR_SIZE};
     use test_guests::line::Escaped;
-    use test_guests::virtio::{self, ClaimError, Slot};
+    use test_guests::virtio::{self, Slot};
     use test_guests::{gic, println, psci};
 
     /// DMA memory for the drivers.
@@ -84,18 +84,8 @@ mod guest {
         let slots = virtio::read_slots(dtb)
             .unwrap_or_else(|e| fail(format_args!("cannot read the DTB at {dtb:#x}: {e}")));
         let hal = virtio::take_dma_hal().unwrap_or_else(|| fail(format_args!("the DMA pool is taken")));
-        let mut blk = None;
-        let mut console = None;
-        for slot in slots.iter() {
-            match virtio::claim(slot) {
-                Ok(t) if t.device_id() == device_id::BLOCK && blk.is_none() => blk = Some((*slot, t)),
-                Ok(t) if t.device_id() == device_id::CONSOLE && console.is_none() => {
-                    console = Some((*slot, t))
-                }
-                Ok(_) | Err(ClaimError::Probe(Error::NoDevice)) => {}
-                Err(e) => fail(format_args!("virtio-mmio slot at {:#x}: {e}", slot.base)),
-            }
-        }
+        let [blk, console] = virtio::claim_first(&slots, [device_id::BLOCK, device_id::CONSOLE])
+            .unwrap_or_else(|(slot, e)| fail(format_args!("virtio-mmio slot at {:#x}: {e}", slot.base)));
         let count = slots.len();
         let Some((blk_slot, blk_transport)) = blk else {
             fail(format_args!("no virtio-blk behind the DTB's {count} virtio,mmio node(s)"))

@@ -1,0 +1,227 @@
+//! `cargo xtask bench`: the latency guest (`tests/scenarios/bench.toml`) under
+//! Sluice and on plain QEMU with QEMU's own devices, wall clock and `-icount
+//! shift=0`, plus an icount run with Sluice's detailed trace off (what the
+//! tracepoints cost), and the Linux scenario's boot and `dd` figures; then one
+//! report: a table on the terminal, and `report.md`, `report.json` and SVG plots
+//! under `target/sluice/bench/`.
+//!
+//! A run that fails shows in the report as failed; the command fails only when
+//! nothing could be measured. Figures are never judged.
+
+pub mod model;
+pub mod parse;
+pub mod plot;
+pub mod report;
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use self::model::{Clock, LinuxRow, Report, Run, Side};
+use crate::expect::Ending;
+use crate::qemu::{self, Console, Invocation};
+use crate::reference::{self, Mode};
+use crate::runner::{self, Echo};
+use crate::validate::Scenario;
+use crate::workspace::Workspace;
+use crate::{build, bundle, deps, figures, validate};
+
+/// The latency guest's scenario.
+pub const SCENARIO: &str = "tests/scenarios/bench.toml";
+/// How long one run of the latency guest may take.
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Timed iterations per path.
+    pub iterations: u32,
+    /// Untimed iterations before them.
+    pub warmup: u32,
+    /// Also measure the Linux scenario.
+    pub linux: bool,
+}
+
+/// One run of the latency guest to make.
+struct Plan {
+    side: Side,
+    clock: Clock,
+    trace: bool,
+}
+
+impl Plan {
+    fn label(&self) -> String {
+        let trace = if self.side == Side::Sluice && !self.trace { ", trace off" } else { "" };
+        format!("{}, {}{trace}", self.side.label(), self.clock.label())
+    }
+
+    fn slug(&self) -> String {
+        let side = if self.side == Side::Sluice { "sluice" } else { "qemu" };
+        let trace = if self.side == Side::Sluice && !self.trace { "-untraced" } else { "" };
+        format!("{side}-{}{trace}", self.clock.slug())
+    }
+}
+
+/// The runs, exact ones first.
+const PLANS: [Plan; 5] = [
+    Plan { side: Side::Sluice, clock: Clock::Icount, trace: true },
+    Plan { side: Side::Sluice, clock: Clock::Icount, trace: false },
+    Plan { side: Side::Reference, clock: Clock::Icount, trace: false },
+    Plan { side: Side::Sluice, clock: Clock::Wall, trace: true },
+    Plan { side: Side::Reference, clock: Clock::Wall, trace: false },
+];
+
+/// Runs everything and writes the report.
+///
+/// # Errors
+///
+/// The build or the scenario can't be made, or no run produced figures.
+pub fn command(ws: &Workspace, options: Options) -> Result<()> {
+    deps::ensure_qemu()?;
+    let built = build::build_all(ws)?;
+    let out = ws.out_dir().join("bench");
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let mut scenario = validate::load(&ws.root().join(SCENARIO), &ws.guests_dir())?;
+    let args = format!("iterations={} warmup={}", options.iterations, options.warmup);
+    scenario.vms[0].bootargs = Some(args);
+
+    let mut runs = Vec::new();
+    for plan in &PLANS {
+        let args = arguments(ws, &built, &mut scenario, plan, &out)?;
+        runs.push(measure(ws, plan, &args, &logs.join(format!("{}.log", plan.slug()))));
+    }
+    if runs.iter().all(|r| r.paths.is_empty()) {
+        bail!("no run of the latency guest produced figures; the logs are in {}", logs.display());
+    }
+    let linux = if options.linux { linux_rows(ws, &built) } else { Vec::new() };
+    let report = Report { runs, linux };
+    let files = report::write(&out, &report)?;
+    println!("\n{}", report::table(&report));
+    println!("{}", contributors(&report));
+    for file in files {
+        println!("xtask: wrote {}", ws.relative(&file).display());
+    }
+    Ok(())
+}
+
+/// QEMU's arguments for one run.
+fn arguments(
+    ws: &Workspace,
+    built: &build::Built,
+    scenario: &mut Scenario,
+    plan: &Plan,
+    out: &Path,
+) -> Result<Vec<OsString>> {
+    let mut args = match plan.side {
+        Side::Sluice => {
+            scenario.trace = plan.trace;
+            let bundle_path = out.join(format!("{}.dtb", plan.slug()));
+            bundle::write(scenario, &bundle_path)?;
+            qemu::args(&Invocation {
+                machine: scenario.machine,
+                hypervisor: ws.relative(&built.hypervisor_bin),
+                bundle: ws.relative(&bundle_path),
+                console: Console::Captured,
+                gdb: false,
+            })
+        }
+        Side::Reference => {
+            let vm = &scenario.vms[0];
+            let files = reference::write_files(vm, &out.join("reference"))?;
+            reference::args(vm, &files, Mode::Modern, Console::Captured)
+        }
+    };
+    if plan.clock == Clock::Icount {
+        args.extend(["-icount".into(), "shift=0".into()]);
+    }
+    Ok(args)
+}
+
+/// One run, its output kept in `log`.
+fn measure(ws: &Workspace, plan: &Plan, args: &[OsString], log: &Path) -> Run {
+    eprintln!("xtask: bench: {}\n$ {}", plan.label(), qemu::display(args));
+    let started = Instant::now();
+    let mut command = ws.command(qemu::QEMU);
+    command.args(args);
+    let mut run = Run {
+        side: plan.side,
+        clock: plan.clock,
+        trace: plan.trace,
+        paths: vec![],
+        stages: vec![],
+        error: None,
+    };
+    let outcome = runner::run(&mut command, TIMEOUT, Echo::Quiet, &[]);
+    let result = outcome.and_then(|r| {
+        std::fs::write(log, r.output.join("\n") + "\n")
+            .with_context(|| format!("cannot write {}", log.display()))?;
+        match r.ending {
+            Ending::Exited(Some(0)) => {}
+            Ending::Exited(code) => bail!("QEMU exited with {code:?}; see {}", ws.relative(log).display()),
+            Ending::TimedOut(t) => {
+                bail!("timed out after {} s; see {}", t.as_secs(), ws.relative(log).display())
+            }
+        }
+        if r.output.iter().any(|l| l.contains("bench: FAIL")) {
+            bail!("the guest failed; see {}", ws.relative(log).display());
+        }
+        parse::parse_output(&r.output)
+    });
+    match result {
+        Ok((paths, stages)) => {
+            eprintln!(
+                "xtask: bench: {} paths, {} stage sums in {:.1} s",
+                paths.len(),
+                stages.len(),
+                started.elapsed().as_secs_f64()
+            );
+            run.paths = paths;
+            run.stages = stages;
+        }
+        Err(e) => {
+            eprintln!("xtask: bench: {}: {e:#}", plan.label());
+            run.error = Some(format!("{}: {e:#}", plan.label()));
+        }
+    }
+    run
+}
+
+/// The Linux scenario's figures, or one failed row saying why.
+fn linux_rows(ws: &Workspace, built: &build::Built) -> Vec<LinuxRow> {
+    match figures::measure_all(ws, built) {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(label, f)| LinuxRow {
+                label,
+                boot_to_init_s: f.map(|f| f.boot_to_init),
+                read_mib_s: f.map(|f| f.read_mib_s),
+            })
+            .collect(),
+        Err(e) => {
+            eprintln!("xtask: bench: the Linux figures could not be made: {e:#}");
+            vec![LinuxRow { label: format!("Linux ({e:#})"), boot_to_init_s: None, read_mib_s: None }]
+        }
+    }
+}
+
+/// The three biggest contributors to the polled and interrupt-driven blk reads.
+fn contributors(report: &Report) -> String {
+    let mut text = String::new();
+    for path in ["blk-read-poll", "blk-read-irq"] {
+        let top = report::top_contributors(report, path, 3);
+        if top.is_empty() {
+            continue;
+        }
+        let parts: Vec<String> = top.iter().map(|(stage, ns)| format!("{stage} {ns:.0} ns")).collect();
+        let _ = writeln!(
+            text,
+            "Biggest contributors to {path} (per read, traced icount run): {}",
+            parts.join(", ")
+        );
+    }
+    text
+}
