@@ -260,19 +260,23 @@ fn send_kicks(vm: &mut Vm, current: Option<usize>) {
     }
 }
 
-/// Reads this CPU's list registers into the vGIC.
-fn sync_list_registers(vm: &mut Vm, vcpu: usize) {
-    let n = machine().list_registers.min(MAX_LIST_REGISTERS);
+/// Reads this CPU's list registers into the vGIC. Returns how many the last flush
+/// filled (the hardware still holds them until the next flush).
+fn sync_list_registers(vm: &mut Vm, vcpu: usize) -> usize {
+    // Only those the last flush filled can have changed.
+    let n = vm.vgic.lrs_in_use(vcpu).min(machine().list_registers).min(MAX_LIST_REGISTERS);
     let mut lrs = [0u64; MAX_LIST_REGISTERS];
     for (i, lr) in lrs.iter_mut().enumerate().take(n) {
         *lr = el2::read_lr(i);
     }
     let kick = vm.vgic.sync(vcpu, &lrs[..n]);
     vm.kick(kick.0);
+    n
 }
 
-/// Writes the vCPU's deliverable interrupts into this CPU's list registers.
-fn flush_list_registers(vm: &mut Vm, vcpu: usize) {
+/// Writes the vCPU's deliverable interrupts into this CPU's list registers, of
+/// which the first `in_hardware` hold entries of the previous flush.
+fn flush_list_registers(vm: &mut Vm, vcpu: usize, in_hardware: usize) {
     let n = machine().list_registers.min(MAX_LIST_REGISTERS);
     let mut lrs = [0u64; MAX_LIST_REGISTERS];
     // Timer interrupts the guest dropped while the physical one was still active.
@@ -283,7 +287,10 @@ fn flush_list_registers(vm: &mut Vm, vcpu: usize) {
         }
     }
     let more = vm.vgic.flush(vcpu, &mut lrs[..n]);
-    for (i, lr) in lrs.iter().enumerate().take(n) {
+    // The ones filled now, and the ones filled before that must be cleared; the
+    // rest are empty already.
+    let written = in_hardware.max(vm.vgic.lrs_in_use(vcpu)).min(n);
+    for (i, lr) in lrs.iter().enumerate().take(written) {
         el2::write_lr(i, *lr);
     }
     el2::set_virtual_interface(more);
@@ -298,7 +305,7 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     let taken = if is_interrupt { service_interrupts(cpu, true) } else { Taken::default() };
 
     let mut vm = lock_vm(vm_index);
-    sync_list_registers(&mut vm, vcpu);
+    let in_hardware = sync_list_registers(&mut vm, vcpu);
     if vm_ended(vm_index) || vm.vcpus[vcpu] != VcpuPower::On {
         // Asked to leave: the VM stops or restarts, or this vCPU was turned off.
         if vm.vcpus[vcpu] == VcpuPower::Stopping {
@@ -342,7 +349,7 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     }
     match action {
         ExitAction::Resume | ExitAction::WaitForInterrupt => {
-            flush_list_registers(&mut vm, vcpu);
+            flush_list_registers(&mut vm, vcpu, in_hardware);
             trace::point(Stage::Injected);
             finish_maintenance(&taken);
             send_kicks(&mut vm, Some(vcpu));

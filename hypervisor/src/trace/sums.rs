@@ -45,9 +45,12 @@ fn bump(counter: &AtomicU64, by: u64) {
 impl Sums {
     /// Everything at zero.
     pub const fn new() -> Self {
-        const CELL: Cell =
-            Cell { exits: AtomicU64::new(0), ticks: [const { AtomicU64::new(0) }; SEGMENTS + 1] };
-        Self { cells: [const { [CELL; REASONS] }; MAX_PHASES] }
+        Self {
+            cells: [const {
+                [const { Cell { exits: AtomicU64::new(0), ticks: [const { AtomicU64::new(0) }; SEGMENTS + 1] } };
+                    REASONS]
+            }; MAX_PHASES],
+        }
     }
 
     /// Adds one exit (a phase out of range counts as phase 0).

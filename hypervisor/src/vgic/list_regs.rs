@@ -132,7 +132,7 @@ pub(super) struct Flushed {
     /// The values written, in list-register order.
     values: [u64; MAX_LIST_REGS],
     /// How many of `values` hold an interrupt.
-    count: usize,
+    pub(super) count: usize,
 }
 
 impl Flushed {
@@ -156,6 +156,11 @@ impl Vgic {
             let previous = self.cpus[vcpu].flushed;
             self.sync_lrs(vcpu, &previous.values[..previous.count]);
         }
+        if self.cpus[vcpu].idle_at == Some(self.generation) {
+            // Nothing changed since a flush that found nothing: it still would.
+            lrs.fill(ListReg::EMPTY);
+            return false;
+        }
         let mut keys = [0u32; NR_INTIDS as usize];
         let mut count = 0;
         for intid in 0..NR_INTIDS {
@@ -170,6 +175,7 @@ impl Vgic {
         }
         let keys = &mut keys[..count];
         keys.sort_unstable();
+        self.cpus[vcpu].idle_at = (count == 0).then_some(self.generation);
 
         let capacity = lrs.len().min(MAX_LIST_REGS);
         let left_over = count > capacity;
@@ -336,6 +342,46 @@ mod tests {
         let mut g = gic(1);
         assert_eq!(flush(&mut g, 0), ([0; LRS], false));
         assert_eq!(g.sync(0, &[0; LRS]), Kick::NONE);
+    }
+
+    #[test]
+    fn an_idle_flush_notices_every_kind_of_change() {
+        let mut g = gic(2);
+        enable_spi(&mut g, 40, 0x80);
+        enable_private(&mut g, 1, 27, 0x80);
+        let idle = |g: &mut Vgic, vcpu| {
+            g.sync(vcpu, &[0; LRS]);
+            assert_eq!(flush(g, vcpu), ([0; LRS], false));
+            assert_eq!(g.lrs_in_use(vcpu), 0);
+        };
+        // Twice idle: the second flush skips its scan and still writes nothing.
+        idle(&mut g, 0);
+        idle(&mut g, 0);
+        // A device line.
+        g.set_spi_level(40, true);
+        assert_eq!(intids(&flush(&mut g, 0).0), [40]);
+        assert_eq!(g.lrs_in_use(0), 1);
+        g.set_spi_level(40, false);
+        g.sync(0, &[0; LRS]);
+        idle(&mut g, 0);
+        // A hardware-linked timer on the other vCPU.
+        idle(&mut g, 1);
+        g.raise_hw(1, 27);
+        assert_eq!(intids(&flush(&mut g, 1).0), [27]);
+        // A register write: the guest makes the SPI pending through ISPENDR.
+        idle(&mut g, 0);
+        g.distributor_write(0x200 + 4, AccessWidth::Word, 1 << (40 - 32));
+        assert_eq!(intids(&flush(&mut g, 0).0), [40]);
+        // An SGI from the other vCPU (target list: vCPU 0, INTID 3).
+        let mut g = gic(2);
+        enable_private(&mut g, 0, 3, 0x80);
+        idle(&mut g, 0);
+        g.send_sgi(1, 3 << 24 | 1);
+        assert_eq!(intids(&flush(&mut g, 0).0), [3]);
+        // A reset forgets the rest.
+        g.reset();
+        g.sync(0, &[0; LRS]);
+        assert_eq!(flush(&mut g, 0), ([0; LRS], false));
     }
 
     #[test]

@@ -145,6 +145,9 @@ struct VcpuState {
     hw_deactivate: u32,
     /// What its list registers were filled with.
     flushed: Flushed,
+    /// The vGIC's generation when a flush last found nothing to deliver: until the
+    /// generation moves, the next flush finds nothing either and skips its scan.
+    idle_at: Option<u64>,
 }
 
 impl VcpuState {
@@ -156,6 +159,7 @@ impl VcpuState {
             asleep: true,
             hw_deactivate: 0,
             flushed: Flushed::EMPTY,
+            idle_at: None,
         }
     }
 }
@@ -173,6 +177,9 @@ pub struct Vgic {
     group0_enabled: bool,
     /// GICD_CTLR.EnableGrp1.
     group1_enabled: bool,
+    /// Moves on every change that could make an interrupt deliverable (any
+    /// mutable access to an interrupt, any register write or read, a reset).
+    generation: u64,
 }
 
 impl Vgic {
@@ -191,6 +198,7 @@ impl Vgic {
             routes: vec![0; NR_SPIS],
             group0_enabled: false,
             group1_enabled: false,
+            generation: 0,
         }
     }
 
@@ -201,6 +209,8 @@ impl Vgic {
     /// SPI line levels are forgotten too: a device whose line is still high after
     /// its own reset says so again with [`Vgic::set_spi_level`].
     pub fn reset(&mut self) {
+        // Every vCPU forgets its idle flush below, so the count can start over.
+        self.generation = 0;
         for cpu in &mut self.cpus {
             let linked =
                 cpu.irqs.iter().enumerate().filter(|(_, irq)| irq.hw).fold(0, |acc, (i, _)| acc | 1 << i);
@@ -222,12 +232,14 @@ impl Vgic {
     /// A guest read of `width` at `offset` from the distributor's base (GICD,
     /// 64 KiB). Reserved offsets and widths the register does not accept read 0.
     pub fn distributor_read(&mut self, offset: u64, width: AccessWidth) -> u64 {
+        self.touch();
         self.gicd_read(offset, width)
     }
 
     /// A guest write of the low `width` bytes of `value` at `offset` from the
     /// distributor's base. Returns the vCPUs to kick.
     pub fn distributor_write(&mut self, offset: u64, width: AccessWidth, value: u64) -> Kick {
+        self.touch();
         self.gicd_write(offset, width, value & width.mask())
     }
 
@@ -235,11 +247,13 @@ impl Vgic {
     /// (frame `offset / 0x2_0000` is vCPU `offset / 0x2_0000`'s). Offsets beyond the
     /// last vCPU's frame read 0.
     pub fn redistributor_read(&mut self, offset: u64, width: AccessWidth) -> u64 {
+        self.touch();
         self.gicr_read(offset, width)
     }
 
     /// A guest write to the redistributor region. Returns the vCPUs to kick.
     pub fn redistributor_write(&mut self, offset: u64, width: AccessWidth, value: u64) -> Kick {
+        self.touch();
         self.gicr_write(offset, width, value & width.mask())
     }
 
@@ -249,6 +263,10 @@ impl Vgic {
     pub fn set_spi_level(&mut self, intid: u32, level: bool) -> Kick {
         if !(FIRST_SPI..NR_INTIDS).contains(&intid) {
             log::debug!("vgic: interrupt line of INTID {intid}, which is not an SPI, ignored");
+            return Kick::NONE;
+        }
+        if self.irq(0, intid).line == level {
+            // No edge: nothing changes (devices report their level on every access).
             return Kick::NONE;
         }
         self.update(0, intid, |irq| {
@@ -366,6 +384,17 @@ impl Vgic {
         })
     }
 
+    /// List registers the last [`Vgic::flush`] for `vcpu` filled: the ones
+    /// [`Vgic::sync`] needs back, and the ones the next flush may have to clear.
+    pub fn lrs_in_use(&self, vcpu: usize) -> usize {
+        self.cpus.get(vcpu).map_or(0, |cpu| cpu.flushed.count)
+    }
+
+    /// Notes a change that may make an interrupt deliverable.
+    fn touch(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
     /// Takes the PPIs (bit per INTID) of vCPU `vcpu` whose hardware link was
     /// dropped while the physical interrupt was still active (the guest cleared its
     /// pending or active state through the redistributor, or the VM was reset). The
@@ -398,6 +427,7 @@ impl Vgic {
 
     /// INTID `intid` as seen from vCPU `vcpu`, to change.
     fn irq_mut(&mut self, vcpu: usize, intid: u32) -> &mut Irq {
+        self.touch();
         match intid.checked_sub(FIRST_SPI) {
             None => &mut self.cpus[vcpu].irqs[intid as usize],
             Some(spi) => &mut self.spis[spi as usize],
