@@ -34,6 +34,23 @@ fn plot_err(out: &Path) -> impl Fn(DrawingAreaErrorKind<std::io::Error>) -> anyh
     move |e| anyhow!("plotting {}: {e}", out.display())
 }
 
+/// Draws the legend in the upper right corner and writes the file.
+fn legend_and_present<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    err: &impl Fn(DrawingAreaErrorKind<std::io::Error>) -> anyhow::Error,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
 /// `[lo, hi]` widened by a tenth on each side, on a logarithmic scale.
 fn padded(lo: f64, hi: f64) -> (f64, f64) {
     (lo / 1.1, hi * 1.1)
@@ -106,15 +123,7 @@ pub fn histogram(path_name: &str, clock: Clock, series: &[(String, &[Bucket])], 
             .label(label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.mix(0.5).filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    legend_and_present(&mut chart, &root, &err)
 }
 
 /// Writes one SVG to `out`: a horizontal stacked bar per row (a path, top to bottom in
@@ -179,15 +188,7 @@ pub fn stages(rows: &[(String, Vec<(String, f64)>)], out: &Path) -> Result<()> {
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    legend_and_present(&mut chart, &root, &err)
 }
 
 #[cfg(test)]
