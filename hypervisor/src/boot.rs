@@ -182,7 +182,7 @@ fn report_trace_cost(detailed: bool) {
     let Some(ticks) = trace::measure_point_cost(POINTS) else { return };
     info!(
         "{{\"trace\":\"cost\",\"detailed\":{detailed},\"points\":{POINTS},\"ns_per_point\":{}}}",
-        trace::json::ns(ticks, el2::counter_hz())
+        platform::counter::ticks_to_ns(ticks, el2::counter_hz())
     );
 }
 

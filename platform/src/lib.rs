@@ -12,6 +12,7 @@ extern crate std;
 #[cfg(feature = "build")]
 pub mod build;
 pub mod bundle;
+pub mod counter;
 pub mod exit;
 pub mod hypercall;
 pub mod image;

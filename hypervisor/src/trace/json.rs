@@ -16,14 +16,7 @@ use super::sums::Sums;
 use super::MAX_PHASES;
 use crate::vm::stats::ExitReason;
 use core::fmt::{self, Write};
-
-/// Nanoseconds in `ticks` of a counter at `hz` (0 if the frequency is unknown).
-pub fn ns(ticks: u64, hz: u64) -> u64 {
-    if hz == 0 {
-        return 0;
-    }
-    u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX)
-}
+use platform::counter::ticks_to_ns;
 
 /// `text` as a JSON string.
 struct JsonStr<'a>(&'a str);
@@ -55,7 +48,7 @@ fn write_segments(
     for (i, stage) in Stage::ALL[1..].iter().enumerate() {
         if reached(i) {
             let comma = if first { "" } else { "," };
-            write!(out, "{comma}\"{}\":{}", stage.segment(), ns(ticks[i], hz))?;
+            write!(out, "{comma}\"{}\":{}", stage.segment(), ticks_to_ns(ticks[i], hz))?;
             first = false;
         }
     }
@@ -101,7 +94,7 @@ pub fn write_exit(out: &mut impl Write, vm: &str, cpu: usize, record: &Record, h
         record.vcpu,
         record.phase,
         record.reason.name(),
-        ns(record.entry, hz)
+        ticks_to_ns(record.entry, hz)
     )?;
     write_segments(out, &record.segments(), |i| record.offsets[i] != Record::NOT_REACHED, hz)?;
     out.write_str("}\n")
@@ -114,15 +107,6 @@ mod tests {
 
     const QEMU_HZ: u64 = 62_500_000;
     const N: u32 = Record::NOT_REACHED;
-
-    #[test]
-    fn converts_ticks_to_nanoseconds() {
-        assert_eq!(ns(1, QEMU_HZ), 16);
-        assert_eq!(ns(3, 1_000_000_000), 3);
-        assert_eq!(ns(1, 3), 333_333_333);
-        assert_eq!(ns(5, 0), 0);
-        assert_eq!(ns(u64::MAX, 1), u64::MAX);
-    }
 
     #[test]
     fn stages_lines_per_phase_and_reason() {

@@ -16,6 +16,8 @@
 
 use core::fmt;
 
+use platform::counter::ticks_to_ns;
+
 /// Histogram buckets per histogram line.
 pub const BUCKETS_PER_LINE: usize = 8;
 
@@ -68,14 +70,6 @@ pub fn bucket(ticks: u64) -> (u64, u64) {
     (lo, lo.saturating_add(1 << shift))
 }
 
-/// Nanoseconds in `ticks` of a counter at `hz`.
-pub fn ns(ticks: u64, hz: u64) -> u64 {
-    if hz == 0 {
-        return 0;
-    }
-    (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64
-}
-
 /// The summary line of path `name`, tagged with its trace `phase` (no newline).
 pub struct SummaryLine<'a> {
     /// The path.
@@ -98,10 +92,10 @@ impl fmt::Display for SummaryLine<'_> {
             self.name,
             self.phase,
             s.n,
-            ns(s.min, hz),
-            ns(s.p50, hz),
-            ns(s.p99, hz),
-            ns(s.max, hz),
+            ticks_to_ns(s.min, hz),
+            ticks_to_ns(s.p50, hz),
+            ticks_to_ns(s.p99, hz),
+            ticks_to_ns(s.max, hz),
         )
     }
 }
@@ -152,7 +146,7 @@ impl fmt::Display for Chunk<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, &(lo, hi, count)) in self.chunk.iter().flatten().enumerate() {
             let comma = if i == 0 { "" } else { "," };
-            write!(f, "{comma}[{},{},{count}]", ns(lo, self.hz), ns(hi, self.hz))?;
+            write!(f, "{comma}[{},{},{count}]", ticks_to_ns(lo, self.hz), ticks_to_ns(hi, self.hz))?;
         }
         Ok(())
     }
