@@ -153,7 +153,6 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     logger::set_vms(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let machine = run::MACHINE.call_once(|| Machine {
         vms,
-        exit: bundle.exit,
         counter_hz: el2::counter_hz(),
         cpu_mpidr: host.cpus.clone(),
         cpu_slot,
@@ -277,7 +276,7 @@ pub fn alloc_disk(size: u64, image: Option<&[u8]>, ram: &mut RamAllocator) -> Re
 fn banner(host: &HostInfo) {
     let ram: u64 = host.ram.iter().map(|r| r.size).sum();
     logger::print(format_args!(
-        "\nSluice {} - AArch64 hypervisor at EL2\nsluice: host: {} CPU(s), {} MiB RAM at {:#x}, GICv3 distributor at {:#x}, UART at {:#x}, PSCI via {}\n",
+        "Sluice {} - AArch64 hypervisor at EL2\nhost: {} CPU(s), {} MiB RAM at {:#x}, GICv3 distributor at {:#x}, UART at {:#x}, PSCI via {}\n",
         env!("CARGO_PKG_VERSION"),
         host.cpus.len(),
         ram >> 20,

@@ -2,10 +2,10 @@
 //! keyboard, on the one host UART, through the console multiplexer.
 //!
 //! One lock covers the UART and the multiplexer, so lines never interleave mid-line;
-//! with several VMs each guest line is tagged `[name] `. Log lines read
-//! `sluice: message` (with the level for warnings and errors); the level is chosen at
-//! run time. Lock order: a VM's lock may be held when taking this one, never the
-//! other way round.
+//! each guest line is tagged `[name] `. Sluice's lines read `sluice: message` (with
+//! the level for warnings and errors); the level is chosen at run time. The last line
+//! of all is Sluice's exit status ([`close`]). Lock order: a VM's lock may be held
+//! when taking this one, never the other way round.
 
 use crate::console::mux::{ConsoleMux, InputAction};
 use crate::console::ConsoleOutput;
@@ -57,16 +57,36 @@ pub fn print(args: fmt::Arguments<'_>) {
     with_console(|mux, mut emit| mux.print(args, &mut emit));
 }
 
-/// Prints even if another context holds the console: only for a hypervisor that
-/// is dying, where mixed output beats none.
+/// Prints even if the console seems stuck: only for a hypervisor that is dying. It
+/// waits a moment for whoever holds the console, then breaks the lock (the holder may
+/// be this very CPU, which panicked while printing), where mixed output beats none.
 #[allow(unsafe_code)]
 pub fn print_emergency(args: fmt::Arguments<'_>) {
+    for _ in 0..1_000_000 {
+        if !CONSOLE.is_locked() {
+            break;
+        }
+        core::hint::spin_loop();
+    }
     if CONSOLE.is_locked() {
-        // SAFETY: the lock protects no invariant beyond byte order on the wire, and the
-        // machine powers off right after this.
+        // SAFETY: whoever holds the lock has not let go for a million spins: it is this
+        // CPU, stopped inside a print, or a CPU that will never let go. The machine
+        // powers off right after this, so nothing relies on the console's state again.
         unsafe { CONSOLE.force_unlock() };
     }
     print(args);
+}
+
+/// Closes the console for good: sends what the VMs still hold, shuts them out, and
+/// prints Sluice's last line, `sluice: exit status N`, which the tools read and no
+/// guest can write; returns once the UART has sent it.
+pub fn close(status: u8) {
+    if let Some(HostConsole { uart, mux }) = CONSOLE.lock().as_mut() {
+        let mut emit = |bytes: &[u8]| bytes.iter().for_each(|&b| uart.put(b));
+        mux.close(&mut emit);
+        mux.log_line(platform::exit::StatusLine(status), &mut emit);
+        uart.wait_until_sent();
+    }
 }
 
 /// Drains the bytes the host UART has received into `buf`; returns how many.
@@ -185,13 +205,6 @@ pub struct VmConsole {
 
 impl ConsoleOutput for VmConsole {
     fn write(&mut self, bytes: &[u8]) {
-        let vm = self.vm;
-        with_console(|mux, mut emit| {
-            if vm < mux.vm_count() {
-                mux.output(vm, bytes, &mut emit);
-            } else {
-                emit(bytes);
-            }
-        });
+        with_console(|mux, mut emit| mux.output(self.vm, bytes, &mut emit));
     }
 }

@@ -12,7 +12,6 @@ use crate::console::mux::InputAction;
 use crate::drivers::gicv3::Gic;
 use crate::logger;
 use crate::trace::{self, Stage};
-use crate::vm::config::ExitMode;
 use crate::vm::stats::{ExitReason, ExitStats};
 use crate::vm::trap::{handle_exit, ExitAction, Syndrome};
 use crate::vm::vcpu::{TrapFrame, VcpuPower};
@@ -42,8 +41,6 @@ const MAX_LIST_REGISTERS: usize = 16;
 pub struct Machine {
     /// The VMs by index; `None` for a VM that was refused.
     pub vms: Vec<Option<Mutex<Vm>>>,
-    /// How to power off.
-    pub exit: ExitMode,
     /// Counter frequency, for reports.
     pub counter_hz: u64,
     /// MPIDR of each host CPU.
@@ -218,7 +215,7 @@ fn console_input() {
                 InputAction::Deliver { vm, byte } => deliver_input(vm, byte),
                 InputAction::PowerOff => {
                     info!("quit from the console");
-                    power_off(current_status(), machine().exit);
+                    power_off(current_status());
                 }
                 InputAction::Switch { .. } | InputAction::Help | InputAction::None => {}
             }
@@ -497,24 +494,26 @@ fn power_off_if_done() {
         let failed: Vec<usize> = (0..m.vms.len()).filter(|&i| exit::vm_failed(status, i)).collect();
         error!("powering off; VMs that failed: {failed:?}");
     }
-    power_off(status, m.exit);
+    power_off(status);
 }
 
-fn power_off(status: u8, mode: ExitMode) -> ! {
+/// Powers the machine off: the console is closed to guests and ends with Sluice's
+/// status line (see `platform::exit`), then the host's PSCI turns the machine off.
+fn power_off(status: u8) -> ! {
     POWERING_OFF.store(true, Ordering::SeqCst);
-    match mode {
-        ExitMode::Semihosting => power::semihosting_exit(status),
-        ExitMode::Psci => power::psci_system_off(),
-    }
+    logger::close(status);
+    power::psci_system_off()
 }
 
 /// Stops the machine because the hypervisor cannot go on.
 pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     if POWERING_OFF.swap(true, Ordering::SeqCst) {
-        power::park();
+        // A fault on the way off: no status line, which the tools report as such.
+        power::psci_system_off();
     }
-    logger::print_emergency(format_args!("sluice: fatal: {args}\n"));
-    power_off(HYPERVISOR_PANIC, MACHINE.get().map_or(ExitMode::Semihosting, |m| m.exit))
+    logger::print_emergency(format_args!("fatal: {args}\n"));
+    logger::close(HYPERVISOR_PANIC);
+    power::psci_system_off()
 }
 
 /// An exception taken at EL2 itself: a hypervisor bug.

@@ -2,7 +2,7 @@
 //!
 //! Everything a board defines lives in one module per board (`qemu_virt`), as data.
 //! The boot contract (how the tools hand scenarios to the hypervisor, and how the
-//! hypervisor reports back through QEMU's exit status) lives in `bundle` and `exit`.
+//! hypervisor reports how the VMs ended) lives in `bundle` and `exit`.
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use platform::bundle::{
-    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_READ_ONLY, DISK_SERIAL, DISK_SIZE, EXIT,
-    EXIT_SEMIHOSTING, KIND_BLK, KIND_CONSOLE, LOG_LEVEL, TRACE, TRACE_OFF, TRACE_ON, VM_BOOTARGS, VM_CPUS,
-    VM_DTB_ADDR, VM_ENTRY, VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR,
-    VM_MEMORY_SIZE, VM_NAME, VM_NODE,
+    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_READ_ONLY, DISK_SERIAL, DISK_SIZE,
+    KIND_BLK, KIND_CONSOLE, LOG_LEVEL, TRACE, TRACE_OFF, TRACE_ON, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR,
+    VM_ENTRY, VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME,
+    VM_NODE,
 };
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
@@ -29,7 +29,6 @@ fn write_tree(scenario: &Scenario) -> FdtWriterResult<Vec<u8>> {
     fdt.property_string("compatible", COMPATIBLE)?;
     fdt.property_string(LOG_LEVEL, scenario.log_level.as_str())?;
     fdt.property_string(TRACE, if scenario.trace { TRACE_ON } else { TRACE_OFF })?;
-    fdt.property_string(EXIT, EXIT_SEMIHOSTING)?;
     for (index, vm) in scenario.vms.iter().enumerate() {
         write_vm(&mut fdt, index, vm)?;
     }
@@ -166,7 +165,6 @@ mod tests {
         let root = fdt.find_node("/").unwrap();
         assert_eq!(str_prop(&root, "compatible"), Some(COMPATIBLE));
         assert_eq!(str_prop(&root, LOG_LEVEL), Some("trace"));
-        assert_eq!(str_prop(&root, EXIT), Some(EXIT_SEMIHOSTING));
         assert_eq!(str_prop(&root, TRACE), Some(TRACE_OFF));
 
         let vms: Vec<_> = root.children().collect();

@@ -162,15 +162,22 @@ pub struct ExpectConfig {
     /// Seconds after which QEMU is killed and the test fails.
     #[serde(default = "ExpectConfig::default_timeout")]
     pub timeout_secs: i64,
-    /// QEMU's exit status (see `platform::exit`).
+    /// The machine's exit status, as Sluice's last line says it (see `platform::exit`).
     #[serde(default)]
     pub exit_status: i64,
-    /// Substrings that must appear, in this order, each on a later line.
+    /// Lines that must appear, in this order, each on a later line: `"[vm] text"` (a
+    /// line of VM `vm` containing `text`) or `"sluice: text"` (one of Sluice's).
     #[serde(default)]
     pub lines: Vec<String>,
-    /// Substrings that must appear nowhere.
+    /// Substrings that must appear nowhere (on anyone's line, or only on one VM's or
+    /// Sluice's when written like an entry of `lines`).
     #[serde(default)]
     pub absent: Vec<String>,
+    /// The clocks to run the scenario under: `"wall"` (real time) and `"icount"`
+    /// (`-icount shift=0`: one host thread runs every CPU in turn, time counts
+    /// instructions). Default: `["wall"]`.
+    #[serde(default = "ExpectConfig::default_clocks")]
+    pub clocks: Vec<String>,
     /// Also run the guest on plain QEMU with QEMU's own devices, in these virtio-mmio
     /// modes (`"modern"`, `"legacy"`); single-VM scenarios only.
     #[serde(default)]
@@ -183,6 +190,10 @@ pub struct ExpectConfig {
 impl ExpectConfig {
     fn default_timeout() -> i64 {
         60
+    }
+
+    fn default_clocks() -> Vec<String> {
+        vec!["wall".to_owned()]
     }
 }
 

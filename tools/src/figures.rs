@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::qemu::{self, Console, Invocation};
+use crate::attribution::{said_by, Host};
+use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference::{self, Mode};
 use crate::runner::{self, Echo};
 use crate::send::Step;
@@ -28,15 +29,14 @@ pub struct Figures {
     pub read_mib_s: f64,
 }
 
-/// Reads the figures from the init's lines in `output` (the first boot's).
-pub fn parse(output: &[String]) -> Option<Figures> {
+/// Reads the figures from the init's lines that VM `vm` printed on `console` (the
+/// first boot's).
+pub fn parse(output: &[String], host: Host, vm: &str) -> Option<Figures> {
     let after = |line: &str, marker: &str| line.split_once(marker).map(|(_, rest)| rest.to_owned());
-    let boot_to_init = output
-        .iter()
+    let boot_to_init = said_by(output, host, vm)
         .find_map(|l| after(l, "init: reached /init at "))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())?;
-    let read_mib_s = output
-        .iter()
+    let read_mib_s = said_by(output, host, vm)
         .find_map(|l| after(l, "init: dd read "))
         .and_then(|rest| rest.rsplit_once('(')?.1.split_whitespace().next()?.parse().ok())?;
     Some(Figures { boot_to_init, read_mib_s })
@@ -82,36 +82,33 @@ pub fn measure_all(ws: &Workspace, built: &build::Built) -> Result<Vec<(String, 
     bundle::write(&scenario, &bundle_path)?;
     let vm = &scenario.vms[0];
     let mut rows = Vec::new();
-    for icount in [false, true] {
-        let clock = if icount { "-icount shift=0" } else { "wall clock" };
-        let mut sluice = qemu::args(&Invocation {
+    for clock in [Clock::Wall, Clock::Icount] {
+        let sluice = qemu::args(&Invocation {
             machine: scenario.machine,
             hypervisor: ws.relative(&built.hypervisor_bin),
             bundle: ws.relative(&bundle_path),
             console: Console::Captured,
+            console_log: None,
+            clock,
             gdb: false,
         });
         let files = reference::write_files(vm, &ws.out_dir().join("figures").join(&vm.name))?;
-        let mut plain = reference::args(vm, &files, Mode::Modern, Console::Captured);
-        for args in [&mut sluice, &mut plain] {
-            if icount {
-                args.extend(["-icount".into(), "shift=0".into()]);
-            }
-        }
-        rows.push((format!("Sluice, {clock}"), measure(ws, &sluice)));
-        rows.push((format!("plain QEMU, {clock}"), measure(ws, &plain)));
+        let plain = reference::args(vm, &files, Mode::Modern, Console::Captured, clock);
+        let label = clock.label();
+        rows.push((format!("Sluice, {label}"), measure(ws, &sluice, Host::Sluice, &vm.name)));
+        rows.push((format!("plain QEMU, {label}"), measure(ws, &plain, Host::PlainQemu, &vm.name)));
     }
     Ok(rows)
 }
 
-/// One run of QEMU with `args`, powered off through the hvc0 shell.
-fn measure(ws: &Workspace, args: &[std::ffi::OsString]) -> Option<Figures> {
+/// One run of QEMU with `args`, powered off through the hvc0 shell of VM `vm`.
+fn measure(ws: &Workspace, args: &[std::ffi::OsString], host: Host, vm: &str) -> Option<Figures> {
     eprintln!("$ {}", qemu::display(args));
     let mut command = ws.command(qemu::QEMU);
     command.args(args);
     let steps = [Step { after: "init: shell on hvc0".into(), text: b"poweroff -f\r".to_vec() }];
     let run = runner::run(&mut command, Duration::from_secs(900), Echo::Terminal, &steps).ok()?;
-    parse(&run.output)
+    parse(&run.console, host, vm)
 }
 
 #[cfg(test)]
@@ -129,8 +126,10 @@ mod tests {
             "[linux] init: dd read 32 MiB from /dev/vda in 1.2 s (26.7 MiB/s)",
             "[linux] init: reached /init at 11.00 s of uptime",
         ]);
-        assert_eq!(parse(&output), Some(Figures { boot_to_init: 10.73, read_mib_s: 26.7 }));
-        assert_eq!(parse(&output[..1]), None);
+        let sluice = Host::Sluice;
+        assert_eq!(parse(&output, sluice, "linux"), Some(Figures { boot_to_init: 10.73, read_mib_s: 26.7 }));
+        assert_eq!(parse(&output[..1], sluice, "linux"), None);
+        assert_eq!(parse(&output, sluice, "other"), None, "another VM's lines are not the figures");
     }
 
     #[test]

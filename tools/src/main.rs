@@ -12,6 +12,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod attribution;
 mod bench;
 mod build;
 mod bundle;
@@ -42,7 +43,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::qemu::{Console, Invocation};
+use crate::qemu::{Clock, Console, Invocation};
 use crate::workspace::Workspace;
 
 /// The scenario `cargo xtask run` boots when given none (relative to the workspace root).
@@ -161,10 +162,11 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bo
         kit::build(ws, false).context("the Linux guest kit (cargo xtask kit) could not be made")?;
     }
     let scenario = validate::load(&config, &ws.guests_dir())?;
+    let console_log = ws.out_dir().join("console.log");
     let args = if reference {
         let vm = &scenario.vms[0];
         let files = reference::write_files(vm, &ws.out_dir().join("reference").join(&vm.name))?;
-        reference::args(vm, &files, reference::Mode::Modern, Console::Interactive)
+        reference::args(vm, &files, reference::Mode::Modern, Console::Interactive, Clock::Wall)
     } else {
         let bundle_path = ws.bundle_path(&config);
         bundle::write(&scenario, &bundle_path)?;
@@ -173,6 +175,8 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bo
             hypervisor: ws.relative(&built.hypervisor_bin),
             bundle: ws.relative(&bundle_path),
             console: Console::Interactive,
+            console_log: Some(ws.relative(&console_log)),
+            clock: Clock::Wall,
             gdb,
         })
     };
@@ -185,16 +189,30 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bo
     } else {
         eprintln!("xtask: the console is Sluice's: Ctrl-A h for help, Ctrl-A x to quit");
     }
+    let _ = std::fs::remove_file(&console_log);
     let terminal = qemu::TerminalGuard::save();
-    let status = ws
+    let exit = ws
         .command(qemu::QEMU)
         .args(&args)
         .status()
         .with_context(|| format!("cannot start {}", qemu::QEMU))?;
     drop(terminal);
-    eprintln!("sluice: {}", status::describe_exit(status, &scenario.vm_names()));
-    let code = status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1);
-    Ok(ExitCode::from(code))
+    if reference {
+        eprintln!("xtask: plain QEMU exited ({exit})");
+        return Ok(if exit.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    let console = std::fs::read(&console_log).unwrap_or_default();
+    let lines: Vec<String> = String::from_utf8_lossy(&console).lines().map(str::to_owned).collect();
+    match status::from_run(exit, &lines) {
+        Ok(status) => {
+            eprintln!("xtask: {}", status::describe(status, &scenario.vm_names()));
+            Ok(ExitCode::from(status))
+        }
+        Err(why) => {
+            eprintln!("xtask: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn test_command(ws: &Workspace, scenarios: &[String], no_host: bool) -> Result<ExitCode> {

@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use serde::{Deserialize, Serialize};
+
 use crate::units::MIB;
 use crate::validate::Machine;
 
@@ -29,6 +31,52 @@ pub enum Console {
     Captured,
 }
 
+/// How guest-visible time is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Clock {
+    /// The host's clock: real, and noisy under TCG.
+    Wall,
+    /// `-icount shift=0`: one nanosecond per guest instruction, repeatable run to run;
+    /// one host thread runs every CPU in turn, so a CPU that spins or storms stalls
+    /// every VM.
+    Icount,
+}
+
+impl Clock {
+    /// Parses a scenario's `"wall"` or `"icount"`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "wall" => Some(Self::Wall),
+            "icount" => Some(Self::Icount),
+            _ => None,
+        }
+    }
+
+    /// The name used in tables and plots.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Wall => "wall clock",
+            Self::Icount => "-icount shift=0",
+        }
+    }
+
+    /// The short name used in file names and scenarios.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::Wall => "wall",
+            Self::Icount => "icount",
+        }
+    }
+
+    /// QEMU's arguments for this clock.
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            Self::Wall => &[],
+            Self::Icount => &["-icount", "shift=0"],
+        }
+    }
+}
+
 /// Everything the command line depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
@@ -40,6 +88,11 @@ pub struct Invocation {
     pub bundle: PathBuf,
     /// Where the console goes.
     pub console: Console,
+    /// A file that gets a copy of everything the console shows (QEMU's chardev log),
+    /// for reading Sluice's exit status after an interactive run.
+    pub console_log: Option<PathBuf>,
+    /// How time is kept.
+    pub clock: Clock,
     /// Wait for gdb on [`GDB_PORT`] before the first instruction (`-s -S`).
     pub gdb: bool,
 }
@@ -55,22 +108,22 @@ pub fn args(invocation: &Invocation) -> Vec<OsString> {
     args.push(invocation.hypervisor.clone().into());
     args.push("-initrd".into());
     args.push(invocation.bundle.clone().into());
-    let console: &[&str] = match invocation.console {
-        Console::Interactive => &[
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-chardev",
-            "stdio,id=console,signal=off",
-            "-serial",
-            "chardev:console",
-        ],
-        Console::Captured => &["-display", "none", "-monitor", "none", "-serial", "stdio"],
+    // QEMU's option syntax doubles a comma inside a value.
+    let log = invocation
+        .console_log
+        .as_ref()
+        .map(|path| format!(",logfile={},logappend=off", path.display().to_string().replace(',', ",,")));
+    let chardev = match invocation.console {
+        Console::Interactive => format!("stdio,id=console,signal=off{}", log.unwrap_or_default()),
+        Console::Captured => format!("stdio,id=console{}", log.unwrap_or_default()),
     };
+    let console =
+        ["-display", "none", "-monitor", "none", "-chardev", &chardev, "-serial", "chardev:console"];
     let gdb: &[&str] = if invocation.gdb { &["-s", "-S"] } else { &[] };
-    let tail = ["-semihosting-config", "enable=on,target=native", "-no-reboot"];
-    args.extend(tail.iter().chain(console).chain(gdb).map(OsString::from));
+    // No semihosting, ever: QEMU would serve it to guests at EL1 too (host files, host
+    // commands, QEMU's exit). Sluice powers off through PSCI and prints its status.
+    let tail = ["-no-reboot"];
+    args.extend(tail.iter().chain(&console).chain(invocation.clock.args()).chain(gdb).map(OsString::from));
     args
 }
 
@@ -139,6 +192,8 @@ mod tests {
             hypervisor: "target/sluice/sluice.bin".into(),
             bundle: "target/sluice/bundles/hello.dtb".into(),
             console,
+            console_log: None,
+            clock: Clock::Wall,
             gdb,
         }
     }
@@ -149,19 +204,49 @@ mod tests {
 
     #[test]
     fn interactive_command_line() {
+        let mut interactive = invocation(Console::Interactive, false);
+        interactive.console_log = Some("target/sluice/console,1.log".into());
         assert_eq!(
-            line(&invocation(Console::Interactive, false)),
+            line(&interactive),
             "qemu-system-aarch64 -machine virt,virtualization=on,gic-version=3 -cpu max -smp 2 -m 1024M \
-             -kernel target/sluice/sluice.bin -initrd target/sluice/bundles/hello.dtb \
-             -semihosting-config enable=on,target=native -no-reboot \
-             -display none -monitor none -chardev stdio,id=console,signal=off -serial chardev:console"
+             -kernel target/sluice/sluice.bin -initrd target/sluice/bundles/hello.dtb -no-reboot \
+             -display none -monitor none \
+             -chardev stdio,id=console,signal=off,logfile=target/sluice/console,,1.log,logappend=off \
+             -serial chardev:console"
         );
     }
 
     #[test]
     fn captured_command_line() {
-        assert!(line(&invocation(Console::Captured, false))
-            .ends_with("-no-reboot -display none -monitor none -serial stdio"));
+        assert!(line(&invocation(Console::Captured, false)).ends_with(
+            "-no-reboot -display none -monitor none -chardev stdio,id=console -serial chardev:console"
+        ));
+    }
+
+    #[test]
+    fn icount_goes_on_the_command_line() {
+        let mut icount = invocation(Console::Captured, false);
+        icount.clock = Clock::Icount;
+        assert!(line(&icount).ends_with("-serial chardev:console -icount shift=0"));
+        assert_eq!(Clock::parse("icount"), Some(Clock::Icount));
+        assert_eq!(Clock::parse("wall"), Some(Clock::Wall));
+        assert_eq!(Clock::parse("real"), None);
+    }
+
+    #[test]
+    fn no_command_line_gives_a_guest_a_way_out() {
+        // Semihosting would hand guests host files, host commands and QEMU's exit.
+        for console in [Console::Interactive, Console::Captured] {
+            for gdb in [false, true] {
+                for clock in [Clock::Wall, Clock::Icount] {
+                    let mut invocation = invocation(console, gdb);
+                    invocation.clock = clock;
+                    let line = line(&invocation);
+                    assert!(!line.contains("semihosting"), "{line}");
+                    assert!(line.contains("-monitor none"), "{line}");
+                }
+            }
+        }
     }
 
     #[test]

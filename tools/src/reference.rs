@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::devices::DeviceKind;
-use crate::qemu::Console;
+use crate::qemu::{Clock, Console};
 use crate::units::MIB;
 use crate::validate::Vm;
 
@@ -83,14 +83,15 @@ pub fn write_files(vm: &Vm, dir: &Path) -> Result<Files> {
 /// QEMU's arguments for `vm` on plain QEMU virt (EL1, no Sluice) in `mode`, with
 /// the serial port and any virtio-console on QEMU's stdin and stdout (multiplexed:
 /// QEMU's Ctrl-A c switches between them). On an interactive `console`, Ctrl-C goes
-/// to the guest.
-pub fn args(vm: &Vm, files: &Files, mode: Mode, console: Console) -> Vec<OsString> {
+/// to the guest. Time is kept by `clock`.
+pub fn args(vm: &Vm, files: &Files, mode: Mode, console: Console, clock: Clock) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let smp = vm.cpus.len().to_string();
     let memory = format!("{}M", vm.memory / MIB);
     push(&["-machine", "virt,gic-version=3", "-cpu", "max", "-smp", &smp, "-m", &memory]);
     push(&["-display", "none", "-monitor", "none", "-no-reboot"]);
+    push(clock.args());
     let chardev = match console {
         Console::Interactive => "stdio,id=term,mux=on,signal=off",
         Console::Captured => "stdio,id=term,mux=on",
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn modern_command_line_has_the_devices() {
         let files = Files { kernel: "/k".into(), initrd: None, disks: vec![Some("/d0".into()), None] };
-        let line: Vec<String> = args(&vm(), &files, Mode::Modern, Console::Captured)
+        let line: Vec<String> = args(&vm(), &files, Mode::Modern, Console::Captured, Clock::Wall)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -175,9 +176,28 @@ mod tests {
         assert!(line.contains("-device virtio-blk-device,drive=disk0,serial=d0"), "{line}");
         assert!(line.contains("-device virtconsole,chardev=term"), "{line}");
         assert!(line.ends_with("-kernel /k -append a=1"), "{line}");
-        let legacy = args(&vm(), &files, Mode::Legacy, Console::Captured);
-        let interactive = args(&vm(), &files, Mode::Legacy, Console::Interactive);
+        let legacy = args(&vm(), &files, Mode::Legacy, Console::Captured, Clock::Wall);
+        let interactive = args(&vm(), &files, Mode::Legacy, Console::Interactive, Clock::Wall);
         assert!(interactive.iter().any(|a| a == "stdio,id=term,mux=on,signal=off"));
         assert!(!legacy.iter().any(|a| a == "-global"));
+    }
+
+    #[test]
+    fn reference_runs_give_the_guest_no_way_out_and_keep_the_clock() {
+        let files = Files { kernel: "/k".into(), initrd: None, disks: vec![Some("/d0".into()), None] };
+        for mode in [Mode::Modern, Mode::Legacy] {
+            for console in [Console::Interactive, Console::Captured] {
+                for clock in [Clock::Wall, Clock::Icount] {
+                    let line: Vec<String> = args(&vm(), &files, mode, console, clock)
+                        .iter()
+                        .map(|a| a.to_string_lossy().into())
+                        .collect();
+                    let line = line.join(" ");
+                    assert!(!line.contains("semihosting"), "{line}");
+                    assert!(line.contains("-monitor none"), "{line}");
+                    assert_eq!(line.contains("-icount shift=0"), clock == Clock::Icount, "{line}");
+                }
+            }
+        }
     }
 }

@@ -39,6 +39,9 @@ pub struct Run {
     pub ending: Ending,
     /// Every line QEMU printed (stdout and stderr, in the order lines completed).
     pub output: Vec<String>,
+    /// The lines of the serial console alone (QEMU's stdout): what the guests and
+    /// Sluice printed, without QEMU's own messages.
+    pub console: Vec<String>,
     /// How far the typed input got.
     pub typed: Progress,
 }
@@ -74,17 +77,19 @@ impl LineSplitter {
 type Transcript = Arc<Mutex<Vec<String>>>;
 
 /// Copies `source` to `sink` as it comes, shows every chunk to `tap`, and appends its
-/// lines to `transcript`.
+/// lines to each of `transcripts`.
 fn pump(
     mut source: impl Read,
     mut sink: Option<impl Write>,
-    transcript: &Transcript,
+    transcripts: &[&Transcript],
     mut tap: impl FnMut(&[u8]),
 ) {
     let mut splitter = LineSplitter::default();
     let mut buf = [0u8; 4096];
     let push = |lines: Vec<String>| {
-        transcript.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(lines);
+        for transcript in transcripts {
+            transcript.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(lines.iter().cloned());
+        }
     };
     loop {
         let n = match source.read(&mut buf) {
@@ -133,6 +138,7 @@ struct Process {
     /// The output pumps and the input typist; they end when QEMU's pipes close.
     threads: Vec<JoinHandle<()>>,
     transcript: Transcript,
+    console: Transcript,
     typed: SharedProgress,
 }
 
@@ -150,6 +156,7 @@ impl Process {
             .spawn()
             .with_context(|| format!("cannot start `{shown}`"))?;
         let transcript = Transcript::default();
+        let console = Transcript::default();
         let typed = SharedProgress::default();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -167,6 +174,7 @@ impl Process {
         }
         threads.push({
             let transcript = Arc::clone(&transcript);
+            let console = Arc::clone(&console);
             std::thread::spawn(move || {
                 let tap = |bytes: &[u8]| {
                     let Some(sender) = &due else { return };
@@ -175,14 +183,14 @@ impl Process {
                         let _ = sender.send(schedule.steps()[k].text.clone());
                     }
                 };
-                pump(stdout, echo.then(io::stdout), &transcript, tap);
+                pump(stdout, echo.then(io::stdout), &[&transcript, &console], tap);
             })
         });
         threads.push({
             let transcript = Arc::clone(&transcript);
-            std::thread::spawn(move || pump(stderr, echo.then(io::stderr), &transcript, |_| {}))
+            std::thread::spawn(move || pump(stderr, echo.then(io::stderr), &[&transcript], |_| {}))
         });
-        Ok(Self { child, threads, transcript, typed })
+        Ok(Self { child, threads, transcript, console, typed })
     }
 
     /// Waits until QEMU exits or `timeout` passes; on timeout, kills it.
@@ -201,9 +209,9 @@ impl Process {
     }
 
     /// Waits for the output and input threads (they end when QEMU's pipes close) and
-    /// returns the lines and how far the input got. A program that left a child holding
-    /// the pipes is not waited for long.
-    fn output(&mut self) -> (Vec<String>, Progress) {
+    /// returns all the lines, the console's, and how far the input got. A program that
+    /// left a child holding the pipes is not waited for long.
+    fn output(&mut self) -> (Vec<String>, Vec<String>, Progress) {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while Instant::now() < deadline && !self.threads.iter().all(JoinHandle::is_finished) {
             std::thread::sleep(POLL_INTERVAL);
@@ -213,9 +221,9 @@ impl Process {
                 let _ = thread.join();
             }
         }
-        let output = std::mem::take(&mut *self.transcript.lock().unwrap_or_else(|p| p.into_inner()));
+        let take = |t: &Transcript| std::mem::take(&mut *t.lock().unwrap_or_else(|p| p.into_inner()));
         let typed = self.typed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (output, typed)
+        (take(&self.transcript), take(&self.console), typed)
     }
 
     fn kill(&mut self) {
@@ -242,8 +250,8 @@ impl Drop for Process {
 pub fn run(command: &mut Command, timeout: Duration, echo: Echo, input: &[Step]) -> Result<Run> {
     let mut process = Process::spawn(command, echo, input)?;
     let ending = process.wait(timeout)?;
-    let (output, typed) = process.output();
-    Ok(Run { ending, output, typed })
+    let (output, console, typed) = process.output();
+    Ok(Run { ending, output, console, typed })
 }
 
 #[cfg(test)]
@@ -272,7 +280,7 @@ mod tests {
         let transcript = Transcript::default();
         let mut sink = Vec::new();
         let mut seen = Vec::new();
-        pump(&b"a\r\nb\nc"[..], Some(&mut sink), &transcript, |b| {
+        pump(&b"a\r\nb\nc"[..], Some(&mut sink), &[&transcript], |b| {
             seen.extend_from_slice(b);
         });
         assert_eq!(seen, b"a\r\nb\nc");
@@ -293,6 +301,7 @@ mod tests {
         let mut output = run.output.clone();
         output.sort();
         assert_eq!(output, ["one", "three", "two"]);
+        assert_eq!(run.console, ["one", "three"], "the console is stdout alone");
     }
 
     #[test]

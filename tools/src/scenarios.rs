@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::expect::{self, tail};
-use crate::qemu::{self, Console, Invocation};
+use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference::{self, Mode};
 use crate::runner::{self, Echo};
 use crate::workspace::{scenario_name, Workspace};
-use crate::{bundle, config, validate};
+use crate::{attribution, bundle, config, validate};
 
 /// Lines of output a failure shows.
 pub const TAIL_LINES: usize = 40;
@@ -108,37 +108,78 @@ pub fn is_test(path: &Path) -> Result<bool> {
     Ok(config::load(path)?.expect.is_some())
 }
 
-/// Packs and runs one test scenario and judges it; every problem becomes a failure.
-pub fn run_one(ws: &Workspace, path: &Path) -> Outcome {
-    let start = Instant::now();
+/// Packs and runs one test scenario under each of its clocks and judges each run;
+/// every problem becomes a failure.
+pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
     let name = scenario_name(path);
-    let (failures, tail) = match try_run(ws, path) {
-        Ok(result) => result,
-        Err(e) => (vec![format!("{e:#}")], None),
+    let start = Instant::now();
+    let scenario = match validate::load(path, &ws.guests_dir()).and_then(|scenario| {
+        let expect = scenario
+            .expect
+            .clone()
+            .with_context(|| format!("{}: has no [expect] table, so it is not a test", path.display()))?;
+        Ok((scenario, expect))
+    }) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            return vec![Outcome {
+                name,
+                elapsed: start.elapsed(),
+                failures: vec![format!("{e:#}")],
+                tail: None,
+            }]
+        }
     };
-    Outcome { name, elapsed: start.elapsed(), failures, tail }
+    let (scenario, expect) = scenario;
+    let mut outcomes = Vec::new();
+    for &clock in &expect.clocks {
+        let start = Instant::now();
+        let label = match clock {
+            Clock::Wall => name.clone(),
+            Clock::Icount => format!("{name} under {}", clock.label()),
+        };
+        if clock != Clock::Wall {
+            eprintln!("\n=== {label} ===");
+        }
+        let (failures, tail) = match try_run(ws, path, &scenario, &expect, clock) {
+            Ok(result) => result,
+            Err(e) => (vec![format!("{e:#}")], None),
+        };
+        outcomes.push(Outcome { name: label, elapsed: start.elapsed(), failures, tail });
+    }
+    outcomes
 }
 
-fn try_run(ws: &Workspace, path: &Path) -> Result<(Vec<String>, Option<Vec<String>>)> {
-    let scenario = validate::load(path, &ws.guests_dir())?;
-    let expect = scenario
-        .expect
-        .clone()
-        .with_context(|| format!("{}: has no [expect] table, so it is not a test", path.display()))?;
+fn try_run(
+    ws: &Workspace,
+    path: &Path,
+    scenario: &validate::Scenario,
+    expect: &validate::Expect,
+    clock: Clock,
+) -> Result<(Vec<String>, Option<Vec<String>>)> {
     let bundle_path = ws.bundle_path(path);
-    bundle::write(&scenario, &bundle_path)?;
+    bundle::write(scenario, &bundle_path)?;
     let args = qemu::args(&Invocation {
         machine: scenario.machine,
         hypervisor: ws.relative(&ws.hypervisor_bin()),
         bundle: ws.relative(&bundle_path),
         console: Console::Captured,
+        console_log: None,
+        clock,
         gdb: false,
     });
     eprintln!("$ {}", qemu::display(&args));
     let mut command = ws.command(qemu::QEMU);
     command.args(&args);
     let run = runner::run(&mut command, expect.timeout, Echo::Terminal, &expect.sends)?;
-    let failures = expect::judge(&expect, run.ending, &run.output, &scenario.vm_names(), &run.typed);
+    let failures = expect::judge(
+        expect,
+        run.ending,
+        &run.console,
+        attribution::Host::Sluice,
+        &scenario.vm_names(),
+        &run.typed,
+    );
     Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
 }
 
@@ -171,14 +212,20 @@ fn try_reference(
     let vm = &scenario.vms[0];
     let dir = ws.out_dir().join("reference").join(name);
     let files = reference::write_files(vm, &dir)?;
-    let args = reference::args(vm, &files, mode, Console::Captured);
+    let args = reference::args(vm, &files, mode, Console::Captured, Clock::Wall);
     eprintln!("$ {}", qemu::display(&args));
-    let mut expect = scenario.expect.clone().context("a test scenario")?;
-    expect.exit_status = 0;
+    let expect = scenario.expect.clone().context("a test scenario")?;
     let mut command = ws.command(qemu::QEMU);
     command.args(&args);
     let run = runner::run(&mut command, expect.timeout, Echo::Terminal, &expect.sends)?;
-    let failures = expect::judge(&expect, run.ending, &run.output, &scenario.vm_names(), &run.typed);
+    let failures = expect::judge(
+        &expect,
+        run.ending,
+        &run.console,
+        attribution::Host::PlainQemu,
+        &scenario.vm_names(),
+        &run.typed,
+    );
     Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
 }
 
@@ -217,10 +264,14 @@ pub fn run_all(ws: &Workspace, paths: &[PathBuf], named: bool) -> Result<()> {
                 eprintln!("\n=== {name} ===");
                 run_one(ws, path)
             }
-            Err(e) => Outcome { name, elapsed: Duration::ZERO, failures: vec![format!("{e:#}")], tail: None },
+            Err(e) => {
+                vec![Outcome { name, elapsed: Duration::ZERO, failures: vec![format!("{e:#}")], tail: None }]
+            }
         };
-        println!("{}", outcome.report());
-        outcomes.push(outcome);
+        for outcome in outcome {
+            println!("{}", outcome.report());
+            outcomes.push(outcome);
+        }
         for reference in run_references(ws, path) {
             println!("{}", reference.report());
             outcomes.push(reference);

@@ -1,9 +1,11 @@
-//! What QEMU's exit status says about a run, in words (decoded with `platform::exit`).
+//! What Sluice's exit status says about a run, in words (decoded with `platform::exit`).
 
 use std::process::ExitStatus;
 
 use platform::bundle::MAX_VMS;
 use platform::exit::{vm_failed, HYPERVISOR_PANIC};
+
+use crate::attribution::exit_status;
 
 /// Describes an exit status of the hypervisor, naming VMs by their config names.
 pub fn describe(status: u8, vm_names: &[String]) -> String {
@@ -23,11 +25,18 @@ pub fn describe(status: u8, vm_names: &[String]) -> String {
     parts.join("; ")
 }
 
-/// Describes how QEMU ended: its status decoded, or the signal that killed it.
-pub fn describe_exit(exit: ExitStatus, vm_names: &[String]) -> String {
-    match exit.code().and_then(|code| u8::try_from(code).ok()) {
-        Some(status) => describe(status, vm_names),
-        None => format!("QEMU did not exit normally ({exit})"),
+/// The machine's exit status from a run of Sluice: QEMU must have exited by itself
+/// with 0 (Sluice powers off through PSCI), and Sluice's status line must end
+/// `console` (see [`crate::attribution::exit_status`]).
+///
+/// # Errors
+///
+/// Saying what went wrong instead, in words.
+pub fn from_run(exit: ExitStatus, console: &[String]) -> Result<u8, String> {
+    match exit.code() {
+        Some(0) => exit_status(console),
+        Some(code) => Err(format!("QEMU itself failed (exit code {code}) before Sluice powered off")),
+        None => Err(format!("QEMU did not exit normally ({exit})")),
     }
 }
 

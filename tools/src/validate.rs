@@ -14,9 +14,11 @@ use platform::bundle::{MAX_VMS, MEMORY_GRANULE};
 use platform::qemu_virt::{self, RAM_MAX_SIZE};
 use platform::Region;
 
+use crate::attribution::{Said, Speaker};
 use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::devices::{self, Device, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
+use crate::qemu::Clock;
 use crate::reference;
 use crate::send::Step;
 use crate::units::{fmt_region, fmt_size, parse_size, parse_u64, MIB};
@@ -93,12 +95,14 @@ pub struct Vm {
 pub struct Expect {
     /// When to give up on QEMU.
     pub timeout: Duration,
-    /// QEMU's expected exit status.
+    /// The machine's expected exit status.
     pub exit_status: u8,
-    /// Substrings that must appear in order.
-    pub lines: Vec<String>,
-    /// Substrings that must not appear.
-    pub absent: Vec<String>,
+    /// Lines that must appear in order, each said by a VM or by Sluice.
+    pub lines: Vec<Said>,
+    /// What must not appear (on anyone's line, or on one speaker's).
+    pub absent: Vec<Said>,
+    /// The clocks the scenario runs under, each a run of its own.
+    pub clocks: Vec<Clock>,
     /// Input to type on the serial console, in order.
     pub sends: Vec<Step>,
     /// Plain-QEMU reference runs of the same guest.
@@ -184,7 +188,8 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
         }
     }
 
-    let expect = config.expect.as_ref().and_then(|e| check_expect(e, &mut errors));
+    let vm_names: Vec<&str> = config.vm.iter().map(|vm| vm.name.as_str()).collect();
+    let expect = config.expect.as_ref().and_then(|e| check_expect(e, &vm_names, &mut errors));
     if expect.as_ref().is_some_and(|e| !e.reference.is_empty()) && config.vm.len() != 1 {
         errors.push(
             "expect.reference: reference runs boot one guest on plain QEMU; the scenario has several VMs"
@@ -259,7 +264,7 @@ fn io_reason(error: &io::Error) -> String {
 /// Longest `[expect].timeout_secs`: one day.
 pub const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 
-fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expect> {
+fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<String>) -> Option<Expect> {
     let errors_before = errors.len();
     let timeout =
         u64::try_from(expect.timeout_secs).ok().filter(|secs| (1..=MAX_TIMEOUT_SECS).contains(secs));
@@ -270,16 +275,20 @@ fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expec
     if exit_status.is_none() {
         errors.push(format!("expect.exit_status: {} is not an exit status (0..=255)", expect.exit_status));
     }
-    for (field, list) in [("lines", &expect.lines), ("absent", &expect.absent)] {
-        for (k, text) in list.iter().enumerate() {
-            if text.is_empty() {
-                errors.push(format!("expect.{field}[{k}]: the empty string matches every line"));
-            } else if text.contains(['\n', '\r']) {
-                errors.push(format!(
-                    "expect.{field}[{k}]: {text:?} contains a line break; lines are matched one at a time"
-                ));
+    let lines = check_said("lines", &expect.lines, vm_names, true, errors);
+    let absent = check_said("absent", &expect.absent, vm_names, false, errors);
+    let mut clocks = Vec::new();
+    for (k, name) in expect.clocks.iter().enumerate() {
+        match Clock::parse(name) {
+            Some(clock) if clocks.contains(&clock) => {
+                errors.push(format!("expect.clocks[{k}]: {name:?} is listed twice"));
             }
+            Some(clock) => clocks.push(clock),
+            None => errors.push(format!("expect.clocks[{k}]: {name:?} is not \"wall\" or \"icount\"")),
         }
+    }
+    if expect.clocks.is_empty() {
+        errors.push("expect.clocks: empty; the scenario would never run (say [\"wall\"])".to_owned());
     }
     for (k, send) in expect.send.iter().enumerate() {
         if send.after.is_empty() {
@@ -307,8 +316,9 @@ fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expec
     Some(Expect {
         timeout: Duration::from_secs(timeout?),
         exit_status: exit_status?,
-        lines: expect.lines.clone(),
-        absent: expect.absent.clone(),
+        lines,
+        absent,
+        clocks,
         sends: expect
             .send
             .iter()
@@ -316,6 +326,45 @@ fn check_expect(expect: &ExpectConfig, errors: &mut Vec<String>) -> Option<Expec
             .collect(),
         reference: modes,
     })
+}
+
+/// Checks `expect.lines` or `expect.absent` (`field`): single non-empty lines, each
+/// naming a VM of the scenario or Sluice as its speaker when it has one, and, with
+/// `attributed`, each having one (under Sluice every line says whose it is, so an
+/// expected line must too).
+fn check_said(
+    field: &str,
+    entries: &[String],
+    vm_names: &[&str],
+    attributed: bool,
+    errors: &mut Vec<String>,
+) -> Vec<Said> {
+    let mut said = Vec::new();
+    for (k, text) in entries.iter().enumerate() {
+        let entry = Said::parse(text);
+        if entry.text.is_empty() {
+            errors.push(format!("expect.{field}[{k}]: {text:?} matches every line of its speaker"));
+        } else if text.contains(['\n', '\r']) {
+            errors.push(format!(
+                "expect.{field}[{k}]: {text:?} contains a line break; lines are matched one at a time"
+            ));
+        } else {
+            match &entry.speaker {
+                Some(Speaker::Vm(name)) if !vm_names.contains(&name.as_str()) => errors.push(format!(
+                    "expect.{field}[{k}]: {text:?} is said by VM {name:?}, which the scenario doesn't have"
+                )),
+                None if attributed => {
+                    let example = vm_names.first().copied().unwrap_or("name");
+                    errors.push(format!(
+                        "expect.{field}[{k}]: {text:?} doesn't say whose line it is; start it with a VM's tag \
+                         (\"[{example}] {text}\") or with \"sluice: \" for the hypervisor's own"
+                    ));
+                }
+                _ => said.push(entry),
+            }
+        }
+    }
+    said
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -682,7 +731,7 @@ mod tests {
     #[test]
     fn a_valid_scenario_is_accepted() {
         let text = format!(
-            "{}[hypervisor]\nlog_level = \"debug\"\n{}{}[expect]\ntimeout_secs = 5\nlines = [\"hi\"]\n",
+            "{}[hypervisor]\nlog_level = \"debug\"\n{}{}[expect]\ntimeout_secs = 5\nlines = [\"[hello] hi\", \"sluice: bye\"]\n",
             machine(2, "1G"),
             vm("hello", "[0]", "kernel = \"guest:hello\"\nbootargs = \"x=1\""),
             vm(
@@ -709,7 +758,8 @@ mod tests {
         let expect = scenario.expect.unwrap();
         assert_eq!(expect.timeout, Duration::from_secs(5));
         assert_eq!(expect.exit_status, 0);
-        assert_eq!(expect.lines, ["hi"]);
+        assert_eq!(expect.lines, [Said::parse("[hello] hi"), Said::parse("sluice: bye")]);
+        assert_eq!(expect.clocks, [Clock::Wall]);
         assert!(expect.sends.is_empty());
     }
 
@@ -1123,13 +1173,47 @@ mod tests {
     #[test]
     fn expect_entries_must_be_single_nonempty_lines() {
         assert_refused(
-            &format!("{}[expect]\nlines = [\"ok\", \"\"]\n", vm("a", "[0]", "")),
-            "expect.lines[1]: the empty string matches every line",
+            &format!("{}[expect]\nlines = [\"[a] ok\", \"[a] \"]\n", vm("a", "[0]", "")),
+            "expect.lines[1]: \"[a] \" matches every line of its speaker",
+        );
+        assert_refused(
+            &format!("{}[expect]\nabsent = [\"\"]\n", vm("a", "[0]", "")),
+            "expect.absent[0]: \"\" matches every line of its speaker",
         );
         assert_refused_starting(
             &format!("{}[expect]\nabsent = [\"a\\nb\"]\n", vm("a", "[0]", "")),
             "expect.absent[0]: \"a\\nb\" contains a line break",
         );
+    }
+
+    #[test]
+    fn expected_lines_say_whose_they_are() {
+        assert_refused(
+            &format!("{}[expect]\nlines = [\"hello: done\"]\n", vm("a", "[0]", "")),
+            "expect.lines[0]: \"hello: done\" doesn't say whose line it is; start it with a VM's tag \
+             (\"[a] hello: done\") or with \"sluice: \" for the hypervisor's own",
+        );
+        assert_refused(
+            &format!("{}[expect]\nlines = [\"[b] x\"]\n", vm("a", "[0]", "")),
+            "expect.lines[0]: \"[b] x\" is said by VM \"b\", which the scenario doesn't have",
+        );
+        // Absent entries may leave the speaker out: then nobody may say them.
+        let text = format!(
+            "{}[expect]\nlines = [\"sluice: x\"]\nabsent = [\"FAIL\", \"[a] y\"]\n",
+            vm("a", "[0]", "")
+        );
+        let expect = check(&text).unwrap().expect.unwrap();
+        assert_eq!(expect.absent, [Said::parse("FAIL"), Said::parse("[a] y")]);
+    }
+
+    #[test]
+    fn clocks_are_wall_or_icount_once_each() {
+        let with = |clocks: &str| format!("{}[expect]\nclocks = {clocks}\n", vm("a", "[0]", ""));
+        let expect = check(&with("[\"icount\", \"wall\"]")).unwrap().expect.unwrap();
+        assert_eq!(expect.clocks, [Clock::Icount, Clock::Wall]);
+        assert_refused(&with("[\"real\"]"), "expect.clocks[0]: \"real\" is not \"wall\" or \"icount\"");
+        assert_refused(&with("[\"wall\", \"wall\"]"), "expect.clocks[1]: \"wall\" is listed twice");
+        assert_refused(&with("[]"), "expect.clocks: empty; the scenario would never run (say [\"wall\"])");
     }
 
     #[test]

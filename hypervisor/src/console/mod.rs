@@ -7,6 +7,7 @@
 
 use alloc::boxed::Box;
 
+pub mod escape;
 pub mod mux;
 
 /// A sink for one guest's console output.

@@ -1,16 +1,24 @@
 //! The console multiplexer: every VM's console and Sluice's own lines on one UART.
 //!
-//! Output: with more than one VM, each line a VM prints starts with its tag,
-//! `[name] `, and is held until it is complete (or [`LINE_LEN`] bytes long, or its VM
-//! goes idle and the owner calls [`ConsoleMux::flush`], which is how a prompt without
-//! a newline gets out), so lines of two VMs printing at once never mix. When VM B
-//! prints while a partial line of VM A is out, the multiplexer ends A's line with
-//! `"\r\n"` first, and A's next bytes start a new tagged line (a line break A then
-//! sends to finish the interrupted line is dropped, as the multiplexer already ended
-//! it). A guest's own bytes are passed
-//! through as they are (guests send `"\r\n"` themselves). With one VM nothing is
-//! tagged and the guest's bytes reach the UART untouched. Sluice's log lines read
-//! `sluice: ...` and always stand on a line of their own.
+//! Output: every line on the UART says whose it is. A VM's lines start with its tag,
+//! `[name] `, added by the multiplexer; Sluice's own lines start with `sluice: `.
+//! A guest can't print a line that passes for another's or for Sluice's:
+//!
+//! - each line a VM prints is held until it is complete (or [`LINE_LEN`] bytes long,
+//!   or its VM goes idle and the owner calls [`ConsoleMux::flush`], which is how a
+//!   prompt without a newline gets out), so lines of two VMs printing at once never
+//!   mix. When VM B prints while a partial line of VM A is out, the multiplexer ends
+//!   A's line with `"\r\n"` first, and A's next bytes start a new tagged line (a line
+//!   break A then sends to finish the interrupted line is dropped, as the multiplexer
+//!   already ended it);
+//! - a guest's bytes are shown, never obeyed ([`escape`]): printable ASCII and tab
+//!   pass; `"\r\n"` and `"\n"` end the line (the multiplexer sends `"\r\n"`); a
+//!   backspace passes only over what the VM printed on the line itself, never into
+//!   its tag; every other control character, a `"\r"` not followed by `"\n"` and
+//!   every byte above 0x7e are shown escaped (`^[`, `^M`, `\xe2`), so no escape
+//!   sequence, carriage return or cursor movement reaches the terminal;
+//! - once Sluice is powering off, [`ConsoleMux::close`] sends what the VMs hold and
+//!   shuts them out, so Sluice's last line (the exit status) is the console's last.
 //!
 //! Input: bytes typed on the UART go to the VM in focus (VM 0 at first). Ctrl-A is
 //! the escape key, as in QEMU and `screen`; the key after it is a command:
@@ -30,6 +38,7 @@
 //! and the locking. Nothing on the output and input paths allocates: tags and input
 //! queues are made by [`ConsoleMux::new`].
 
+use super::escape;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Display, Write};
@@ -38,8 +47,8 @@ use core::fmt::{self, Display, Write};
 pub const ESCAPE: u8 = 0x01;
 /// Bytes queued per VM while its UART's receive FIFO is full.
 pub const INPUT_QUEUE_LEN: usize = 256;
-/// What starts every line Sluice itself logs.
-pub const LOG_PREFIX: &str = "sluice: ";
+/// What starts every line Sluice itself prints.
+pub const LOG_PREFIX: &str = platform::exit::SLUICE_PREFIX;
 
 /// Longest line held back per VM before it is sent unfinished.
 pub const LINE_LEN: usize = 256;
@@ -117,14 +126,16 @@ impl InputQueue {
 /// One VM's side of the multiplexer.
 struct Port {
     name: String,
-    /// `[name] `.
+    /// `[name] `, with the name's own control characters escaped.
     tag: String,
     input: InputQueue,
     dropped: u64,
     /// The multiplexer ended this VM's unfinished line; the line break the VM sends
     /// next to end it is dropped.
     broken: bool,
-    /// The line being held back (tagged mode only).
+    /// The VM sent `\r` as its last byte: a line end if `\n` follows, else shown.
+    carriage_return: bool,
+    /// The line being held back.
     line: [u8; LINE_LEN],
     line_len: usize,
 }
@@ -132,24 +143,26 @@ struct Port {
 /// Multiplexes the VMs' consoles and Sluice's log lines onto one UART.
 pub struct ConsoleMux {
     ports: Vec<Port>,
-    /// Whether lines are tagged (more than one VM).
-    tagged: bool,
     open: Owner,
+    /// Columns the VM that owns the open line has filled on it: how far its
+    /// backspaces may go.
+    column: usize,
     focus: usize,
     /// The last input byte was Ctrl-A.
     escape: bool,
+    /// Sluice is powering off: VM output is dropped.
+    closed: bool,
 }
 
 impl ConsoleMux {
-    /// A multiplexer for VMs with these names (index = VM index). Lines are tagged
-    /// only when there is more than one VM.
+    /// A multiplexer for VMs with these names (index = VM index).
     pub fn new(names: &[&str]) -> Self {
         let ports = names
             .iter()
             .map(|&name| {
                 let mut tag = String::with_capacity(name.len() + 3);
                 tag.push('[');
-                tag.push_str(name);
+                name.bytes().for_each(|b| escape::push_visible(&mut tag, b));
                 tag.push_str("] ");
                 Port {
                     name: name.into(),
@@ -157,12 +170,13 @@ impl ConsoleMux {
                     input: InputQueue::new(),
                     dropped: 0,
                     broken: false,
+                    carriage_return: false,
                     line: [0; LINE_LEN],
                     line_len: 0,
                 }
             })
             .collect();
-        Self { ports, tagged: names.len() > 1, open: Owner::Nobody, focus: 0, escape: false }
+        Self { ports, open: Owner::Nobody, column: 0, focus: 0, escape: false, closed: false }
     }
 
     /// The number of VMs.
@@ -184,14 +198,10 @@ impl ConsoleMux {
         self.focus
     }
 
-    /// VM `vm` wrote `bytes`; `emit` receives what goes to the UART, in order.
-    ///
-    /// # Panics
-    ///
-    /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
+    /// VM `vm` wrote `bytes`; `emit` receives what goes to the UART, in order. After
+    /// [`ConsoleMux::close`], or for a VM the multiplexer doesn't know, nothing.
     pub fn output(&mut self, vm: usize, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {
-        if !self.tagged {
-            self.stream(vm, bytes, emit);
+        if self.closed || vm >= self.ports.len() {
             return;
         }
         for &byte in bytes {
@@ -214,9 +224,7 @@ impl ConsoleMux {
         let port = &mut self.ports[vm];
         let (line, len) = (port.line, port.line_len);
         port.line_len = 0;
-        if len > 0 {
-            self.stream(vm, &line[..len], emit);
-        }
+        self.stream(vm, &line[..len], emit);
     }
 
     /// Whether VM `vm` holds back part of a line.
@@ -224,53 +232,89 @@ impl ConsoleMux {
         self.ports.get(vm).is_some_and(|p| p.line_len > 0)
     }
 
-    /// Sends VM `vm`'s bytes, tagging and breaking lines as the module says.
+    /// Sends what every VM holds and shuts the VMs out: from now on only Sluice
+    /// prints. Called once the machine is powering off, before the last line.
+    pub fn close(&mut self, emit: &mut impl FnMut(&[u8])) {
+        for vm in 0..self.ports.len() {
+            self.flush(vm, emit);
+        }
+        self.closed = true;
+    }
+
+    /// Sends VM `vm`'s bytes, tagged, escaped and with lines broken as the module says.
     fn stream(&mut self, vm: usize, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {
-        let mut rest = self.skip_broken_line_end(vm, bytes);
-        while !rest.is_empty() {
-            if self.open != Owner::Vm(vm) {
-                self.end_open_line(emit);
-                if self.tagged {
-                    emit(self.ports[vm].tag.as_bytes());
+        for &byte in bytes {
+            let port = &mut self.ports[vm];
+            if port.broken {
+                port.broken = false;
+                match byte {
+                    b'\r' => {
+                        port.broken = true;
+                        continue;
+                    }
+                    b'\n' => continue,
+                    _ => {}
                 }
-                self.open = Owner::Vm(vm);
             }
-            let (line, tail) = match rest.iter().position(|&b| b == b'\n') {
-                Some(end) => rest.split_at(end + 1),
-                None => (rest, &[][..]),
-            };
-            emit(line);
-            if line.ends_with(b"\n") {
-                self.open = Owner::Nobody;
+            let carriage_return = core::mem::replace(&mut port.carriage_return, byte == b'\r');
+            if carriage_return && byte != b'\n' {
+                self.show(vm, b'\r', emit);
             }
-            rest = tail;
+            match byte {
+                b'\n' => {
+                    self.open_line(vm, emit);
+                    emit(CRLF);
+                    self.open = Owner::Nobody;
+                }
+                b'\r' => {}
+                _ => self.show(vm, byte, emit),
+            }
+        }
+    }
+
+    /// Shows one byte of VM `vm` on its line, as [`escape`] says.
+    fn show(&mut self, vm: usize, byte: u8, emit: &mut impl FnMut(&[u8])) {
+        self.open_line(vm, emit);
+        if byte == escape::BACKSPACE && self.column > 0 {
+            self.column -= 1;
+            emit(&[byte]);
+            return;
+        }
+        let mut shown = [0; escape::MAX_LEN];
+        let shown = escape::visible(byte, &mut shown);
+        self.column += shown.len();
+        emit(shown);
+    }
+
+    /// Makes the UART's open line VM `vm`'s, ending another's and tagging it first.
+    fn open_line(&mut self, vm: usize, emit: &mut impl FnMut(&[u8])) {
+        if self.open != Owner::Vm(vm) {
+            self.end_open_line(emit);
+            emit(self.ports[vm].tag.as_bytes());
+            self.open = Owner::Vm(vm);
+            self.column = 0;
         }
     }
 
     /// Sluice logs `line` (one line, without its newline): `sluice: line` on a line of
-    /// its own, after ending any VM's unfinished line. A `\n` inside `line` is sent
-    /// as `\r\n`.
+    /// its own, after ending any unfinished line. A `\n` inside `line` starts another
+    /// `sluice: ` line.
     pub fn log_line(&mut self, line: impl Display, emit: &mut impl FnMut(&[u8])) {
         self.end_open_line(emit);
-        emit(LOG_PREFIX.as_bytes());
-        let _ = write!(CrLf::new(emit), "{line}");
-        emit(CRLF);
+        self.print(format_args!("{line}\n"), emit);
     }
 
-    /// Sluice prints `text` as it is (a banner, a report), with `\n` sent as `\r\n`,
-    /// after ending any VM's unfinished line. Text without a final newline leaves a
-    /// line that the next VM output or log line ends first.
+    /// Sluice prints `text` (a banner, a report), every line of it starting with
+    /// `sluice: ` and `\n` sent as `\r\n`, after ending any VM's unfinished line. Text
+    /// without a final newline leaves a line that the next print continues, and that
+    /// VM output or a log line ends first.
     pub fn print(&mut self, text: impl Display, emit: &mut impl FnMut(&[u8])) {
         if matches!(self.open, Owner::Vm(_)) {
             self.end_open_line(emit);
         }
-        let mut writer = CrLf::new(emit);
+        let mut writer = SluiceLines { emit, at_line_start: self.open != Owner::Sluice };
         let _ = write!(writer, "{text}");
-        match writer.last {
-            None => {}
-            Some(b'\n') => self.open = Owner::Nobody,
-            Some(_) => self.open = Owner::Sluice,
-        }
+        self.open = if writer.at_line_start { Owner::Nobody } else { Owner::Sluice };
     }
 
     /// One byte typed on the UART: what to do with it.
@@ -360,55 +404,51 @@ impl ConsoleMux {
     fn end_open_line(&mut self, emit: &mut impl FnMut(&[u8])) {
         match self.open {
             Owner::Nobody => return,
-            Owner::Vm(vm) => self.ports[vm].broken = true,
+            Owner::Vm(vm) => {
+                let port = &mut self.ports[vm];
+                port.broken = true;
+                port.carriage_return = false;
+            }
             Owner::Sluice => {}
         }
         emit(CRLF);
         self.open = Owner::Nobody;
     }
-
-    /// Drops the `\r`/`\n` with which VM `vm` ends a line the multiplexer already ended.
-    fn skip_broken_line_end<'b>(&mut self, vm: usize, mut bytes: &'b [u8]) -> &'b [u8] {
-        let port = &mut self.ports[vm];
-        while port.broken {
-            match bytes {
-                [b'\r', rest @ ..] => bytes = rest,
-                [b'\n', rest @ ..] => {
-                    bytes = rest;
-                    port.broken = false;
-                }
-                [] => break,
-                _ => port.broken = false,
-            }
-        }
-        bytes
-    }
 }
 
-/// A `fmt::Write` onto `emit` that sends `\n` as `\r\n` and remembers the last byte.
-struct CrLf<'e, E: FnMut(&[u8])> {
+/// A `fmt::Write` onto `emit` for Sluice's own text: `sluice: ` at the start of every
+/// line, `\n` sent as `\r\n`, control characters escaped like a guest's.
+struct SluiceLines<'e, E: FnMut(&[u8])> {
     emit: &'e mut E,
-    last: Option<u8>,
+    /// The next byte starts a line.
+    at_line_start: bool,
 }
 
-impl<'e, E: FnMut(&[u8])> CrLf<'e, E> {
-    fn new(emit: &'e mut E) -> Self {
-        Self { emit, last: None }
-    }
-}
-
-impl<E: FnMut(&[u8])> Write for CrLf<'_, E> {
+impl<E: FnMut(&[u8])> Write for SluiceLines<'_, E> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut pieces = s.split('\n');
-        if let Some(first) = pieces.next() {
-            (self.emit)(first.as_bytes());
-        }
-        for piece in pieces {
-            (self.emit)(CRLF);
-            (self.emit)(piece.as_bytes());
-        }
-        if let Some(&last) = s.as_bytes().last() {
-            self.last = Some(last);
+        for piece in s.split_inclusive('\n') {
+            let (text, newline) = match piece.strip_suffix('\n') {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            if self.at_line_start && (newline || !text.is_empty()) {
+                (self.emit)(LOG_PREFIX.as_bytes());
+                self.at_line_start = false;
+            }
+            let mut shown = [0; escape::MAX_LEN];
+            for run in text.as_bytes().split_inclusive(|&b| !escape::is_plain(b)) {
+                match run.split_last() {
+                    Some((&last, head)) if !escape::is_plain(last) => {
+                        (self.emit)(head);
+                        (self.emit)(escape::visible(last, &mut shown));
+                    }
+                    _ => (self.emit)(run),
+                }
+            }
+            if newline {
+                (self.emit)(CRLF);
+                self.at_line_start = true;
+            }
         }
         Ok(())
     }
@@ -487,6 +527,13 @@ mod tests {
     }
 
     #[test]
+    fn one_vm_is_tagged_too() {
+        let mut uart = Uart::new(&["solo"]);
+        uart.out(0, "boot\r\nsluice: exit status 0\r\n");
+        assert_eq!(uart.text(), "[solo] boot\r\n[solo] sluice: exit status 0\r\n");
+    }
+
+    #[test]
     fn a_line_written_a_byte_at_a_time_gets_one_tag() {
         let mut uart = Uart::new(&["a", "b"]);
         for c in "hi\r\nyo\r\n".chars() {
@@ -496,10 +543,10 @@ mod tests {
     }
 
     #[test]
-    fn bare_newlines_and_empty_lines_pass_through() {
+    fn bare_newlines_end_lines_and_empty_lines_are_tagged() {
         let mut uart = Uart::new(&["a", "b"]);
         uart.out(0, "x\n\ny\n");
-        assert_eq!(uart.text(), "[a] x\n[a] \n[a] y\n");
+        assert_eq!(uart.text(), "[a] x\r\n[a] \r\n[a] y\r\n");
     }
 
     #[test]
@@ -544,11 +591,51 @@ mod tests {
     }
 
     #[test]
-    fn one_vm_passes_through_untouched() {
-        let mut uart = Uart::new(&["hello"]);
-        let bytes = "boot\r\nno newline\n\x1b[1mbold\x1b[0m\r\x07 partial";
-        uart.out(0, &bytes[..10]).out(0, &bytes[10..]);
-        assert_eq!(uart.text(), bytes);
+    fn control_characters_are_shown_not_obeyed() {
+        let mut uart = Uart::new(&["vm"]);
+        uart.out(0, "\x1b[2K\x1b[1Gbold\x07\x00\x7f\r\n");
+        assert_eq!(uart.text(), "[vm] ^[[2K^[[1Gbold^G^@^?\r\n");
+    }
+
+    #[test]
+    fn a_carriage_return_cannot_overwrite_the_tag() {
+        let mut uart = Uart::new(&["evil", "good"]);
+        uart.out(0, "padding\rsluice: exit status 0\r\n").out(0, "\r\r\n");
+        assert_eq!(uart.text(), "[evil] padding^Msluice: exit status 0\r\n[evil] ^M\r\n");
+        // A \r held at a flush still decides by the byte after it.
+        uart.wire.clear();
+        uart.out(0, "x\r").flush(0).out(0, "\n");
+        assert_eq!(uart.text(), "[evil] x\r\n");
+    }
+
+    #[test]
+    fn backspaces_erase_only_what_the_vm_printed_on_its_line() {
+        let mut uart = Uart::new(&["vm", "other"]);
+        uart.out(0, "ab\x08\x08\x08\x08x\r\n");
+        // The shown `^H` fills two columns of the VM's own, which the last one erases.
+        assert_eq!(uart.text(), "[vm] ab\x08\x08^H\x08x\r\n");
+        // An interrupted line starts a new tag, and with it a new count.
+        uart.wire.clear();
+        uart.out(0, "a").flush(0).out(1, "z\r\n").out(0, "\x08b\r\n");
+        assert_eq!(uart.text(), "[vm] a\r\n[other] z\r\n[vm] ^Hb\r\n");
+        // An escaped byte counts as what it shows.
+        uart.wire.clear();
+        uart.out(0, "\x1b\x08\x08\x08\r\n");
+        assert_eq!(uart.text(), "[vm] ^[\x08\x08^H\r\n");
+    }
+
+    #[test]
+    fn high_bytes_are_shown_in_hex() {
+        let mut uart = Uart::new(&["vm"]);
+        uart.out(0, "caf\u{e9}\r\n");
+        assert_eq!(uart.text(), "[vm] caf\\xc3\\xa9\r\n");
+    }
+
+    #[test]
+    fn a_name_cannot_smuggle_control_characters_into_a_tag() {
+        let uart = &mut Uart::new(&["a\x1b[2J"]);
+        uart.out(0, "x\r\n");
+        assert_eq!(uart.text(), "[a^[[2J] x\r\n");
     }
 
     #[test]
@@ -564,38 +651,43 @@ mod tests {
     }
 
     #[test]
-    fn log_lines_break_a_single_vms_line_without_tags() {
-        let mut uart = Uart::new(&["hello"]);
-        uart.out(0, "abc").log("note").out(0, "\r\ndef\r\n");
-        assert_eq!(uart.text(), "abc\r\nsluice: note\r\ndef\r\n");
-    }
-
-    #[test]
     fn log_lines_take_format_arguments() {
         let mut uart = Uart::new(&["a"]);
         let wire = &mut uart.wire;
         uart.mux.log_line(format_args!("warning: vm {} stopped\nat {:#x}", 1, 0x40), &mut |b| {
             wire.extend_from_slice(b)
         });
-        assert_eq!(uart.text(), "sluice: warning: vm 1 stopped\r\nat 0x40\r\n");
+        assert_eq!(uart.text(), "sluice: warning: vm 1 stopped\r\nsluice: at 0x40\r\n");
     }
 
     #[test]
-    fn printed_text_keeps_its_own_lines() {
+    fn every_printed_line_is_sluices() {
         let mut uart = Uart::new(&["a", "b"]);
         uart.out(1, "x")
             .flush(1)
-            .print("\nSluice 0.1.0\nstats:")
+            .print("Sluice 0.1.0\n\nstats:")
             .print(" 3 exits\n")
             .out(0, "y\r\n")
             .print("half")
             .log("l")
-            .print("report")
+            .print("report\x1b")
             .out(0, "z\r\n");
         assert_eq!(
             uart.text(),
-            "[b] x\r\n\r\nSluice 0.1.0\r\nstats: 3 exits\r\n[a] y\r\nhalf\r\nsluice: l\r\nreport\r\n[a] z\r\n"
+            "[b] x\r\nsluice: Sluice 0.1.0\r\nsluice: \r\nsluice: stats: 3 exits\r\n[a] y\r\n\
+             sluice: half\r\nsluice: l\r\nsluice: report^[\r\n[a] z\r\n"
         );
+    }
+
+    #[test]
+    fn closing_sends_what_is_held_then_shuts_the_vms_out() {
+        let mut uart = Uart::new(&["a", "b"]);
+        uart.out(0, "partial").out(1, "line\r\n");
+        let wire = &mut uart.wire;
+        uart.mux.close(&mut |b| wire.extend_from_slice(b));
+        uart.out(0, "late\r\n").out(1, "sluice: exit status 0\r\n").out(7, "who?\r\n");
+        uart.log("exit status 1");
+        assert_eq!(uart.text(), "[b] line\r\n[a] partial\r\nsluice: exit status 1\r\n");
     }
 
     #[test]

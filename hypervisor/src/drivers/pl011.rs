@@ -12,6 +12,8 @@ register_bitfields! {u32,
     FR [
         /// Transmit FIFO full.
         TXFF OFFSET(5) NUMBITS(1) [],
+        /// Still sending: the transmit FIFO or the shift register holds data.
+        BUSY OFFSET(3) NUMBITS(1) [],
         /// Receive FIFO empty.
         RXFE OFFSET(4) NUMBITS(1) [],
     ]
@@ -55,6 +57,17 @@ impl Uart {
             core::hint::spin_loop();
         }
         self.regs.dr.set(byte as u32);
+    }
+
+    /// Waits until every byte written has left the UART (or about a second of
+    /// polling has passed: a UART that never says so must not hang a power-off).
+    pub fn wait_until_sent(&mut self) {
+        for _ in 0..10_000_000 {
+            if !self.regs.fr.is_set(FR::BUSY) {
+                return;
+            }
+            core::hint::spin_loop();
+        }
     }
 
     /// Raises the UART's interrupt when bytes arrive (receive and receive-timeout).

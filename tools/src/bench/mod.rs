@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use self::model::{Clock, LinuxRow, Report, Run, Side};
+use self::model::{LinuxRow, Report, Run, Side};
 use crate::expect::Ending;
-use crate::qemu::{self, Console, Invocation};
+use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference::{self, Mode};
 use crate::runner::{self, Echo};
 use crate::validate::Scenario;
 use crate::workspace::Workspace;
-use crate::{build, bundle, deps, figures, validate};
+use crate::{attribution, build, bundle, deps, figures, validate};
 
 /// The latency guest's scenario.
 pub const SCENARIO: &str = "tests/scenarios/bench.toml";
@@ -92,7 +92,8 @@ pub fn command(ws: &Workspace, options: Options) -> Result<()> {
     let mut runs = Vec::new();
     for plan in &PLANS {
         let args = arguments(ws, &built, &mut scenario, plan, &out)?;
-        runs.push(measure(ws, plan, &args, &logs.join(format!("{}.log", plan.slug()))));
+        let guest = scenario.vms[0].name.clone();
+        runs.push(measure(ws, plan, &args, &guest, &logs.join(format!("{}.log", plan.slug()))));
     }
     if runs.iter().all(|r| r.paths.is_empty()) {
         bail!("no run of the latency guest produced figures; the logs are in {}", logs.display());
@@ -116,7 +117,7 @@ fn arguments(
     plan: &Plan,
     out: &Path,
 ) -> Result<Vec<OsString>> {
-    let mut args = match plan.side {
+    let args = match plan.side {
         Side::Sluice => {
             scenario.trace = plan.trace;
             let bundle_path = out.join(format!("{}.dtb", plan.slug()));
@@ -126,23 +127,22 @@ fn arguments(
                 hypervisor: ws.relative(&built.hypervisor_bin),
                 bundle: ws.relative(&bundle_path),
                 console: Console::Captured,
+                console_log: None,
+                clock: plan.clock,
                 gdb: false,
             })
         }
         Side::Reference => {
             let vm = &scenario.vms[0];
             let files = reference::write_files(vm, &out.join("reference"))?;
-            reference::args(vm, &files, Mode::Modern, Console::Captured)
+            reference::args(vm, &files, Mode::Modern, Console::Captured, plan.clock)
         }
     };
-    if plan.clock == Clock::Icount {
-        args.extend(["-icount".into(), "shift=0".into()]);
-    }
     Ok(args)
 }
 
-/// One run, its output kept in `log`.
-fn measure(ws: &Workspace, plan: &Plan, args: &[OsString], log: &Path) -> Run {
+/// One run of the latency guest (VM `guest`), its output kept in `log`.
+fn measure(ws: &Workspace, plan: &Plan, args: &[OsString], guest: &str, log: &Path) -> Run {
     eprintln!("xtask: bench: {}\n$ {}", plan.label(), qemu::display(args));
     let started = Instant::now();
     let mut command = ws.command(qemu::QEMU);
@@ -159,17 +159,26 @@ fn measure(ws: &Workspace, plan: &Plan, args: &[OsString], log: &Path) -> Run {
     let result = outcome.and_then(|r| {
         std::fs::write(log, r.output.join("\n") + "\n")
             .with_context(|| format!("cannot write {}", log.display()))?;
+        let console = match plan.side {
+            Side::Sluice => attribution::Host::Sluice,
+            Side::Reference => attribution::Host::PlainQemu,
+        };
         match r.ending {
-            Ending::Exited(Some(0)) => {}
+            Ending::Exited(Some(0)) if console == attribution::Host::PlainQemu => {}
+            Ending::Exited(Some(0)) => match attribution::exit_status(&r.console) {
+                Ok(0) => {}
+                Ok(status) => bail!("Sluice's exit status is {status}; see {}", ws.relative(log).display()),
+                Err(why) => bail!("{why}; see {}", ws.relative(log).display()),
+            },
             Ending::Exited(code) => bail!("QEMU exited with {code:?}; see {}", ws.relative(log).display()),
             Ending::TimedOut(t) => {
                 bail!("timed out after {} s; see {}", t.as_secs(), ws.relative(log).display())
             }
         }
-        if r.output.iter().any(|l| l.contains("bench: FAIL")) {
+        if r.console.iter().any(|l| l.contains("bench: FAIL")) {
             bail!("the guest failed; see {}", ws.relative(log).display());
         }
-        parse::parse_output(&r.output)
+        parse::parse_output(&r.console, console, guest)
     });
     match result {
         Ok((paths, stages)) => {

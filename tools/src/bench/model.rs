@@ -27,32 +27,7 @@ impl Side {
     }
 }
 
-/// How guest-visible time was kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Clock {
-    /// The host's clock: real, and noisy under TCG.
-    Wall,
-    /// `-icount shift=0`: one nanosecond per guest instruction, repeatable run to run.
-    Icount,
-}
-
-impl Clock {
-    /// The name used in tables and plots.
-    pub fn label(self) -> &'static str {
-        match self {
-            Clock::Wall => "wall clock",
-            Clock::Icount => "-icount shift=0",
-        }
-    }
-
-    /// The short name used in file names.
-    pub fn slug(self) -> &'static str {
-        match self {
-            Clock::Wall => "wall",
-            Clock::Icount => "icount",
-        }
-    }
-}
+pub use crate::qemu::Clock;
 
 /// One histogram bucket: `count` samples in `[lo, hi)`, in the path's unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

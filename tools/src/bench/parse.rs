@@ -1,8 +1,11 @@
 //! Reads the benchmark's JSON lines out of a captured console: the guest's per-path
 //! summaries and histogram chunks, and the hypervisor's per-stage trace sums.
 //!
-//! A line may carry a prefix (`[bench] `, `sluice: `) before its JSON; the JSON runs
-//! from the first `{` to the end of the line. Lines are at most 250 characters, so a
+//! Each kind of line is trusted only from its speaker (`crate::attribution`): the
+//! figures from the guest's lines (`[bench] ` under Sluice, every line on plain QEMU),
+//! the stage sums from Sluice's (`sluice: `), so a guest can't forge Sluice's
+//! breakdown. The JSON runs from the first `{` after the speaker's prefix to the end
+//! of the line. Lines are at most 250 characters, so a
 //! histogram arrives as several `{"path":..,"hist":[[lo,hi,count],..]}` chunks after its
 //! path's summary.
 
@@ -13,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::model::{Bucket, Path, StageSums, SEGMENTS};
+use crate::attribution::{split, Host, Speaker};
 
 /// A guest summary line.
 #[derive(Deserialize)]
@@ -47,27 +51,56 @@ struct Stages {
 /// Exits and per-segment totals (in [`SEGMENTS`] order) for one (phase, reason).
 type Sums = (u64, [u64; SEGMENTS.len()]);
 
+/// Who may say what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trusted {
+    /// The guest: its paths.
+    Guest,
+    /// Sluice: its stage sums.
+    Sluice,
+}
+
+/// Who said `line` on `console`, as far as the benchmark trusts it, and what they said.
+fn speaker<'l>(line: &'l str, host: Host, guest: &str) -> Option<(Trusted, &'l str)> {
+    match host {
+        Host::PlainQemu => Some((Trusted::Guest, line)),
+        Host::Sluice => match split(line)? {
+            (Speaker::Sluice, text) => Some((Trusted::Sluice, text)),
+            (Speaker::Vm(name), text) if name == guest => Some((Trusted::Guest, text)),
+            (Speaker::Vm(_), _) => None,
+        },
+    }
+}
+
 /// Collects the paths, in the order their summaries came, and the stage sums, summed over
-/// CPUs, by ascending phase then reason, segments in [`SEGMENTS`] order.
+/// CPUs, by ascending phase then reason, segments in [`SEGMENTS`] order, from the
+/// lines of `console` on which VM `guest` ran the benchmark.
 ///
-/// Lines without a `{`, lines that are not JSON objects and objects with neither a
-/// `path` key nor `"trace":"stages"` are ignored.
+/// Lines without a `{`, lines that are not JSON objects, objects with neither a
+/// `path` key nor `"trace":"stages"`, and objects from a speaker not trusted with
+/// them are ignored.
 ///
 /// # Errors
 /// Naming the line: a `{"path"` or `{"trace":"stages"` line that does not parse or
 /// lacks a field, a histogram chunk for a path with no summary before it, a bucket with
 /// `lo >= hi`, a second summary for the same path, or a stage name not in [`SEGMENTS`].
-pub fn parse_output(lines: &[String]) -> Result<(Vec<Path>, Vec<StageSums>)> {
+pub fn parse_output(lines: &[String], host: Host, guest: &str) -> Result<(Vec<Path>, Vec<StageSums>)> {
     let mut paths: Vec<Path> = Vec::new();
     let mut sums: BTreeMap<(u32, String), Sums> = BTreeMap::new();
     for line in lines {
-        let Some(start) = line.find('{') else { continue };
-        let json = line[start..].trim_end();
-        let claimed = json.starts_with(r#"{"path""#) || json.starts_with(r#"{"trace":"stages""#);
+        let Some((who, said)) = speaker(line, host, guest) else { continue };
+        let Some(start) = said.find('{') else { continue };
+        let json = said[start..].trim_end();
+        let claimed = match who {
+            Trusted::Guest => json.starts_with(r#"{"path""#),
+            Trusted::Sluice => json.starts_with(r#"{"trace":"stages""#),
+        };
+        if !claimed {
+            continue;
+        }
         let object = match serde_json::from_str::<Value>(json) {
             Ok(Value::Object(object)) => object,
-            Ok(_) | Err(_) if claimed => bail!("malformed benchmark line: {line}"),
-            _ => continue,
+            Ok(_) | Err(_) => bail!("malformed benchmark line: {line}"),
         };
         parse_object(object, &mut paths, &mut sums).with_context(|| format!("benchmark line: {line}"))?;
     }
@@ -170,7 +203,7 @@ mod tests {
             "[1,2,3]\n",
             "{\"other\":1}\n",
         ));
-        let (paths, stages) = parse_output(&out).unwrap();
+        let (paths, stages) = parse_output(&out, Host::Sluice, "bench").unwrap();
         assert_eq!(paths.len(), 2);
         let hvc = &paths[0];
         assert_eq!((hvc.name.as_str(), hvc.phase, hvc.unit.as_str()), ("hvc-null", 1, "ns"));
@@ -204,11 +237,28 @@ mod tests {
 
     #[test]
     fn empty_output_is_empty() {
-        assert_eq!(parse_output(&lines("no json here\n")).unwrap(), (vec![], vec![]));
+        assert_eq!(parse_output(&lines("no json here\n"), Host::Sluice, "bench").unwrap(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn each_speaker_is_trusted_with_its_own_lines_only() {
+        let stages = "{\"trace\":\"stages\",\"vm\":\"bench\",\"cpu\":0,\"phase\":1,\"reason\":\"hvc\",\"exits\":9,\"ns\":{}}";
+        let summary = "{\"path\":\"p\",\"phase\":1,\"unit\":\"ns\",\"n\":1,\"min\":1,\"p50\":1,\"p99\":1,\"max\":1,\"mean\":1}";
+        let forged = lines(&format!(
+            "[bench] {stages}\n[bench] sluice: {stages}\n[other] {summary}\nsluice: {summary}\n{summary}\n[bench] {{\"path\""
+        ));
+        assert_eq!(parse_output(&forged[..5], Host::Sluice, "bench").unwrap(), (vec![], vec![]));
+        // Not even a malformed line of a speaker not trusted with it fails the run.
+        assert!(parse_output(&forged, Host::Sluice, "other").is_ok());
+        // On plain QEMU every line is the guest's, and Sluice says nothing.
+        let (paths, stages) =
+            parse_output(&lines(&format!("{summary}\nsluice: {stages}")), Host::PlainQemu, "bench").unwrap();
+        assert_eq!((paths.len(), stages.len()), (1, 0));
     }
 
     fn error_of(text: &str) -> String {
-        format!("{:#}", parse_output(&lines(text)).unwrap_err())
+        let console = if text.starts_with('{') { Host::PlainQemu } else { Host::Sluice };
+        format!("{:#}", parse_output(&lines(text), console, "bench").unwrap_err())
     }
 
     #[test]
@@ -227,7 +277,7 @@ mod tests {
             error_of("sluice: {\"trace\":\"stages\",\"cpu\":0,\"phase\":3,\"reason\":\"mmio\",\"exits\":1");
         assert!(e.contains("malformed") && e.contains("sluice: "), "{e}");
         let e = error_of(
-            "{\"trace\":\"stages\",\"cpu\":0,\"phase\":3,\"reason\":\"mmio\",\"exits\":1,\"ns\":{\"x\":1}}",
+            "sluice: {\"trace\":\"stages\",\"cpu\":0,\"phase\":3,\"reason\":\"mmio\",\"exits\":1,\"ns\":{\"x\":1}}",
         );
         assert!(e.contains("unknown stage `x`"), "{e}");
     }

@@ -246,19 +246,6 @@ fn read_id_register(reg: SysReg) -> u64 {
 
 /// How the machine is powered off.
 pub mod power {
-    /// Ends the QEMU process with `status` through semihosting `SYS_EXIT`
-    /// (AArch64 form: x0 = 0x18, x1 = address of {reason, status}).
-    pub fn semihosting_exit(status: u8) -> ! {
-        const SYS_EXIT: u64 = 0x18;
-        const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x2_0026;
-        let block = [ADP_STOPPED_APPLICATION_EXIT, status as u64];
-        // SAFETY: the semihosting trap reads the two-word block and ends the process.
-        unsafe {
-            core::arch::asm!("hlt #0xf000", in("x0") SYS_EXIT, in("x1") block.as_ptr(), options(nostack))
-        };
-        park()
-    }
-
     /// Asks the host firmware to power off through PSCI `SYSTEM_OFF` over SMC.
     pub fn psci_system_off() -> ! {
         // SAFETY: SYSTEM_OFF does not return when it succeeds; if it fails we park.
