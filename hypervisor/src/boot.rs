@@ -10,6 +10,7 @@ use crate::devices::virtio::console::Console;
 use crate::devices::virtio::{VirtioBackend, VirtioMmio};
 use crate::drivers::gicv3::Gic;
 use crate::drivers::pl011::Uart;
+use crate::guest_log::{self, GuestLog};
 use crate::host::{bootarg, read_host_dtb, HostInfo};
 use crate::logger::{self, VmConsole};
 use crate::mm::frames::{subtract, RamAllocator};
@@ -160,6 +161,7 @@ pub fn primary_main(dtb_addr: usize) -> ! {
         list_registers: el2::list_register_count(),
         uart_intid: host.uart_intid,
     });
+    guest_log::install(GuestLog::new(names, machine.counter_hz, el2::counter, run::current_vm));
     if let Some(intid) = host.uart_intid {
         machine.gic.enable_spi(intid, host.cpus[0]);
         logger::enable_receive_interrupt();

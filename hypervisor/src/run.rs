@@ -10,6 +10,7 @@ use crate::arch::aarch64::stacks::trap_stack_top;
 use crate::arch::aarch64::vectors::{enter_guest, kind};
 use crate::console::mux::InputAction;
 use crate::drivers::gicv3::Gic;
+use crate::guest_log;
 use crate::logger;
 use crate::trace::{self, Stage};
 use crate::vm::stats::{ExitReason, ExitStats};
@@ -19,7 +20,7 @@ use crate::vm::Vm;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use log::{debug, error, info};
+use log::{debug, error, info, warn};
 use platform::bundle::MAX_VMS;
 use platform::exit::{self, VmEnd, HYPERVISOR_PANIC};
 use spin::{Mutex, MutexGuard, Once};
@@ -105,8 +106,8 @@ pub fn cpu_main(cpu: usize) -> ! {
 /// Idles until vCPU `vcpu` of VM `vm` is started, then prepares EL2 for it and
 /// returns its first frame. Parks the CPU for good if the VM ends meanwhile.
 fn wait_for_start(cpu: usize, vm_index: usize, vcpu: usize) -> TrapFrame {
-    // No vCPU runs here now: no maintenance interrupts for stale list registers.
-    el2::disable_virtual_interface();
+    // No vCPU runs here now: whatever the last one left must not fire.
+    quiesce(cpu);
     loop {
         if vm_ended(vm_index) {
             park(cpu);
@@ -137,17 +138,36 @@ fn prepare_vcpu(cpu: usize, vm: &Vm, vcpu: usize) {
     el2::switch_to_vm(vm.stage2_root(), vm.vmid, vcpu);
 }
 
+/// Leaves this CPU quiet after its vCPU stopped (the VM powered off, faulted or is
+/// restarting, or the vCPU was turned off): the guest's EL1 timers off, the virtual
+/// CPU interface off and empty, and the timers' physical interrupts neither pending
+/// nor active. Otherwise a stopped guest's armed timer would keep interrupting a CPU
+/// nobody runs a guest on, burning a host thread, and under `-icount` (one thread runs
+/// every CPU in turn) starving every other VM.
+fn quiesce(cpu: usize) {
+    let m = machine();
+    el2::quiesce_guest(m.list_registers);
+    m.gic.clear_ppis(m.cpu_mpidr[cpu], (1 << VIRTUAL_TIMER) | (1 << PHYSICAL_TIMER));
+}
+
 /// Sleeps until a physical interrupt is pending, then handles it (no vCPU runs).
 fn idle_once(cpu: usize) {
     el2::wait_for_interrupt();
     service_interrupts(cpu, false);
 }
 
-/// Stops this CPU for good, still serving console input if it is the boot CPU.
+/// Stops this CPU for good, quiet, still serving console input if it is the boot CPU.
 fn park(cpu: usize) -> ! {
+    quiesce(cpu);
     loop {
         idle_once(cpu);
     }
+}
+
+/// The VM that owns the calling CPU, if any (for `guest_log`).
+pub fn current_vm() -> Option<usize> {
+    let m = MACHINE.get()?;
+    m.cpu_slot.get(el2::cpu_index()).copied().flatten().map(|(vm, _)| vm)
 }
 
 /// What [`service_interrupts`] leaves for the trap path.
@@ -185,6 +205,13 @@ fn service_interrupts(cpu: usize, guest_running: bool) -> Taken {
                 el2::deactivate(intid);
             }
             KICK_SGI | MAINTENANCE_PPI => el2::deactivate(intid),
+            VIRTUAL_TIMER | PHYSICAL_TIMER => {
+                // No guest runs here, and `quiesce` turned the timers off when its
+                // vCPU stopped: this is a bug. Don't let the timer storm the CPU.
+                el2::disable_el1_timers();
+                el2::deactivate(intid);
+                warn!("CPU {cpu}: timer interrupt {intid} with no vCPU running; the EL1 timers are now off");
+            }
             _ => {
                 debug!("CPU {cpu}: interrupt {intid} with nobody to take it");
                 el2::deactivate(intid);
@@ -354,6 +381,7 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             trace::finish(reason);
             if action == ExitAction::WaitForInterrupt {
                 logger::flush_vm_output(vm_index);
+                guest_log::report_quiet(vm_index);
                 // A pending physical interrupt (a kick, a timer) wakes us; back in the
                 // guest it traps at once and is handled like any other.
                 el2::wait_for_interrupt();
@@ -466,6 +494,14 @@ fn stop_vm(cpu: usize, mut vm: MutexGuard<'_, Vm>, vcpu: usize, end: u8) -> ! {
     // One print, so another CPU's output can't split the table.
     let mut report = String::new();
     let _ = exit_stats(vm.index).write_report(&mut report, vm.name(), machine().counter_hz);
+    if let Some(log) = guest_log::installed() {
+        let suppressed = log.suppressed_total(vm.index);
+        if suppressed.iter().any(|&n| n > 0) {
+            report += "  log lines suppressed: ";
+            let _ = guest_log::write_counts(&mut report, &suppressed);
+            report += "\n";
+        }
+    }
     logger::print(format_args!("{report}"));
     dump_trace(&vm, 0);
     // Recorded only now, so the machine can't power off under the report.

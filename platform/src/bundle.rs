@@ -8,7 +8,6 @@
 //! / {
 //!     compatible = "sluice,bundle-v1";
 //!     log-level = "info";                  // optional: error, warn, info, debug, trace
-//!     exit = "semihosting";                // or "psci": how to power the machine off
 //!     vm@0 {                               // one node per VM, in config order
 //!         vm-name = "hello";            // (dtc reserves "name")
 //!         cpus = <0>;                      // host CPU indices, in /cpus order
@@ -48,12 +47,6 @@ pub const TRACE: &str = "trace";
 pub const TRACE_OFF: &str = "off";
 /// Value of [`TRACE`]: every tracepoint (the default).
 pub const TRACE_ON: &str = "on";
-/// Root property: how the hypervisor powers the machine off (see [`EXIT_SEMIHOSTING`]).
-pub const EXIT: &str = "exit";
-/// Value of [`EXIT`]: semihosting `SYS_EXIT`, which carries an exit status to QEMU.
-pub const EXIT_SEMIHOSTING: &str = "semihosting";
-/// Value of [`EXIT`]: PSCI `SYSTEM_OFF`, no status.
-pub const EXIT_PSCI: &str = "psci";
 /// Name prefix of the VM nodes (`vm@0`, `vm@1`, ...).
 pub const VM_NODE: &str = "vm";
 

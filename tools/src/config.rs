@@ -173,6 +173,10 @@ pub struct ExpectConfig {
     /// Sluice's when written like an entry of `lines`).
     #[serde(default)]
     pub absent: Vec<String>,
+    /// Files (relative to the workspace) that must not exist after the run, e.g.
+    /// what a guest would create on the host if it could reach it; removed before.
+    #[serde(default)]
+    pub absent_files: Vec<String>,
     /// The clocks to run the scenario under: `"wall"` (real time) and `"icount"`
     /// (`-icount shift=0`: one host thread runs every CPU in turn, time counts
     /// instructions). Default: `["wall"]`.

@@ -230,6 +230,7 @@ mod tests {
             lines: said(&["[vm0] hello"]),
             absent: said(&["panicked"]),
             clocks: vec![Clock::Wall],
+            absent_files: Vec::new(),
             sends: Vec::new(),
             reference: Vec::new(),
         }

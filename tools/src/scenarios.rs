@@ -159,6 +159,15 @@ fn try_run(
 ) -> Result<(Vec<String>, Option<Vec<String>>)> {
     let bundle_path = ws.bundle_path(path);
     bundle::write(scenario, &bundle_path)?;
+    for file in &expect.absent_files {
+        let file = ws.root().join(file);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", file.display()));
+            }
+            _ => {}
+        }
+    }
     let args = qemu::args(&Invocation {
         machine: scenario.machine,
         hypervisor: ws.relative(&ws.hypervisor_bin()),
@@ -172,7 +181,7 @@ fn try_run(
     let mut command = ws.command(qemu::QEMU);
     command.args(&args);
     let run = runner::run(&mut command, expect.timeout, Echo::Terminal, &expect.sends)?;
-    let failures = expect::judge(
+    let mut failures = expect::judge(
         expect,
         run.ending,
         &run.console,
@@ -180,6 +189,12 @@ fn try_run(
         &scenario.vm_names(),
         &run.typed,
     );
+    for file in expect.absent_files.iter().filter(|file| ws.root().join(file).exists()) {
+        failures.push(format!(
+            "{} exists after the run (expect.absent_files): a guest reached the host",
+            file.display()
+        ));
+    }
     Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
 }
 

@@ -103,6 +103,8 @@ pub struct Expect {
     pub absent: Vec<Said>,
     /// The clocks the scenario runs under, each a run of its own.
     pub clocks: Vec<Clock>,
+    /// Files, relative to the workspace, that must not exist after a run.
+    pub absent_files: Vec<PathBuf>,
     /// Input to type on the serial console, in order.
     pub sends: Vec<Step>,
     /// Plain-QEMU reference runs of the same guest.
@@ -287,6 +289,18 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
             None => errors.push(format!("expect.clocks[{k}]: {name:?} is not \"wall\" or \"icount\"")),
         }
     }
+    let mut absent_files = Vec::new();
+    for (k, file) in expect.absent_files.iter().enumerate() {
+        let path = PathBuf::from(file);
+        let inside = path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if file.is_empty() || !inside {
+            errors.push(format!(
+                "expect.absent_files[{k}]: {file:?} is not a path inside the workspace (relative, without \"..\")"
+            ));
+        } else {
+            absent_files.push(path);
+        }
+    }
     if expect.clocks.is_empty() {
         errors.push("expect.clocks: empty; the scenario would never run (say [\"wall\"])".to_owned());
     }
@@ -319,6 +333,7 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
         lines,
         absent,
         clocks,
+        absent_files,
         sends: expect
             .send
             .iter()
@@ -1204,6 +1219,21 @@ mod tests {
         );
         let expect = check(&text).unwrap().expect.unwrap();
         assert_eq!(expect.absent, [Said::parse("FAIL"), Said::parse("[a] y")]);
+    }
+
+    #[test]
+    fn absent_files_stay_inside_the_workspace() {
+        let with = |files: &str| format!("{}[expect]\nabsent_files = {files}\n", vm("a", "[0]", ""));
+        let expect = check(&with("[\"target/sluice/x.txt\"]")).unwrap().expect.unwrap();
+        assert_eq!(expect.absent_files, [PathBuf::from("target/sluice/x.txt")]);
+        for bad in ["/etc/passwd", "../x", "a/../../b", ""] {
+            assert_refused(
+                &with(&format!("[{bad:?}]")),
+                &format!(
+                    "expect.absent_files[0]: {bad:?} is not a path inside the workspace (relative, without \"..\")"
+                ),
+            );
+        }
     }
 
     #[test]

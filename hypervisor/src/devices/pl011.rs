@@ -14,7 +14,8 @@
 //! access or input to drive the guest's interrupt. Modem lines, break, errors, IrDA
 //! and DMA have no effect; their registers hold what the guest writes.
 
-use log::debug;
+use crate::guest_log;
+use crate::guest_log::Kind;
 
 use super::{AccessWidth, MmioDevice};
 use crate::console::BoxedConsole;
@@ -256,7 +257,7 @@ impl Pl011 {
             reg::ID_START..reg::ID_END => ID[((offset - reg::ID_START) / 4) as usize].into(),
             _ => {
                 // ICR is write-only; everything else is not a register.
-                debug!("pl011: read of unknown offset {offset:#x}");
+                guest_log!(Kind::Uart, Debug, "pl011: read of unknown offset {offset:#x}");
                 0
             }
         }
@@ -276,7 +277,11 @@ impl Pl011 {
             reg::IMSC => self.imsc = value as u16 & int::ALL,
             reg::ICR => self.ris &= !(value as u16 & int::ALL),
             reg::DMACR => self.dmacr = (value & 0x7) as u8,
-            _ => debug!("pl011: write of {value:#x} to read-only or unknown offset {offset:#x}"),
+            _ => guest_log!(
+                Kind::Uart,
+                Debug,
+                "pl011: write of {value:#x} to read-only or unknown offset {offset:#x}"
+            ),
         }
     }
 }
@@ -290,7 +295,7 @@ impl MmioDevice for Pl011 {
     /// offset read its low bits. 64-bit and unaligned accesses read as zero.
     fn read(&mut self, offset: u64, width: AccessWidth) -> u64 {
         if width == AccessWidth::Double || offset & 3 != 0 {
-            debug!("pl011: {width:?} read at offset {offset:#x} ignored");
+            guest_log!(Kind::Uart, Debug, "pl011: {width:?} read at offset {offset:#x} ignored");
             return 0;
         }
         u64::from(self.read_reg(offset)) & width.mask()
@@ -300,7 +305,7 @@ impl MmioDevice for Pl011 {
     /// as zero); 64-bit and unaligned writes are ignored.
     fn write(&mut self, offset: u64, width: AccessWidth, value: u64) {
         if width == AccessWidth::Double || offset & 3 != 0 {
-            debug!("pl011: {width:?} write at offset {offset:#x} ignored");
+            guest_log!(Kind::Uart, Debug, "pl011: {width:?} write at offset {offset:#x} ignored");
             return;
         }
         self.write_reg(offset, (value & width.mask()) as u32);

@@ -44,6 +44,8 @@ register_structs! {
         (0x10104 => _reserved2),
         (0x10180 => icenabler0: ReadWrite<u32>),
         (0x10184 => _reserved3),
+        (0x10280 => icpendr0: ReadWrite<u32>),
+        (0x10284 => _reserved5),
         (0x10380 => icactiver0: ReadWrite<u32>),
         (0x10384 => _reserved4),
         (0x10400 => ipriorityr: [ReadWrite<u8>; 32]),
@@ -153,6 +155,16 @@ impl Gic {
     /// stopped).
     pub fn deactivate_ppis(&self, mpidr: u64, mask: u32) {
         if let Some(gicr) = self.redistributor(mpidr) {
+            gicr.icactiver0.set(mask);
+        }
+    }
+
+    /// Makes the SGIs and PPIs in `mask` (a bit per INTID) neither pending nor active
+    /// on the CPU with affinity `mpidr`. A level-sensitive source still asserting
+    /// makes its interrupt pending again: turn the source off first.
+    pub fn clear_ppis(&self, mpidr: u64, mask: u32) {
+        if let Some(gicr) = self.redistributor(mpidr) {
+            gicr.icpendr0.set(mask);
             gicr.icactiver0.set(mask);
         }
     }

@@ -31,7 +31,12 @@ impl Sizes {
         };
         let ok = size_ok && offset.is_multiple_of(width.bytes());
         if !ok {
-            log::debug!("vgic: {}-byte access to {block} offset {offset:#x} ignored", width.bytes());
+            crate::guest_log!(
+                crate::guest_log::Kind::Gic,
+                Debug,
+                "vgic: {}-byte access to {block} offset {offset:#x} ignored",
+                width.bytes()
+            );
         }
         ok
     }
@@ -40,7 +45,9 @@ impl Sizes {
 /// Logs an access to a reserved or unimplemented offset, which reads 0 and ignores
 /// writes.
 pub(super) fn reserved(block: &str, offset: u64, width: AccessWidth, write: bool) {
-    log::debug!(
+    crate::guest_log!(
+        crate::guest_log::Kind::Gic,
+        Debug,
         "vgic: {}-byte {} of reserved {block} offset {offset:#x} ignored",
         width.bytes(),
         if write { "write" } else { "read" }

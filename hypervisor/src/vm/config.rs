@@ -4,6 +4,7 @@
 //! hypervisor still re-checks everything it relies on, and refuses a VM whose
 //! configuration it cannot honour without refusing the others.
 
+use crate::fdt_check::{self, FdtError};
 use alloc::vec::Vec;
 use core::fmt;
 use fdt::node::FdtNode;
@@ -11,22 +12,11 @@ use fdt::Fdt;
 use platform::bundle as b;
 use platform::{qemu_virt, Region};
 
-/// How to power the machine off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitMode {
-    /// Semihosting `SYS_EXIT` with a status.
-    Semihosting,
-    /// PSCI `SYSTEM_OFF` through the host's firmware.
-    Psci,
-}
-
 /// A bundle, read.
 #[derive(Debug)]
 pub struct Bundle<'a> {
     /// Log level asked for, if any ("info", "debug", ...).
     pub log_level: Option<&'a str>,
-    /// How to power off.
-    pub exit: ExitMode,
     /// Whether every tracepoint is stamped (bundle property `trace`, default on).
     pub trace: bool,
     /// The VMs in order, each either usable or refused with the reason.
@@ -99,6 +89,8 @@ impl VmConfig<'_> {
 pub enum ConfigError {
     /// The bundle is not a readable FDT with the right `compatible`.
     NotABundle(&'static str),
+    /// The bundle is an FDT, but a damaged one.
+    Malformed(FdtError),
     /// A VM property is missing or malformed.
     Property {
         /// VM index.
@@ -145,6 +137,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotABundle(why) => write!(f, "boot bundle: {why}"),
+            Self::Malformed(e) => write!(f, "boot bundle: {e}"),
             Self::Property { vm, property, reason } => write!(f, "vm[{vm}].{property}: {reason}"),
             Self::CpuTaken { vm, cpu, owner } => {
                 write!(f, "vm[{vm}].cpus: CPU {cpu} is already given to vm[{owner}]")
@@ -164,19 +157,23 @@ impl fmt::Display for ConfigError {
 ///
 /// # Errors
 ///
-/// `NotABundle` or `TooManyVms` when nothing can be started; a refused VM is an
-/// `Err` inside [`Bundle::vms`] instead.
+/// `NotABundle`, `Malformed` or `TooManyVms` when nothing can be started; a
+/// refused VM is an `Err` inside [`Bundle::vms`] instead.
 pub fn parse_bundle(blob: &[u8], host_cpus: usize) -> Result<Bundle<'_>, ConfigError> {
+    // The `fdt` crate panics on a damaged tree; see `fdt_check`.
+    fdt_check::check(blob).map_err(|e| {
+        if e.is_not_a_device_tree() {
+            ConfigError::NotABundle("not a flattened device tree")
+        } else {
+            ConfigError::Malformed(e)
+        }
+    })?;
     let fdt = Fdt::new(blob).map_err(|_| ConfigError::NotABundle("not a flattened device tree"))?;
     let root = fdt.find_node("/").ok_or(ConfigError::NotABundle("no root node"))?;
     let compatible = root.property("compatible").and_then(|p| p.as_str());
     if compatible != Some(b::COMPATIBLE) {
         return Err(ConfigError::NotABundle("compatible is not \"sluice,bundle-v1\""));
     }
-    let exit = match root.property(b::EXIT).and_then(|p| p.as_str()) {
-        Some(b::EXIT_PSCI) => ExitMode::Psci,
-        _ => ExitMode::Semihosting,
-    };
     let log_level = root.property(b::LOG_LEVEL).and_then(|p| p.as_str());
     let trace = root.property(b::TRACE).and_then(|p| p.as_str()) != Some(b::TRACE_OFF);
     let nodes: Vec<_> = root.children().filter(|n| n.name.split('@').next() == Some(b::VM_NODE)).collect();
@@ -191,7 +188,7 @@ pub fn parse_bundle(blob: &[u8], host_cpus: usize) -> Result<Bundle<'_>, ConfigE
         });
         vms.push(vm);
     }
-    Ok(Bundle { log_level, exit, trace, vms })
+    Ok(Bundle { log_level, trace, vms })
 }
 
 /// Refuses a VM whose CPUs an earlier VM already has.
@@ -362,9 +359,12 @@ fn parse_device<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::fdt_check::tests::Corruptor;
+    use alloc::string::ToString;
     use alloc::vec;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
     use vm_fdt::FdtWriter;
 
     const MIB: u64 = 1 << 20;
@@ -405,7 +405,6 @@ mod tests {
         let root = w.begin_node("").unwrap();
         w.property_string("compatible", b::COMPATIBLE).unwrap();
         w.property_string(b::LOG_LEVEL, "debug").unwrap();
-        w.property_string(b::EXIT, b::EXIT_SEMIHOSTING).unwrap();
         for (i, vm) in vms.iter().enumerate() {
             let node = w.begin_node(&alloc::format!("vm@{i}")).unwrap();
             w.property_string(b::VM_NAME, vm.name).unwrap();
@@ -453,7 +452,6 @@ mod tests {
         let blob = bundle(&[vm]);
         let parsed = parse_bundle(&blob, 1).unwrap();
         assert_eq!(parsed.log_level, Some("debug"));
-        assert_eq!(parsed.exit, ExitMode::Semihosting);
         assert!(parsed.trace, "tracing is on unless the bundle says off");
         let vm = parsed.vms[0].as_ref().unwrap();
         assert_eq!(vm.name, "hello");
@@ -503,6 +501,67 @@ mod tests {
     #[test]
     fn refuses_a_blob_that_is_not_a_bundle() {
         assert!(matches!(parse_bundle(&[0u8; 64], 1), Err(ConfigError::NotABundle(_))));
+    }
+
+    /// Two VMs with every kind of property and device, small images so that
+    /// corruptions land on the structure more often than on the payload.
+    pub(crate) fn realistic_bundle() -> Vec<u8> {
+        let mut linux = good("linux", 0);
+        linux.kernel = vec![0x14; 128];
+        linux.initrd = Some((vec![7; 48], 0x4000_0000 + 32 * MIB));
+        linux.devices = vec![("blk", Some(4096), Some(vec![9; 32])), ("console", None, None)];
+        let mut bare = good("bare", 1);
+        bare.cpus = vec![1, 2];
+        bare.kernel = vec![0xd5; 64];
+        bare.devices = vec![("console", None, None)];
+        bundle(&[linux, bare])
+    }
+
+    #[test]
+    fn the_realistic_bundle_is_good() {
+        let blob = realistic_bundle();
+        let parsed = parse_bundle(&blob, 4).unwrap();
+        assert!(parsed.vms.iter().all(Result::is_ok), "{:?}", parsed.vms);
+        assert_eq!(parsed.vms[0].as_ref().unwrap().devices.len(), 2);
+    }
+
+    #[test]
+    fn refuses_a_damaged_bundle_saying_what_is_wrong() {
+        let mut blob = realistic_bundle();
+        blob.truncate(blob.len() - 1);
+        let err = parse_bundle(&blob, 4).unwrap_err();
+        let ConfigError::Malformed(e) = err else { panic!("{err:?}") };
+        assert!(matches!(e, FdtError::TotalSizePastBlob { .. }), "{e:?}");
+        assert_eq!(err.to_string(), alloc::format!("boot bundle: {e}"));
+        assert!(err.to_string().contains("totalsize"), "{err}");
+    }
+
+    /// Corrupted bundles (seeded, so a failure can be replayed) are refused or
+    /// read, never panicked on. With the host DTB's 40,000 this makes 100,000.
+    #[test]
+    fn corrupted_bundles_never_panic() {
+        const SEED: u64 = 0xb0d1_e5ee;
+        let good = realistic_bundle();
+        let mut corruptor = Corruptor::new(SEED);
+        let mut blob = Vec::new();
+        let (mut read, mut malformed) = (0, 0);
+        for i in 0..60_000 {
+            corruptor.corrupt(&good, &mut blob);
+            let outcome = catch_unwind(AssertUnwindSafe(|| parse_bundle(&blob, 4).map(|b| b.vms.len())))
+                .unwrap_or_else(|_| panic!("variant {i} (seed {SEED:#x}) panicked parse_bundle"));
+            match outcome {
+                Ok(_) => read += 1,
+                Err(e) => {
+                    let message = e.to_string();
+                    assert!(message.len() > "boot bundle: ".len(), "variant {i}: {e:?}");
+                    if let ConfigError::Malformed(e) = e {
+                        malformed += 1;
+                        assert!(message.ends_with(&e.to_string()) && message.contains("0x"), "{message}");
+                    }
+                }
+            }
+        }
+        assert!(read > 100 && malformed > 30_000, "{read} read, {malformed} malformed");
     }
 
     #[test]

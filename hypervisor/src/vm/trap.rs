@@ -14,9 +14,11 @@ use crate::arch::aarch64::insn;
 use crate::arch::aarch64::sysreg::{self, SysRegOutcome};
 use crate::arch::inject::{inject, GuestException, Injection};
 use crate::devices::{BusError, MmioDevice};
+use crate::guest_log;
+use crate::guest_log::Kind;
 use crate::trace::{self, Stage};
 use crate::vm::vcpu::VcpuPower;
-use log::{debug, error, warn};
+use log::error;
 use platform::{qemu_virt, Region};
 
 /// The syndrome registers of one trap.
@@ -84,12 +86,7 @@ pub fn handle_exit(
         Trap::DataAbort(Ok(access)) => (ExitReason::Mmio, mmio(vm, frame, cpu, access, syndrome.far)),
         Trap::DataAbort(Err(e)) => (ExitReason::Mmio, refused_data_abort(vm, frame, cpu, e, syndrome.far)),
         Trap::InstructionAbort { far, ipa, fsc } => {
-            error!(
-                "vm \"{}\" stopped: instruction fetch at {far:#x} (guest-physical {}) is outside its memory (fault status {fsc:#x})",
-                vm.name(),
-                ipa.map_or("unknown".into(), |ipa| alloc::format!("{ipa:#x}")),
-            );
-            (ExitReason::InstructionAbort, ExitAction::Fault)
+            (ExitReason::InstructionAbort, prefetch_abort(vm, frame, cpu, far, ipa, fsc))
         }
         Trap::Hvc { imm } => (ExitReason::Hvc, hypercall(vm, vcpu, frame, imm, "hvc")),
         Trap::Smc { imm } => {
@@ -122,9 +119,10 @@ pub fn handle_exit(
                 }
                 SysRegOutcome::Ignored => frame.skip_instruction(),
                 SysRegOutcome::Undefined => {
-                    debug!(
-                        "vm \"{}\": {} of {} at pc {:#x} is undefined",
-                        vm.name(),
+                    guest_log!(
+                        Kind::Fault,
+                        Debug,
+                        "{} of {} at pc {:#x} is undefined",
                         if access.read { "read" } else { "write" },
                         access.reg,
                         frame.elr
@@ -135,7 +133,12 @@ pub fn handle_exit(
             (ExitReason::SysReg, ExitAction::Resume)
         }
         Trap::Other { ec } => {
-            warn!("vm \"{}\": unexpected trap (exception class {ec:#x}) at pc {:#x}; injecting an undefined instruction", vm.name(), frame.elr);
+            guest_log!(
+                Kind::Fault,
+                Warn,
+                "unexpected trap (exception class {ec:#x}) at pc {:#x}; injecting an undefined instruction",
+                frame.elr
+            );
             deliver(frame, cpu, GuestException::Undefined);
             (ExitReason::Other, ExitAction::Resume)
         }
@@ -159,9 +162,10 @@ fn mmio(
             frame.skip_instruction();
         }
         Err(_) => {
-            warn!(
-                "vm \"{}\": {}-byte {} at {:#x} (pc {:#x}) is outside its memory and devices; injecting an abort",
-                vm.name(),
+            guest_log!(
+                Kind::Mmio,
+                Warn,
+                "{}-byte {} at {:#x} (pc {:#x}) is outside its memory and devices; injecting an abort",
                 access.width.bytes(),
                 if access.write { "write" } else { "read" },
                 access.ipa,
@@ -251,40 +255,87 @@ fn empty_virtio_slot(offset: u64) -> u64 {
     }
 }
 
+/// An instruction fetch from a guest-physical address without RAM: the guest gets an
+/// instruction abort (synchronous external abort) at its EL1 vector, as KVM and real
+/// hardware give it. A fetch that faults at the very vector the abort would go to
+/// means the guest has no handler there: it would take the same abort forever, so
+/// the VM is stopped as failed instead.
+fn prefetch_abort(
+    vm: &Vm,
+    frame: &mut TrapFrame,
+    cpu: &mut impl GuestCpu,
+    far: u64,
+    ipa: Option<u64>,
+    fsc: u8,
+) -> ExitAction {
+    let exception = GuestException::InstructionAbort { far };
+    let injection = inject(exception, frame.elr, frame.spsr, cpu.vbar_el1(), cpu.sctlr_el1());
+    let ipa = ipa.map_or("unknown".into(), |ipa| alloc::format!("{ipa:#x}"));
+    if injection.pc == far {
+        error!(
+            "vm \"{}\" stopped: instruction fetch at its own exception vector {far:#x} (guest-physical {ipa}) is outside its memory: it has no handler for the abort",
+            vm.name()
+        );
+        return ExitAction::Fault;
+    }
+    guest_log!(
+        Kind::Fault,
+        Warn,
+        "instruction fetch at {far:#x} (guest-physical {ipa}, fault status {fsc:#x}) is outside its memory; injecting an instruction abort"
+    );
+    cpu.set_exception_registers(&injection);
+    frame.elr = injection.pc;
+    frame.spsr = injection.pstate;
+    ExitAction::Resume
+}
+
 /// A data abort that is not a decodable MMIO access: the guest gets an abort.
 fn refused_data_abort(
-    vm: &mut Vm,
+    vm: &Vm,
     frame: &mut TrapFrame,
     cpu: &mut impl GuestCpu,
     error: DecodeError,
     far: u64,
 ) -> ExitAction {
-    let name = vm.name();
     let pc = frame.elr;
     match error {
         DecodeError::CacheMaintenance { ipa } => {
             // Cleaning or invalidating an address without RAM has no effect.
-            debug!("vm \"{name}\": cache maintenance at {ipa:#x} (pc {pc:#x}) ignored");
+            guest_log!(Kind::Mmio, Debug, "cache maintenance at {ipa:#x} (pc {pc:#x}) ignored");
             frame.skip_instruction();
             return ExitAction::Resume;
         }
         DecodeError::NoSyndrome { ipa, write } => {
             let word = cpu.guest_va_to_ipa(pc).and_then(|at| vm.memory.read_u32(at).ok());
             match word {
-                Some(word) => warn!(
-                    "vm \"{name}\": {} at pc {pc:#x} (instruction {word:#010x}) accessed {ipa:#x}, which Sluice can only emulate for single-register loads and stores (ISV=0); injecting an abort",
+                Some(word) => guest_log!(
+                    Kind::Mmio,
+                    Warn,
+                    "{} at pc {pc:#x} (instruction {word:#010x}) accessed {ipa:#x}, which Sluice can only emulate for single-register loads and stores (ISV=0); injecting an abort",
                     insn::describe(word)
                 ),
-                None => warn!("vm \"{name}\": an unreadable instruction at pc {pc:#x} accessed {ipa:#x} with no syndrome (ISV=0); injecting an abort"),
+                None => guest_log!(
+                    Kind::Mmio,
+                    Warn,
+                    "an unreadable instruction at pc {pc:#x} accessed {ipa:#x} with no syndrome (ISV=0); injecting an abort"
+                ),
             }
             deliver(frame, cpu, GuestException::DataAbort { far, write });
         }
         DecodeError::TableWalk { ipa } => {
-            warn!("vm \"{name}\": its page table walk touched {ipa:#x}, outside its memory (pc {pc:#x}); injecting an abort");
+            guest_log!(
+                Kind::Mmio,
+                Warn,
+                "its page table walk touched {ipa:#x}, outside its memory (pc {pc:#x}); injecting an abort"
+            );
             deliver(frame, cpu, GuestException::DataAbort { far, write: false });
         }
         DecodeError::Unexpected { dfsc, far: fault_address } => {
-            warn!("vm \"{name}\": data abort with fault status {dfsc:#x} at {fault_address:#x?} (pc {pc:#x}); injecting an abort");
+            guest_log!(
+                Kind::Mmio,
+                Warn,
+                "data abort with fault status {dfsc:#x} at {fault_address:#x?} (pc {pc:#x}); injecting an abort"
+            );
             deliver(frame, cpu, GuestException::DataAbort { far, write: false });
         }
     }
@@ -294,9 +345,10 @@ fn refused_data_abort(
 /// An HVC or trapped SMC: PSCI and SMCCC calls (SMCCC wants `#0`).
 fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit: &str) -> ExitAction {
     if imm != 0 {
-        warn!(
-            "vm \"{}\": {conduit} #{imm:#x} at pc {:#x} is not an SMCCC call; returning NOT_SUPPORTED",
-            vm.name(),
+        guest_log!(
+            Kind::Hypercall,
+            Warn,
+            "{conduit} #{imm:#x} at pc {:#x} is not an SMCCC call; returning NOT_SUPPORTED",
             frame.elr
         );
         frame.x[0] = psci::ret::NOT_SUPPORTED as u64;
@@ -310,19 +362,25 @@ fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit:
     if let psci::PsciCall::Unknown(function) = call {
         if psci::is_well_formed(function) {
             // A real service Sluice doesn't offer (Linux probes TRNG, vendor UIDs...).
-            debug!(
-                "vm \"{}\": {conduit} function {function:#x} not offered; returning NOT_SUPPORTED",
-                vm.name()
+            guest_log!(
+                Kind::Hypercall,
+                Debug,
+                "{conduit} function {function:#x} not offered; returning NOT_SUPPORTED"
             );
         } else {
-            warn!(
-                "vm \"{}\": unknown {conduit} function {function:#x} at pc {:#x}; returning NOT_SUPPORTED",
-                vm.name(),
+            guest_log!(
+                Kind::Hypercall,
+                Warn,
+                "unknown {conduit} function {function:#x} at pc {:#x}; returning NOT_SUPPORTED",
                 frame.elr
             );
         }
     }
-    match psci::handle(call, &*vm) {
+    let outcome = psci::handle(call, &*vm);
+    if let (psci::PsciCall::CpuOn { target, .. }, PsciOutcome::Return(code)) = (call, outcome) {
+        guest_log!(Kind::Psci, Debug, "CPU_ON of MPIDR {target:#x} refused (PSCI error {code})");
+    }
+    match outcome {
         PsciOutcome::Return(value) => {
             frame.x[0] = value as u64;
             ExitAction::Resume
@@ -344,6 +402,11 @@ fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit:
                 vm.kick(1 << target);
                 frame.x[0] = psci::ret::SUCCESS as u64;
             } else {
+                guest_log!(
+                    Kind::Psci,
+                    Warn,
+                    "CPU_ON of vCPU {target} at {entry:#x}, outside its RAM: INVALID_ADDRESS"
+                );
                 frame.x[0] = psci::ret::INVALID_ADDRESS as u64;
             }
             ExitAction::Resume
@@ -600,12 +663,31 @@ mod tests {
     }
 
     #[test]
-    fn a_fetch_outside_ram_stops_the_vm() {
+    fn a_fetch_outside_ram_is_an_instruction_abort_in_the_guest() {
         let (mut mem, sink) = (backing(), Sink::default());
         let mut vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(0x1000, 0);
-        let out = run(&mut vm, &mut frame, &mut FakeCpu::default(), 0x8200_0005, 0x1000, hpfar(0x1000));
+        let mut cpu = FakeCpu::default();
+        // EC 0x20 (instruction abort from EL1, seen at EL2), IL, IFSC 0x05 (translation, level 1).
+        let out = run(&mut vm, &mut frame, &mut cpu, 0x8200_0005, 0x1000, hpfar(0x1000));
+        assert_eq!(out, (ExitReason::InstructionAbort, ExitAction::Resume));
+        let injected = cpu.injected.unwrap();
+        // Taken at EL1 from EL1: EC 0x21, IL, synchronous external abort.
+        assert_eq!(injected.esr_el1, 0x8600_0010);
+        assert_eq!((injected.elr_el1, injected.far_el1), (0x1000, Some(0x1000)));
+        assert_eq!(frame.elr, RAM + 0x1000 + 0x200, "the current-EL, SP_ELx synchronous vector");
+    }
+
+    #[test]
+    fn a_fetch_fault_at_the_guests_own_vector_stops_the_vm() {
+        let (mut mem, sink) = (backing(), Sink::default());
+        let mut vm = vm(&mut mem, &sink);
+        let vector = RAM + 0x1000 + 0x200;
+        let mut frame = TrapFrame::boot(vector, 0);
+        let mut cpu = FakeCpu::default();
+        let out = run(&mut vm, &mut frame, &mut cpu, 0x8200_0005, vector, hpfar(vector));
         assert_eq!(out, (ExitReason::InstructionAbort, ExitAction::Fault));
+        assert!(cpu.injected.is_none());
     }
 
     #[test]

@@ -164,14 +164,16 @@ static FAULT_ESR: AtomicU64 = AtomicU64::new(0);
 static FAULT_FAR: AtomicU64 = AtomicU64::new(0);
 static FAULT_ELR: AtomicU64 = AtomicU64::new(0);
 
-/// Runs `f`; if it takes a synchronous data abort or an undefined-instruction
-/// exception, returns what the guest saw, else `None`.
+/// Runs `f`; if it takes a synchronous data abort, undefined-instruction exception or
+/// instruction abort, returns what the guest saw, else `None`.
 ///
-/// The faulting instruction is skipped (execution resumes at ELR + 4), so whatever it
-/// would have loaded is left as it was: `f` should make its faulting access with one
-/// instruction whose result nothing relies on (see [`crate::probe`]). After the first
-/// fault the guard is off again: a second fault inside the same `f` is unexpected.
-/// Not reentrant.
+/// After a data abort or an undefined instruction the faulting instruction is skipped
+/// (execution resumes at ELR + 4), so whatever it would have loaded is left as it
+/// was: `f` should make its faulting access with one instruction whose result nothing
+/// relies on (see [`crate::probe`]). After an instruction abort execution resumes at
+/// the link register, as if the call that branched there had returned: `f` should
+/// branch with one `blr` ([`crate::probe::call_at`]). After the first fault the guard
+/// is off again: a second fault inside the same `f` is unexpected. Not reentrant.
 pub fn expect_fault<F: FnOnce()>(f: F) -> Option<Fault> {
     FAULTED.store(false, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
@@ -211,8 +213,13 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, index: u64) {
         FAULT_FAR.store(fault.far, Ordering::SeqCst);
         FAULT_ELR.store(fault.elr, Ordering::SeqCst);
         FAULTED.store(true, Ordering::SeqCst);
-        // Every A64 instruction is 4 bytes: resume after the faulting one.
-        frame.elr += 4;
+        if fault.ec() == crate::fault::ec::IABT_SAME {
+            // Nothing to skip at an address that can't be fetched: return to the caller.
+            frame.elr = frame.x[30];
+        } else {
+            // Every A64 instruction is 4 bytes: resume after the faulting one.
+            frame.elr += 4;
+        }
         return;
     }
     if vector.is_sync() && fault.has_address() {

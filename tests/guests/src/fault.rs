@@ -57,10 +57,11 @@ impl Fault {
         ((self.esr >> 26) & 0x3f) as u8
     }
 
-    /// Whether `expect_fault` may recover from it by skipping the instruction: a data
-    /// abort or an undefined instruction, both taken at the guest's own EL.
+    /// Whether `expect_fault` may recover from it, taken at the guest's own EL: a
+    /// data abort or an undefined instruction (by skipping the instruction), or an
+    /// instruction abort (by returning to the link register: see `probe::call_at`).
     pub const fn is_recoverable(&self) -> bool {
-        matches!(self.ec(), ec::DABT_SAME | ec::UNKNOWN)
+        matches!(self.ec(), ec::DABT_SAME | ec::UNKNOWN | ec::IABT_SAME)
     }
 
     /// Whether FAR_EL1 holds the faulting address (aborts and PC alignment faults;
@@ -144,10 +145,11 @@ mod tests {
         let udf = fault(0x0200_0000);
         assert_eq!(udf.ec(), ec::UNKNOWN);
         assert!(udf.is_recoverable() && !udf.has_address());
-        // Instruction abort, same EL: not something execution can skip past.
+        // Instruction abort, same EL: recovered by returning from the call.
         let iabt = fault(0x8600_0010);
         assert_eq!(iabt.ec(), ec::IABT_SAME);
-        assert!(!iabt.is_recoverable() && iabt.has_address());
+        assert!(iabt.is_recoverable() && iabt.has_address());
+        assert!(!fault(0x8200_0010).is_recoverable(), "from EL0");
         assert!(!fault(0x5a00_0000).is_recoverable()); // hvc
     }
 

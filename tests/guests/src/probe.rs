@@ -103,6 +103,49 @@ pub fn hvc_imm_0x1234(x0: u64) -> u64 {
     ret
 }
 
+/// Calls `addr` with `blr`, as if it were a function: a fetch there that faults is
+/// an instruction abort with the link register pointing back here, which
+/// `expect_fault` resumes at (see [`crate::exceptions`]).
+///
+/// # Safety
+///
+/// Whatever lies at `addr` runs with this program's privileges; the caller must
+/// expect the fetch to fault (e.g. `addr` is outside the guest's memory).
+pub unsafe fn call_at(addr: u64) {
+    // SAFETY: the caller's contract; if something did run, it could clobber any
+    // caller-saved register, which the clobber list says.
+    unsafe { asm!("blr {}", in(reg) addr, clobber_abi("C")) }
+}
+
+/// Makes an Arm semihosting call (`hlt #0xf000`, A64) of `operation` with the
+/// parameter block at `block`; returns x0. No hypervisor may let this reach the
+/// host: without a debugger, `hlt` is an undefined instruction at EL1.
+pub fn semihosting(operation: u64, block: u64) -> u64 {
+    let ret: u64;
+    // SAFETY: if a debugger served the call it would only read `block`; without one
+    // the CPU takes an undefined-instruction exception, which `expect_fault` skips.
+    unsafe {
+        asm!(
+            "hlt #0xf000",
+            inout("x0") operation => ret,
+            in("x1") block,
+            options(nostack, preserves_flags),
+        );
+    }
+    ret
+}
+
+/// Points VBAR_EL1 at `vbar`: from now on exceptions go there.
+///
+/// # Safety
+///
+/// Whatever lies at `vbar` handles every exception, interrupts included; the caller
+/// must expect that (e.g. a test of a guest without vectors).
+pub unsafe fn set_vbar(vbar: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { asm!("msr vbar_el1, {}", "isb", in(reg) vbar, options(nostack, preserves_flags)) }
+}
+
 /// Branches to `addr` with `br` and never comes back.
 ///
 /// # Safety

@@ -33,7 +33,8 @@ pub const fn ms_from_ticks(frequency: u64, ticks: u64) -> u64 {
 
 #[cfg(bare_metal)]
 pub use self::hw::{
-    counter, fire_at, frequency, handle_interrupt, last_tick_at, start_periodic, stop, ticks, Deadline,
+    counter, fire_at, frequency, handle_interrupt, last_tick_at, leave_armed, start_periodic, stop, ticks,
+    Deadline,
 };
 
 #[cfg(bare_metal)]
@@ -156,6 +157,28 @@ mod hw {
         this_cpu().remaining.store(0, Ordering::Relaxed);
         set_compare(deadline);
         set_control(CTL_ENABLE);
+    }
+
+    /// Leaves both of the calling CPU's EL1 timers (virtual and physical) armed for
+    /// counter value `deadline`, their interrupts unmasked: from then on each keeps
+    /// asserting its interrupt until someone turns it off. What a guest does that
+    /// powers off (or is stopped) without tidying up; the hypervisor must not let it
+    /// fire on.
+    pub fn leave_armed(deadline: u64) {
+        set_compare(deadline);
+        set_control(CTL_ENABLE);
+        // SAFETY: the EL1 physical timer (which the hypervisor lets EL1 use) is armed
+        // the same way; nothing in this program relies on it.
+        unsafe {
+            asm!(
+                "msr cntp_cval_el0, {}",
+                "msr cntp_ctl_el0, {}",
+                "isb",
+                in(reg) deadline,
+                in(reg) CTL_ENABLE,
+                options(nomem, nostack, preserves_flags),
+            );
+        }
     }
 
     /// Stops the calling CPU's timer.

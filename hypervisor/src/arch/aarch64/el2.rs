@@ -382,6 +382,23 @@ pub fn reset_virtual_interface(list_registers: usize) {
     barrier::isb(barrier::SY);
 }
 
+/// Turns off the guest's EL1 timers (CNTV_CTL_EL0, CNTP_CTL_EL0): a stopped vCPU
+/// must not leave a timer that keeps firing at a CPU nobody runs a guest on.
+pub fn disable_el1_timers() {
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+    barrier::isb(barrier::SY);
+}
+
+/// Leaves this CPU's guest state quiet when its vCPU stops (VM off, faulted, reset,
+/// or the vCPU turned off): EL1 timers off, and the virtual CPU interface off with
+/// no list register, active priority or guest interface setting left behind.
+pub fn quiesce_guest(list_registers: usize) {
+    disable_el1_timers();
+    reset_virtual_interface(list_registers);
+    disable_virtual_interface();
+}
+
 /// Sleeps until an interrupt is pending (interrupts stay masked at EL2; the trap or
 /// idle path acknowledges it afterwards).
 pub fn wait_for_interrupt() {

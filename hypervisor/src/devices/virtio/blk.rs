@@ -24,7 +24,8 @@
 //! - `used.len` is the number of bytes written into the guest's buffers: the data read
 //!   (IN, GET_ID) plus the status byte.
 
-use log::warn;
+use crate::guest_log;
+use crate::guest_log::Kind;
 
 use super::chain::{Chain, Cursor};
 use super::queue::{Queue, QueueError};
@@ -166,7 +167,12 @@ impl Blk {
         let Some(status_at) =
             chain.writable().iter().rev().find(|b| b.len > 0).map(|b| b.addr + u64::from(b.len) - 1)
         else {
-            warn!("virtio-blk: request {} has no status byte; completed with nothing written", chain.head());
+            guest_log!(
+                Kind::Virtio,
+                Warn,
+                "virtio-blk: request {} has no status byte; completed with nothing written",
+                chain.head()
+            );
             return Ok(0);
         };
         // The data the device may write: everything writable but the status byte.
@@ -174,7 +180,12 @@ impl Blk {
         let mut reader = chain.reader();
         let mut header = [0u8; HEADER as usize];
         let (status, written) = if reader.read(mem, &mut header)? < header.len() {
-            warn!("virtio-blk: request {} has a header shorter than {HEADER} bytes", chain.head());
+            guest_log!(
+                Kind::Virtio,
+                Warn,
+                "virtio-blk: request {} has a header shorter than {HEADER} bytes",
+                chain.head()
+            );
             (status::IOERR, 0)
         } else {
             let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);

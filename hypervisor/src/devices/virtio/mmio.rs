@@ -38,9 +38,10 @@
 //!   ([`VirtioMmio::config_changed`]) and survives resets; the legacy GuestPageSize
 //!   survives resets too (Linux writes it once, before resetting the device).
 
+use crate::guest_log;
+use crate::guest_log::Kind;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use log::{debug, warn};
 
 use super::queue::{Queue, QueueError};
 use super::{interrupt, status, transport_features, VirtioBackend, MAX_QUEUE_SIZE, VENDOR_ID};
@@ -301,7 +302,7 @@ impl VirtioMmio {
 
     /// The device cannot go on: DEVICE_NEEDS_RESET and a configuration interrupt.
     fn needs_reset(&mut self, error: QueueError) {
-        warn!("{}: {error}; the device needs a reset", self.backend.name());
+        guest_log!(Kind::Virtio, Warn, "{}: {error}; the device needs a reset", self.backend.name());
         self.status |= status::DEVICE_NEEDS_RESET;
         self.interrupt_status |= interrupt::CONFIG_CHANGE;
     }
@@ -325,11 +326,19 @@ impl VirtioMmio {
         match self.queues.get_mut(sel as usize) {
             Some(q) if !q.ready() => Some(q),
             Some(_) => {
-                debug!("{name}: {register} write to queue {sel} while it is ready ignored");
+                guest_log!(
+                    Kind::Virtio,
+                    Debug,
+                    "{name}: {register} write to queue {sel} while it is ready ignored"
+                );
                 None
             }
             None => {
-                debug!("{name}: {register} write to nonexistent queue {sel} ignored");
+                guest_log!(
+                    Kind::Virtio,
+                    Debug,
+                    "{name}: {register} write to nonexistent queue {sel} ignored"
+                );
                 None
             }
         }
@@ -342,7 +351,7 @@ impl VirtioMmio {
         }
         let name = self.backend.name();
         let (Ok(value), current) = (u8::try_from(value), self.status & !status::DEVICE_NEEDS_RESET) else {
-            debug!("{name}: status {value:#x} ignored");
+            guest_log!(Kind::Virtio, Debug, "{name}: status {value:#x} ignored");
             return;
         };
         let requested = value & !status::DEVICE_NEEDS_RESET;
@@ -350,23 +359,27 @@ impl VirtioMmio {
             return;
         }
         if current & status::FAILED != 0 {
-            debug!("{name}: status {value:#x} after FAILED ignored; reset first");
+            guest_log!(Kind::Virtio, Debug, "{name}: status {value:#x} after FAILED ignored; reset first");
             return;
         }
         if requested == current | status::FAILED {
-            debug!("{name}: the driver set FAILED");
+            guest_log!(Kind::Virtio, Debug, "{name}: the driver set FAILED");
             self.status |= status::FAILED;
             return;
         }
         if self.status & status::DEVICE_NEEDS_RESET != 0 {
-            debug!("{name}: status {value:#x} ignored; the device needs a reset");
+            guest_log!(Kind::Virtio, Debug, "{name}: status {value:#x} ignored; the device needs a reset");
             return;
         }
         let legacy = self.legacy;
         let Some(t) =
             TRANSITIONS.iter().find(|t| t.from == current && t.to == requested && (legacy || !t.legacy_only))
         else {
-            debug!("{name}: status {current:#x} -> {requested:#x} is not a legal step; ignored");
+            guest_log!(
+                Kind::Virtio,
+                Debug,
+                "{name}: status {current:#x} -> {requested:#x} is not a legal step; ignored"
+            );
             return;
         };
         match t.action {
@@ -374,11 +387,15 @@ impl VirtioMmio {
             Action::CheckFeatures => {
                 let unknown = self.driver_features & !self.offered_features();
                 if unknown != 0 {
-                    debug!("{name}: FEATURES_OK refused: features {unknown:#x} were not offered");
+                    guest_log!(
+                        Kind::Virtio,
+                        Debug,
+                        "{name}: FEATURES_OK refused: features {unknown:#x} were not offered"
+                    );
                     return;
                 }
                 if !legacy && self.driver_features & transport_features::VERSION_1 == 0 {
-                    debug!("{name}: FEATURES_OK refused: VERSION_1 not accepted");
+                    guest_log!(Kind::Virtio, Debug, "{name}: FEATURES_OK refused: VERSION_1 not accepted");
                     return;
                 }
             }
@@ -407,12 +424,17 @@ impl VirtioMmio {
     fn notify(&mut self, value: u32) {
         let name = self.backend.name();
         if !self.live() {
-            debug!("{name}: notify of queue {value} while not live (status {:#x}) ignored", self.status);
+            guest_log!(
+                Kind::Virtio,
+                Debug,
+                "{name}: notify of queue {value} while not live (status {:#x}) ignored",
+                self.status
+            );
             return;
         }
         let index = value as usize;
         if !self.queues.get(index).is_some_and(Queue::ready) {
-            debug!("{name}: notify of queue {value}, which is not ready, ignored");
+            guest_log!(Kind::Virtio, Debug, "{name}: notify of queue {value}, which is not ready, ignored");
             return;
         }
         trace::point(Stage::BackendStart);
@@ -425,7 +447,13 @@ impl VirtioMmio {
     fn write_queue_ready(&mut self, value: u32) {
         let memory = &self.memory;
         let Some(q) = self.queues.get_mut(self.queue_sel as usize) else {
-            debug!("{}: QueueReady for nonexistent queue {} ignored", self.backend.name(), self.queue_sel);
+            guest_log!(
+                Kind::Virtio,
+                Debug,
+                "{}: QueueReady for nonexistent queue {} ignored",
+                self.backend.name(),
+                self.queue_sel
+            );
             return;
         };
         if value & 1 == 0 {
@@ -444,7 +472,12 @@ impl VirtioMmio {
         let (memory, page) = (&self.memory, u64::from(self.guest_page_size));
         let sel = self.queue_sel as usize;
         let (Some(q), Some(lq)) = (self.queues.get_mut(sel), self.legacy_queues.get_mut(sel)) else {
-            debug!("{}: QueuePFN for nonexistent queue {sel} ignored", self.backend.name());
+            guest_log!(
+                Kind::Virtio,
+                Debug,
+                "{}: QueuePFN for nonexistent queue {sel} ignored",
+                self.backend.name()
+            );
             return;
         };
         lq.pfn = pfn;
@@ -536,7 +569,12 @@ impl VirtioMmio {
             reg::QUEUE_RESET if !legacy => 0,
             reg::CONFIG_GENERATION if !legacy => self.config_generation,
             _ => {
-                debug!("{}: read of write-only or unknown register {offset:#x}", self.backend.name());
+                guest_log!(
+                    Kind::Virtio,
+                    Debug,
+                    "{}: read of write-only or unknown register {offset:#x}",
+                    self.backend.name()
+                );
                 0
             }
         }
@@ -549,7 +587,7 @@ impl VirtioMmio {
             reg::DEVICE_FEATURES_SEL => self.device_features_sel = value,
             reg::DRIVER_FEATURES => {
                 if self.status & (status::FEATURES_OK | status::DRIVER_OK) != 0 {
-                    debug!("{name}: DriverFeatures write after negotiation ignored");
+                    guest_log!(Kind::Virtio, Debug, "{name}: DriverFeatures write after negotiation ignored");
                     return;
                 }
                 match self.driver_features_sel {
@@ -558,7 +596,11 @@ impl VirtioMmio {
                         self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
                     }
                     sel if value != 0 => {
-                        debug!("{name}: driver features {value:#x} in word {sel} (none offered) ignored")
+                        guest_log!(
+                            Kind::Virtio,
+                            Debug,
+                            "{name}: driver features {value:#x} in word {sel} (none offered) ignored"
+                        )
                     }
                     _ => {}
                 }
@@ -568,14 +610,22 @@ impl VirtioMmio {
                 if value.is_power_of_two() {
                     self.guest_page_size = value;
                 } else {
-                    debug!("{name}: GuestPageSize {value:#x} is not a power of two; ignored");
+                    guest_log!(
+                        Kind::Virtio,
+                        Debug,
+                        "{name}: GuestPageSize {value:#x} is not a power of two; ignored"
+                    );
                 }
             }
             reg::QUEUE_SEL => self.queue_sel = value,
             reg::QUEUE_NUM => {
                 if self.configurable_queue("QueueNum").is_some_and(|q| !q.set_size(value)) {
                     let name = self.backend.name();
-                    debug!("{name}: QueueNum {value} refused (a power of two up to {MAX_QUEUE_SIZE})");
+                    guest_log!(
+                        Kind::Virtio,
+                        Debug,
+                        "{name}: QueueNum {value} refused (a power of two up to {MAX_QUEUE_SIZE})"
+                    );
                 }
             }
             reg::QUEUE_ALIGN if legacy => {
@@ -583,7 +633,11 @@ impl VirtioMmio {
                 let pfn_set = self.legacy_queues.get(sel).is_some_and(|q| q.pfn != 0);
                 match self.legacy_queues.get_mut(sel) {
                     Some(q) if value.is_power_of_two() && !pfn_set => q.align = value,
-                    _ => debug!("{name}: QueueAlign {value:#x} for queue {sel} ignored"),
+                    _ => guest_log!(
+                        Kind::Virtio,
+                        Debug,
+                        "{name}: QueueAlign {value:#x} for queue {sel} ignored"
+                    ),
                 }
             }
             reg::QUEUE_PFN if legacy => self.write_queue_pfn(value),
@@ -593,8 +647,14 @@ impl VirtioMmio {
             reg::STATUS => self.write_status(value),
             ring_registers!() if !legacy => self.write_ring_address(offset, value),
             reg::SHM_SEL if !legacy => self.shm_sel = value,
-            reg::QUEUE_RESET if !legacy => debug!("{name}: QueueReset without VIRTIO_F_RING_RESET ignored"),
-            _ => debug!("{name}: write of {value:#x} to read-only or unknown register {offset:#x} ignored"),
+            reg::QUEUE_RESET if !legacy => {
+                guest_log!(Kind::Virtio, Debug, "{name}: QueueReset without VIRTIO_F_RING_RESET ignored")
+            }
+            _ => guest_log!(
+                Kind::Virtio,
+                Debug,
+                "{name}: write of {value:#x} to read-only or unknown register {offset:#x} ignored"
+            ),
         }
     }
 
@@ -621,7 +681,12 @@ impl MmioDevice for VirtioMmio {
             return self.read_config(offset, width);
         }
         if width != AccessWidth::Word || !offset.is_multiple_of(4) {
-            debug!("{}: {width:?} read at register offset {offset:#x} ignored", self.backend.name());
+            guest_log!(
+                Kind::Virtio,
+                Debug,
+                "{}: {width:?} read at register offset {offset:#x} ignored",
+                self.backend.name()
+            );
             return 0;
         }
         self.read_register(offset).into()
@@ -633,7 +698,12 @@ impl MmioDevice for VirtioMmio {
             return;
         }
         if width != AccessWidth::Word || !offset.is_multiple_of(4) {
-            debug!("{}: {width:?} write at register offset {offset:#x} ignored", self.backend.name());
+            guest_log!(
+                Kind::Virtio,
+                Debug,
+                "{}: {width:?} write at register offset {offset:#x} ignored",
+                self.backend.name()
+            );
             return;
         }
         self.write_register(offset, value as u32);

@@ -11,11 +11,20 @@
 //! misbehave: read at 0xb000000 faulted into the guest (ESR 0x...)
 //! misbehave: ldp from the uart faulted into the guest (ESR 0x...)
 //! misbehave: udf trapped at EL1 (ESR 0x...)
-//! misbehave: jumping to 0x1000, outside my RAM
+//! misbehave: 65536 garbage hvc calls, 65536 returned -1
+//! misbehave: semihosting SYS_OPEN trapped at EL1 as undefined instruction (ESR 0x02000000)
+//! misbehave: semihosting SYS_WRITE trapped at EL1 as undefined instruction (ESR 0x02000000)
+//! misbehave: semihosting SYS_SYSTEM trapped at EL1 as undefined instruction (ESR 0x02000000)
+//! misbehave: semihosting SYS_EXIT trapped at EL1 as undefined instruction (ESR 0x02000000)
+//! misbehave: call to 0x1000 faulted into the guest as instruction abort (ESR 0x86000010, FAR 0x1000)
+//! misbehave: no vectors now; jumping to 0x1000
 //! ```
 //!
-//! The last step cannot be recovered from: the branch leaves the guest's memory, and
-//! under Sluice the instruction fetch faults at stage 2 and the VM is stopped. On
+//! The semihosting calls would create host files (`target/sluice/semihosting-*.txt`,
+//! relative to QEMU's directory, the workspace), run a host command and end QEMU if
+//! anything served them; on a machine without a debugger `hlt` is undefined. The
+//! last step cannot be recovered from, on purpose: with VBAR_EL1 pointing outside its
+//! RAM the guest has no handler for the abort, and under Sluice the VM is stopped. On
 //! plain QEMU some steps end differently (no EL2 to answer `hvc`, flash at 0x1000);
 //! each says so in its line.
 #![cfg_attr(bare_metal, no_std, no_main)]
@@ -48,6 +57,22 @@ mod guest {
     const OUTSIDE_ADDR: u64 = 0x1_0000_0000;
     /// Where the branch goes: QEMU virt's flash, never a guest's.
     const JUMP_ADDR: u64 = 0x1000;
+    /// How many unknown hypercalls the flood makes.
+    const FLOOD: u32 = 65_536;
+
+    /// Semihosting operations (Arm's semihosting specification, 6.x).
+    const SYS_OPEN: u64 = 0x01;
+    const SYS_WRITE: u64 = 0x05;
+    const SYS_SYSTEM: u64 = 0x12;
+    const SYS_EXIT: u64 = 0x18;
+    /// SYS_OPEN mode "w".
+    const OPEN_WRITE: u64 = 4;
+    /// SYS_EXIT reason ADP_Stopped_ApplicationExit.
+    const APPLICATION_EXIT: u64 = 0x2_0026;
+    /// What the semihosting calls would create on the host if anything served them
+    /// (the scenario checks that they don't exist afterwards).
+    const OPEN_PATH: &[u8] = b"target/sluice/semihosting-open.txt\0";
+    const SYSTEM_COMMAND: &[u8] = b"touch target/sluice/semihosting-system.txt\0";
 
     test_guests::entry!(main);
 
@@ -88,15 +113,63 @@ mod guest {
             None => println!("misbehave: udf did not fault"),
         }
 
+        println!("misbehave: {FLOOD} hvc #0 with x0 = {GARBAGE_FUNCTION:#x}, as fast as it can");
+        let refused = (0..FLOOD).filter(|_| smccc::hvc(GARBAGE_FUNCTION, 0, 0, 0) == u64::MAX).count();
+        println!("misbehave: {FLOOD} garbage hvc calls, {refused} returned -1");
+
+        semihosting();
+
         assert!(!info.is_ram(JUMP_ADDR), "{JUMP_ADDR:#x} is RAM");
-        println!("misbehave: jumping to {JUMP_ADDR:#x}, outside my RAM");
+        println!("misbehave: calling {JUMP_ADDR:#x}, outside my RAM");
         #[allow(unsafe_code)]
-        // SAFETY: the point of the test: nothing of this guest lies at 0x1000 (its
-        // RAM starts at 0x4000_0000); under Sluice the fetch faults at stage 2 and the
-        // VM stops, on plain QEMU the flash there holds no code and the CPU traps.
+        // SAFETY: nothing of this guest lies at 0x1000 (its RAM starts at
+        // 0x4000_0000): the fetch faults and `expect_fault` returns from the call.
+        let fault = expect_fault(|| unsafe { probe::call_at(JUMP_ADDR) });
+        match fault {
+            Some(fault) => println!(
+                "misbehave: call to {JUMP_ADDR:#x} faulted into the guest as {} (ESR {:#010x}, FAR {:#x})",
+                fault.class_name(),
+                fault.esr,
+                fault.far
+            ),
+            None => println!("misbehave: call to {JUMP_ADDR:#x} did not fault"),
+        }
+
+        println!("misbehave: no vectors now; jumping to {JUMP_ADDR:#x}");
+        #[allow(unsafe_code)]
+        // SAFETY: the point of the test: with VBAR_EL1 at 0 (no RAM there) the abort
+        // the branch takes has no handler. Under Sluice the VM stops; on plain QEMU
+        // the flash there holds no code and the CPU traps again and again.
         unsafe {
+            probe::set_vbar(0);
             probe::branch_to(JUMP_ADDR)
         }
+    }
+
+    /// Tries what semihosting would give a guest on a QEMU that enabled it: a host
+    /// file, a host command, ending QEMU. Each must be an undefined instruction.
+    fn semihosting() {
+        let open = [OPEN_PATH.as_ptr() as u64, OPEN_WRITE, OPEN_PATH.len() as u64 - 1];
+        let handle = semihosting_call("SYS_OPEN", SYS_OPEN, &open);
+        let text = b"a guest wrote this on the host\n";
+        semihosting_call("SYS_WRITE", SYS_WRITE, &[handle, text.as_ptr() as u64, text.len() as u64]);
+        let system = [SYSTEM_COMMAND.as_ptr() as u64, SYSTEM_COMMAND.len() as u64 - 1];
+        semihosting_call("SYS_SYSTEM", SYS_SYSTEM, &system);
+        semihosting_call("SYS_EXIT", SYS_EXIT, &[APPLICATION_EXIT, 0]);
+    }
+
+    /// One semihosting call with its parameter block; says whether it trapped.
+    fn semihosting_call(name: &str, operation: u64, block: &[u64]) -> u64 {
+        let mut ret = u64::MAX;
+        match expect_fault(|| ret = probe::semihosting(operation, block.as_ptr() as u64)) {
+            Some(fault) => println!(
+                "misbehave: semihosting {name} trapped at EL1 as {} (ESR {:#010x})",
+                fault.class_name(),
+                fault.esr
+            ),
+            None => println!("misbehave: semihosting {name} returned {ret:#x}: the host served it"),
+        }
+        ret
     }
 
     /// Makes an SMCCC-style call that may come back or trap; says which.

@@ -1,7 +1,8 @@
 //! `ticker`: prints a line per tick of its virtual timer, then powers off.
 //!
-//! Bootargs: `name=NAME` (optional, tells two tickers apart) and `ticks=N` (default
-//! 5). One tick every 50 ms of the virtual counter, interrupt-driven, with the CPU
+//! Bootargs: `name=NAME` (optional, tells two tickers apart), `ticks=N` (default
+//! 5) and `leave=armed` (power off with both EL1 timers armed to fire 50 ms later,
+//! as a careless guest would). One tick every 50 ms of the virtual counter, interrupt-driven, with the CPU
 //! in `wfi` between ticks. Its lines (`tests/scenarios/two-vms.toml` runs two):
 //!
 //! ```text
@@ -65,7 +66,13 @@ mod guest {
                 println!("ticker: {name}tick {printed}/{count}");
             }
         }
-        println!("ticker: {name}done");
+        if bootargs::value(args, "leave") == Some("armed") {
+            irq::disable();
+            timer::leave_armed(timer::counter() + timer::ticks_from_ms(frequency, TICK_MS));
+            println!("ticker: {name}done, timers left armed");
+        } else {
+            println!("ticker: {name}done");
+        }
         psci::system_off()
     }
 
