@@ -177,6 +177,10 @@ pub struct ExpectConfig {
     /// what a guest would create on the host if it could reach it; removed before.
     #[serde(default)]
     pub absent_files: Vec<String>,
+    /// Damage done to the boot bundle, one run each (see `crate::damage`): the
+    /// hypervisor must refuse it with a message, not crash.
+    #[serde(default)]
+    pub bundle_damage: Vec<String>,
     /// The clocks to run the scenario under: `"wall"` (real time) and `"icount"`
     /// (`-icount shift=0`: one host thread runs every CPU in turn, time counts
     /// instructions). Default: `["wall"]`.

@@ -231,6 +231,7 @@ mod tests {
             absent: said(&["panicked"]),
             clocks: vec![Clock::Wall],
             absent_files: Vec::new(),
+            bundle_damage: Vec::new(),
             sends: Vec::new(),
             reference: Vec::new(),
         }

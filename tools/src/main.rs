@@ -18,6 +18,7 @@ mod build;
 mod bundle;
 mod cmd;
 mod config;
+mod damage;
 mod deps;
 mod devices;
 mod expect;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::damage::Damage;
 use crate::expect::{self, tail};
 use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference::{self, Mode};
@@ -132,20 +133,29 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
     };
     let (scenario, expect) = scenario;
     let mut outcomes = Vec::new();
+    let damages: Vec<Option<Damage>> = match expect.bundle_damage.as_slice() {
+        [] => vec![None],
+        damages => damages.iter().copied().map(Some).collect(),
+    };
     for &clock in &expect.clocks {
-        let start = Instant::now();
-        let label = match clock {
-            Clock::Wall => name.clone(),
-            Clock::Icount => format!("{name} under {}", clock.label()),
-        };
-        if clock != Clock::Wall {
-            eprintln!("\n=== {label} ===");
+        for &damage in &damages {
+            let start = Instant::now();
+            let mut label = name.clone();
+            if clock != Clock::Wall {
+                label += &format!(" under {}", clock.label());
+            }
+            if let Some(damage) = damage {
+                label += &format!(" ({damage})");
+            }
+            if label != name {
+                eprintln!("\n=== {label} ===");
+            }
+            let (failures, tail) = match try_run(ws, path, &scenario, &expect, clock, damage) {
+                Ok(result) => result,
+                Err(e) => (vec![format!("{e:#}")], None),
+            };
+            outcomes.push(Outcome { name: label, elapsed: start.elapsed(), failures, tail });
         }
-        let (failures, tail) = match try_run(ws, path, &scenario, &expect, clock) {
-            Ok(result) => result,
-            Err(e) => (vec![format!("{e:#}")], None),
-        };
-        outcomes.push(Outcome { name: label, elapsed: start.elapsed(), failures, tail });
     }
     outcomes
 }
@@ -156,9 +166,17 @@ fn try_run(
     scenario: &validate::Scenario,
     expect: &validate::Expect,
     clock: Clock,
+    damage: Option<Damage>,
 ) -> Result<(Vec<String>, Option<Vec<String>>)> {
     let bundle_path = ws.bundle_path(path);
     bundle::write(scenario, &bundle_path)?;
+    if let Some(damage) = damage {
+        let mut bytes =
+            std::fs::read(&bundle_path).with_context(|| format!("cannot read {}", bundle_path.display()))?;
+        damage.apply(&mut bytes).map_err(anyhow::Error::msg)?;
+        std::fs::write(&bundle_path, bytes)
+            .with_context(|| format!("cannot write {}", bundle_path.display()))?;
+    }
     for file in &expect.absent_files {
         let file = ws.root().join(file);
         match std::fs::remove_file(&file) {

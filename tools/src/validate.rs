@@ -16,6 +16,7 @@ use platform::Region;
 
 use crate::attribution::{Said, Speaker};
 use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
+use crate::damage::Damage;
 use crate::devices::{self, Device, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
 use crate::qemu::Clock;
@@ -105,6 +106,8 @@ pub struct Expect {
     pub clocks: Vec<Clock>,
     /// Files, relative to the workspace, that must not exist after a run.
     pub absent_files: Vec<PathBuf>,
+    /// Damage to the boot bundle, a run each (none: one run of the bundle as it is).
+    pub bundle_damage: Vec<Damage>,
     /// Input to type on the serial console, in order.
     pub sends: Vec<Step>,
     /// Plain-QEMU reference runs of the same guest.
@@ -301,6 +304,13 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
             absent_files.push(path);
         }
     }
+    let mut bundle_damage = Vec::new();
+    for (k, entry) in expect.bundle_damage.iter().enumerate() {
+        match Damage::parse(entry) {
+            Ok(damage) => bundle_damage.push(damage),
+            Err(why) => errors.push(format!("expect.bundle_damage[{k}]: {entry:?}: {why}")),
+        }
+    }
     if expect.clocks.is_empty() {
         errors.push("expect.clocks: empty; the scenario would never run (say [\"wall\"])".to_owned());
     }
@@ -334,6 +344,7 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
         absent,
         clocks,
         absent_files,
+        bundle_damage,
         sends: expect
             .send
             .iter()
@@ -1219,6 +1230,20 @@ mod tests {
         );
         let expect = check(&text).unwrap().expect.unwrap();
         assert_eq!(expect.absent, [Said::parse("FAIL"), Said::parse("[a] y")]);
+    }
+
+    #[test]
+    fn bundle_damage_is_checked() {
+        let with = |damage: &str| format!("{}[expect]\nbundle_damage = {damage}\n", vm("a", "[0]", ""));
+        let expect = check(&with("[\"truncate 64\", \"xor 0x40 1\"]")).unwrap().expect.unwrap();
+        assert_eq!(
+            expect.bundle_damage,
+            [Damage::Truncate { len: 64 }, Damage::Xor { offset: 0x40, mask: 1 }]
+        );
+        assert_refused_starting(
+            &with("[\"melt\"]"),
+            "expect.bundle_damage[0]: \"melt\": write \"truncate N\"",
+        );
     }
 
     #[test]

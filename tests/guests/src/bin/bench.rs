@@ -22,6 +22,11 @@
 //! | 7 | `console-tx-64` | the same with 64 bytes |
 //! | 8 | `vtimer` | virtual timer: programmed deadline to handler entry, spinning |
 //! | 9 | `vtimer-wfi` | the same, waiting in `wfi` |
+//! | 10 | `hvc-unknown` | `hvc #0` with a function nobody offers, round trip (Sluice answers NOT_SUPPORTED and logs it, rate-limited) |
+//!
+//! Before `hvc-null`, untimed, the guest floods Sluice with [`FLOOD`] unknown
+//! hypercalls: the log lines they cause are rate-limited, so neither `hvc-null` nor
+//! `hvc-unknown` may change with it (compare with a run of an older Sluice).
 //!
 //! The console payloads are dots, 64-byte ones ending a line. The guest ends with
 //! `bench: done` and powers off; any failure prints `bench: FAIL ...`.
@@ -61,6 +66,11 @@ mod guest {
     const TIMER_LEAD: u64 = 2000;
     /// How long any one iteration may take before the guest gives up.
     const ITERATION_TIMEOUT_MS: u64 = 5_000;
+
+    /// Unknown hypercalls made before the first timed path.
+    const FLOOD: u32 = 65_536;
+    /// A function ID nobody implements (not even a well-formed SMCCC one).
+    const UNKNOWN_FUNCTION: u32 = 0xdead_beef;
 
     /// Offset of QueueSel in a virtio-mmio register block (virtio 1.2 §4.2.2).
     const QUEUE_SEL: usize = 0x030;
@@ -107,6 +117,10 @@ mod guest {
             if sluice { "Sluice's hypercalls answer" } else { "no Sluice hypercalls (plain QEMU?)" }
         );
 
+        for _ in 0..FLOOD {
+            call(UNKNOWN_FUNCTION, 0);
+        }
+        println!("bench: {FLOOD} unknown hypercalls made before timing");
         measure(&plan, 1, ["hvc-null"], || {
             let start = timer::counter();
             call(hypercall::NULL, 0);
@@ -148,6 +162,11 @@ mod guest {
 
         vtimer(&plan, 8, "vtimer", false);
         vtimer(&plan, 9, "vtimer-wfi", true);
+        measure(&plan, 10, ["hvc-unknown"], || {
+            let start = timer::counter();
+            call(UNKNOWN_FUNCTION, 0);
+            [timer::counter() - start]
+        });
 
         println!("bench: done");
         psci::system_off()
