@@ -16,6 +16,7 @@ mod attribution;
 mod bench;
 mod build;
 mod bundle;
+mod clock;
 mod cmd;
 mod config;
 mod damage;

@@ -5,8 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::clock::Clock;
 use crate::units::MIB;
 use crate::validate::Machine;
 
@@ -29,52 +28,6 @@ pub enum Console {
     Interactive,
     /// The test runner: the serial port on QEMU's stdin and stdout (pipes).
     Captured,
-}
-
-/// How guest-visible time is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Clock {
-    /// The host's clock: real, and noisy under TCG.
-    Wall,
-    /// `-icount shift=0`: one nanosecond per guest instruction, repeatable run to run;
-    /// one host thread runs every CPU in turn, so a CPU that spins or storms stalls
-    /// every VM.
-    Icount,
-}
-
-impl Clock {
-    /// Parses a scenario's `"wall"` or `"icount"`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "wall" => Some(Self::Wall),
-            "icount" => Some(Self::Icount),
-            _ => None,
-        }
-    }
-
-    /// The name used in tables and plots.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Wall => "wall clock",
-            Self::Icount => "-icount shift=0",
-        }
-    }
-
-    /// The short name used in file names and scenarios.
-    pub fn slug(self) -> &'static str {
-        match self {
-            Self::Wall => "wall",
-            Self::Icount => "icount",
-        }
-    }
-
-    /// QEMU's arguments for this clock.
-    pub fn args(self) -> &'static [&'static str] {
-        match self {
-            Self::Wall => &[],
-            Self::Icount => &["-icount", "shift=0"],
-        }
-    }
 }
 
 /// Everything the command line depends on.

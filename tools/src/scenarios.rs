@@ -114,24 +114,17 @@ pub fn is_test(path: &Path) -> Result<bool> {
 pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
     let name = scenario_name(path);
     let start = Instant::now();
-    let scenario = match validate::load(path, &ws.guests_dir()).and_then(|scenario| {
+    let loaded = validate::load(path, &ws.guests_dir()).and_then(|scenario| {
         let expect = scenario
             .expect
             .clone()
             .with_context(|| format!("{}: has no [expect] table, so it is not a test", path.display()))?;
         Ok((scenario, expect))
-    }) {
+    });
+    let (scenario, expect) = match loaded {
         Ok(loaded) => loaded,
-        Err(e) => {
-            return vec![Outcome {
-                name,
-                elapsed: start.elapsed(),
-                failures: vec![format!("{e:#}")],
-                tail: None,
-            }]
-        }
+        Err(e) => return vec![outcome(name, start, Err(e))],
     };
-    let (scenario, expect) = scenario;
     let mut outcomes = Vec::new();
     let damages: Vec<Option<Damage>> = match expect.bundle_damage.as_slice() {
         [] => vec![None],
@@ -150,14 +143,20 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
             if label != name {
                 eprintln!("\n=== {label} ===");
             }
-            let (failures, tail) = match try_run(ws, path, &scenario, &expect, clock, damage) {
-                Ok(result) => result,
-                Err(e) => (vec![format!("{e:#}")], None),
-            };
-            outcomes.push(Outcome { name: label, elapsed: start.elapsed(), failures, tail });
+            outcomes.push(outcome(label, start, try_run(ws, path, &scenario, &expect, clock, damage)));
         }
     }
     outcomes
+}
+
+/// What one run came to: its failures and the end of its output, or why it could not
+/// run.
+type RunResult = Result<(Vec<String>, Option<Vec<String>>)>;
+
+/// The outcome of the run `name` that started at `start`.
+fn outcome(name: String, start: Instant, result: RunResult) -> Outcome {
+    let (failures, tail) = result.unwrap_or_else(|e| (vec![format!("{e:#}")], None));
+    Outcome { name, elapsed: start.elapsed(), failures, tail }
 }
 
 fn try_run(
@@ -167,7 +166,7 @@ fn try_run(
     expect: &validate::Expect,
     clock: Clock,
     damage: Option<Damage>,
-) -> Result<(Vec<String>, Option<Vec<String>>)> {
+) -> RunResult {
     let bundle_path = ws.bundle_path(path);
     bundle::write(scenario, &bundle_path)?;
     if let Some(damage) = damage {
@@ -227,21 +226,12 @@ fn run_references(ws: &Workspace, path: &Path) -> Vec<Outcome> {
         let start = Instant::now();
         let label = format!("{name} on plain QEMU ({})", mode.name());
         eprintln!("\n=== {label} ===");
-        let (failures, tail) = match try_reference(ws, &scenario, &name, mode) {
-            Ok(result) => result,
-            Err(e) => (vec![format!("{e:#}")], None),
-        };
-        outcomes.push(Outcome { name: label, elapsed: start.elapsed(), failures, tail });
+        outcomes.push(outcome(label, start, try_reference(ws, &scenario, &name, mode)));
     }
     outcomes
 }
 
-fn try_reference(
-    ws: &Workspace,
-    scenario: &validate::Scenario,
-    name: &str,
-    mode: Mode,
-) -> Result<(Vec<String>, Option<Vec<String>>)> {
+fn try_reference(ws: &Workspace, scenario: &validate::Scenario, name: &str, mode: Mode) -> RunResult {
     let vm = &scenario.vms[0];
     let dir = ws.out_dir().join("reference").join(name);
     let files = reference::write_files(vm, &dir)?;

@@ -19,7 +19,7 @@ use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::damage::Damage;
 use crate::devices::{self, Device, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
-use crate::qemu::Clock;
+use crate::clock::Clock;
 use crate::reference;
 use crate::send::Step;
 use crate::units::{fmt_region, fmt_size, parse_size, parse_u64, MIB};

@@ -27,7 +27,7 @@ impl Side {
     }
 }
 
-pub use crate::qemu::Clock;
+pub use crate::clock::Clock;
 
 /// One histogram bucket: `count` samples in `[lo, hi)`, in the path's unit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

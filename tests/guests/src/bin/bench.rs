@@ -23,6 +23,7 @@
 //! | 8 | `vtimer` | virtual timer: programmed deadline to handler entry, spinning |
 //! | 9 | `vtimer-wfi` | the same, waiting in `wfi` |
 //! | 10 | `hvc-unknown` | `hvc #0` with a function nobody offers, round trip (Sluice answers NOT_SUPPORTED and logs it, rate-limited) |
+//! | 11 | `hvc-psci-version` | `hvc #0` with PSCI_VERSION, round trip: a known call to set `hvc-unknown` against |
 //!
 //! Before `hvc-null`, untimed, the guest floods Sluice with [`FLOOD`] unknown
 //! hypercalls: the log lines they cause are rate-limited, so neither `hvc-null` nor
@@ -165,6 +166,11 @@ mod guest {
         measure(&plan, 10, ["hvc-unknown"], || {
             let start = timer::counter();
             call(UNKNOWN_FUNCTION, 0);
+            [timer::counter() - start]
+        });
+        measure(&plan, 11, ["hvc-psci-version"], || {
+            let start = timer::counter();
+            call(psci::PSCI_VERSION, 0);
             [timer::counter() - start]
         });
 
