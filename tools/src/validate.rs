@@ -15,11 +15,11 @@ use platform::qemu_virt::{self, RAM_MAX_SIZE};
 use platform::Region;
 
 use crate::attribution::{Said, Speaker};
+use crate::clock::Clock;
 use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::damage::Damage;
 use crate::devices::{self, Device, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
-use crate::clock::Clock;
 use crate::reference;
 use crate::send::Step;
 use crate::units::{fmt_region, fmt_size, parse_size, parse_u64, MIB};
