@@ -36,15 +36,19 @@ unsafe extern "C" {
     safe static __image_end: u8;
 }
 
-/// The host DTB at `addr`, whose header gives its size.
+/// Most bytes a DTB may take under the arm64 boot protocol.
+const MAX_HOST_DTB_SIZE: usize = 2 * 1024 * 1024;
+
+/// The host DTB at `addr`, whose header gives its size (at most the boot protocol's
+/// 2 MiB: a header that says more is refused when the DTB is checked).
 #[allow(unsafe_code)]
 fn host_dtb(addr: usize) -> &'static [u8] {
-    // SAFETY: the boot protocol puts a DTB at x0; its header's second word (big-endian)
-    // is its total size, and the loader keeps that memory for us.
+    // SAFETY: the boot protocol puts a DTB of at most 2 MiB at x0, in memory the
+    // loader keeps for us; its header's second word (big-endian) is its total size.
     unsafe {
         let header = core::slice::from_raw_parts(addr as *const u8, 8);
         let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        core::slice::from_raw_parts(addr as *const u8, size)
+        core::slice::from_raw_parts(addr as *const u8, size.min(MAX_HOST_DTB_SIZE))
     }
 }
 
@@ -60,8 +64,9 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     crate::mm::heap::init();
     let dtb = host_dtb(dtb_addr);
     let Ok(host) = read_host_dtb(dtb) else {
-        // Without a DTB there is no UART to complain on.
-        el2::power::park()
+        // Without a DTB there is no UART to complain on: power off, and the tools
+        // report a console without Sluice's status line.
+        el2::power::psci_system_off()
     };
     // SAFETY: the DTB names this PL011; the hypervisor is its only driver.
     let uart = unsafe { Uart::new(host.uart.base as usize) };
