@@ -72,12 +72,13 @@ const KINDS: usize = Kind::ALL.len();
 struct Bucket {
     /// Counter value at the start of the current window.
     window_start: AtomicU64,
-    /// Lines let through in the current window (may run past [`BURST`]).
+    /// Lines let through in the current window (may run a little past [`BURST`] when
+    /// CPUs race).
     let_through: AtomicU32,
-    /// Lines suppressed since the count was last said.
-    unsaid: AtomicU64,
     /// Lines suppressed since the machine started.
     total: AtomicU64,
+    /// What `total` was when the count was last said.
+    said: AtomicU64,
 }
 
 impl Bucket {
@@ -85,8 +86,8 @@ impl Bucket {
         Self {
             window_start: AtomicU64::new(0),
             let_through: AtomicU32::new(0),
-            unsaid: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            said: AtomicU64::new(0),
         }
     }
 
@@ -100,7 +101,18 @@ impl Bucket {
         // One CPU wins the new window; the others see it started.
         self.window_start.compare_exchange(start, now, Ordering::AcqRel, Ordering::Acquire).ok()?;
         self.let_through.store(0, Ordering::Release);
-        Some(self.unsaid.swap(0, Ordering::AcqRel))
+        Some(self.take_unsaid())
+    }
+
+    /// The lines suppressed since the count was last said, which are said now.
+    fn take_unsaid(&self) -> u64 {
+        let total = self.total.load(Ordering::Acquire);
+        total - self.said.swap(total, Ordering::AcqRel).min(total)
+    }
+
+    /// Whether lines were suppressed that were not said yet.
+    fn has_unsaid(&self) -> bool {
+        self.total.load(Ordering::Acquire) != self.said.load(Ordering::Acquire)
     }
 }
 
@@ -152,10 +164,12 @@ impl GuestLog {
             bucket.let_through.fetch_add(1, Ordering::AcqRel);
             return Verdict::Print { suppressed };
         }
-        if bucket.let_through.fetch_add(1, Ordering::AcqRel) < BURST {
+        // A flood only reads `let_through`: the one write it costs is the count.
+        if bucket.let_through.load(Ordering::Acquire) < BURST
+            && bucket.let_through.fetch_add(1, Ordering::AcqRel) < BURST
+        {
             return Verdict::Print { suppressed: 0 };
         }
-        bucket.unsaid.fetch_add(1, Ordering::AcqRel);
         bucket.total.fetch_add(1, Ordering::AcqRel);
         Verdict::Drop
     }
@@ -166,7 +180,7 @@ impl GuestLog {
         let mut quiet = [0; KINDS];
         for (i, &kind) in Kind::ALL.iter().enumerate() {
             let Some(bucket) = self.bucket(vm, kind) else { continue };
-            if bucket.unsaid.load(Ordering::Acquire) > 0 {
+            if bucket.has_unsaid() {
                 quiet[i] = bucket.roll(now, self.window).unwrap_or(0);
             }
         }
@@ -218,7 +232,8 @@ pub fn installed() -> Option<&'static GuestLog> {
 /// Logs a line of `kind` at `level` about the VM that owns this CPU, if its
 /// allowance lets it through, prefixed `vm "name": ` (and said to follow suppressed
 /// ones if so). Before [`install`] (host tests) or outside a VM's CPU, logs it as is.
-/// Use [`guest_log!`], which checks the level before anything else.
+/// Use [`guest_log!`], which checks the level before anything else (against
+/// `log::max_level`, the one filter Sluice's logger has, without calling into it).
 pub fn log(kind: Kind, level: log::Level, args: fmt::Arguments<'_>) {
     let Some((g, vm)) = GUEST_LOG.get().and_then(|g| Some((g, (g.current_vm)()?))) else {
         log::log!(level, "{args}");
@@ -252,7 +267,7 @@ pub fn report_quiet(vm: usize) {
 #[macro_export]
 macro_rules! guest_log {
     ($kind:expr, $level:ident, $($arg:tt)+) => {
-        if log::log_enabled!(log::Level::$level) {
+        if log::Level::$level <= log::max_level() {
             $crate::guest_log::log($kind, log::Level::$level, format_args!($($arg)+));
         }
     };
