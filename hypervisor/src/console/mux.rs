@@ -204,11 +204,19 @@ impl ConsoleMux {
         if self.closed || vm >= self.ports.len() {
             return;
         }
-        for &byte in bytes {
+        let mut rest = bytes;
+        while !rest.is_empty() {
             let port = &mut self.ports[vm];
-            port.line[port.line_len] = byte;
-            port.line_len += 1;
-            if byte == b'\n' || port.line_len == LINE_LEN {
+            let room = &mut port.line[port.line_len..];
+            let fits = rest.len().min(room.len());
+            let (taken, line_ends) = match rest[..fits].iter().position(|&b| b == b'\n') {
+                Some(newline) => (newline + 1, true),
+                None => (fits, false),
+            };
+            room[..taken].copy_from_slice(&rest[..taken]);
+            port.line_len += taken;
+            rest = &rest[taken..];
+            if line_ends || port.line_len == LINE_LEN {
                 self.flush(vm, emit);
             }
         }
@@ -243,32 +251,50 @@ impl ConsoleMux {
 
     /// Sends VM `vm`'s bytes, tagged, escaped and with lines broken as the module says.
     fn stream(&mut self, vm: usize, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {
-        for &byte in bytes {
-            let port = &mut self.ports[vm];
-            if port.broken {
-                port.broken = false;
-                match byte {
-                    b'\r' => {
-                        port.broken = true;
-                        continue;
-                    }
-                    b'\n' => continue,
-                    _ => {}
-                }
+        let mut rest = bytes;
+        while let Some(&byte) = rest.first() {
+            let port = &self.ports[vm];
+            if port.broken || port.carriage_return || !escape::is_plain(byte) {
+                self.stream_byte(vm, byte, emit);
+                rest = &rest[1..];
+                continue;
             }
-            let carriage_return = core::mem::replace(&mut port.carriage_return, byte == b'\r');
-            if carriage_return && byte != b'\n' {
-                self.show(vm, b'\r', emit);
-            }
+            // A run of plain bytes goes out as it is, in one piece.
+            let run = rest.iter().position(|&b| !escape::is_plain(b)).unwrap_or(rest.len());
+            self.open_line(vm, emit);
+            emit(&rest[..run]);
+            self.column += run;
+            rest = &rest[run..];
+        }
+    }
+
+    /// Sends one byte of VM `vm`: the line ends, carriage returns, backspaces and
+    /// escapes of [`ConsoleMux::stream`].
+    fn stream_byte(&mut self, vm: usize, byte: u8, emit: &mut impl FnMut(&[u8])) {
+        let port = &mut self.ports[vm];
+        if port.broken {
+            port.broken = false;
             match byte {
-                b'\n' => {
-                    self.open_line(vm, emit);
-                    emit(CRLF);
-                    self.open = Owner::Nobody;
+                b'\r' => {
+                    port.broken = true;
+                    return;
                 }
-                b'\r' => {}
-                _ => self.show(vm, byte, emit),
+                b'\n' => return,
+                _ => {}
             }
+        }
+        let carriage_return = core::mem::replace(&mut port.carriage_return, byte == b'\r');
+        if carriage_return && byte != b'\n' {
+            self.show(vm, b'\r', emit);
+        }
+        match byte {
+            b'\n' => {
+                self.open_line(vm, emit);
+                emit(CRLF);
+                self.open = Owner::Nobody;
+            }
+            b'\r' => {}
+            _ => self.show(vm, byte, emit),
         }
     }
 
