@@ -26,7 +26,6 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use log::{error, info, LevelFilter};
 use platform::{qemu_virt, Region};
-use spin::Mutex;
 
 #[allow(unsafe_code)]
 unsafe extern "C" {
@@ -141,7 +140,7 @@ pub fn primary_main(dtb_addr: usize) -> ! {
                 for (vcpu, &cpu) in vm.config.cpus.iter().enumerate() {
                     cpu_slot[cpu as usize] = Some((index, vcpu));
                 }
-                vms.push(Some(Mutex::new(vm)));
+                vms.push(Some(crate::run::VmLock::new(vm)));
             }
             Err(why) => {
                 error!("vm[{index}] refused: {why}");

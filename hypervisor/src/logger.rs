@@ -14,7 +14,9 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use platform::bundle::MAX_VMS;
-use spin::Mutex;
+use spin::mutex::Mutex;
+
+use crate::arch::aarch64::el2::Yield;
 
 /// The host UART and the multiplexer in front of it.
 struct HostConsole {
@@ -22,7 +24,8 @@ struct HostConsole {
     mux: ConsoleMux,
 }
 
-static CONSOLE: Mutex<Option<HostConsole>> = Mutex::new(None);
+/// The console; a CPU that waits for it yields (see [`Yield`]).
+static CONSOLE: Mutex<Option<HostConsole>, Yield> = Mutex::new(None);
 
 /// Hands the host UART to the console; no VM outputs yet.
 pub fn init(uart: Uart, level: LevelFilter) {

@@ -23,7 +23,10 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use log::{debug, error, info, warn};
 use platform::bundle::MAX_VMS;
 use platform::exit::{self, VmEnd, HYPERVISOR_PANIC};
-use spin::{Mutex, MutexGuard, Once};
+use spin::{MutexGuard, Once};
+
+/// A VM's lock: a spin lock whose waiters `yield` (see [`el2::Yield`]).
+pub type VmLock = spin::mutex::Mutex<Vm, el2::Yield>;
 
 /// SGI one CPU sends another to make it exit its guest and look at its VM.
 const KICK_SGI: u32 = 0;
@@ -41,7 +44,7 @@ const MAX_LIST_REGISTERS: usize = 16;
 /// Everything the CPUs share, set up once by the boot CPU.
 pub struct Machine {
     /// The VMs by index; `None` for a VM that was refused.
-    pub vms: Vec<Option<Mutex<Vm>>>,
+    pub vms: Vec<Option<VmLock>>,
     /// Counter frequency, for reports.
     pub counter_hz: u64,
     /// MPIDR of each host CPU.
@@ -466,7 +469,7 @@ fn restart_vm(cpu: usize, vm_index: usize, vcpu: usize) {
         if lock_vm(vm_index).vcpus.iter().all(|p| *p == VcpuPower::Off) {
             break;
         }
-        core::hint::spin_loop();
+        <el2::Yield as spin::relax::RelaxStrategy>::relax();
     }
     let mut vm = lock_vm(vm_index);
     match vm.load() {

@@ -169,6 +169,10 @@ pub struct ExpectConfig {
     /// line of VM `vm` containing `text`) or `"sluice: text"` (one of Sluice's).
     #[serde(default)]
     pub lines: Vec<String>,
+    /// Lines that must appear too, written like `lines`, but in any order (the
+    /// last words of VMs that run at once and finish in no set order).
+    #[serde(default)]
+    pub anywhere: Vec<String>,
     /// Substrings that must appear nowhere (on anyone's line, or only on one VM's or
     /// Sluice's when written like an entry of `lines`).
     #[serde(default)]

@@ -71,6 +71,16 @@ fn speaker_name(said: &Said) -> String {
     }
 }
 
+/// Checks that each of `expected` is said somewhere in `output`, in any order.
+/// Returns one message per missing entry; entries nobody can say on `host` are skipped.
+pub fn check_anywhere(output: &[String], expected: &[Said], host: Host) -> Vec<String> {
+    expected
+        .iter()
+        .filter(|said| said.applies_to(host) && !output.iter().any(|line| said.matches(line, host)))
+        .map(|said| format!("expected line not found (in any order): {:?}", said.to_string()))
+        .collect()
+}
+
 /// Checks that none of `absent` is said in `output`. Returns one message per entry found.
 pub fn check_absent(output: &[String], absent: &[Said], host: Host) -> Vec<String> {
     absent
@@ -122,6 +132,7 @@ pub fn judge(
     }
     failures.extend(send::check(&expect.sends, typed, ending));
     failures.extend(check_lines(output, &expect.lines, host));
+    failures.extend(check_anywhere(output, &expect.anywhere, host));
     failures.extend(check_absent(output, &expect.absent, host));
     failures
 }
@@ -206,6 +217,21 @@ mod tests {
     }
 
     #[test]
+    fn anywhere_lines_may_come_in_any_order() {
+        let out = output();
+        assert!(check_anywhere(&out, &said(&["[vm0] done", "[vm1] ticks: 2", "sluice: boot"]), Host::Sluice)
+            .is_empty());
+        assert_eq!(
+            check_anywhere(&out, &said(&["[vm0] done", "[vm1] done"]), Host::Sluice),
+            ["expected line not found (in any order): \"[vm1] done\""]
+        );
+        assert!(check_anywhere(&out, &said(&["sluice: nothing like it"]), Host::PlainQemu).is_empty());
+        let mut expect = expect(0);
+        expect.anywhere = said(&["[vm1] ticks: 3"]);
+        assert_eq!(judged(&expect, Ending::Exited(Some(0)), &out, &[]).len(), 1);
+    }
+
+    #[test]
     fn absent_substrings_fail_when_present() {
         assert!(check_absent(&output(), &said(&["panicked"]), Host::Sluice).is_empty());
         assert_eq!(
@@ -228,6 +254,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             exit_status: status,
             lines: said(&["[vm0] hello"]),
+            anywhere: Vec::new(),
             absent: said(&["panicked"]),
             clocks: vec![Clock::Wall],
             absent_files: Vec::new(),

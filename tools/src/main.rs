@@ -5,7 +5,9 @@
 //! cargo xtask build                       hypervisor + test guests -> target/sluice/
 //! cargo xtask bundle CONFIG [-o FILE]     check a scenario and write its boot bundle
 //! cargo xtask run [CONFIG] [--gdb]        build, pack and boot a scenario in QEMU
-//! cargo xtask test [--scenario NAME]...   host tests, then every QEMU scenario with [expect]
+//! cargo xtask test [--scenario NAME]...   host tests, fuzz targets, every QEMU scenario with [expect]
+//! cargo xtask fuzz [TARGET] [--time S]    the libFuzzer targets in fuzz/, S seconds each
+//! cargo xtask fuzz-guest [--time S]       the hostile fuzz guest under Sluice, seed after seed
 //! cargo xtask lint                        rustfmt and clippy, host and bare-metal
 //! cargo xtask kit [--refresh]             Linux guest kit -> target/sluice/kit/
 //! cargo xtask bench [--iterations N]      latency report -> target/sluice/bench/
@@ -24,6 +26,8 @@ mod deps;
 mod devices;
 mod expect;
 mod figures;
+mod fuzz;
+mod fuzz_guest;
 mod kit;
 mod layout;
 mod lint;
@@ -90,6 +94,33 @@ enum Cmd {
         /// Skip `cargo test --workspace`.
         #[arg(long)]
         no_host: bool,
+        /// Skip the short run of every fuzz target (`cargo xtask fuzz --time 15`).
+        #[arg(long)]
+        no_fuzz: bool,
+    },
+    /// Run the coverage-guided fuzz targets in fuzz/ (libFuzzer through cargo-fuzz;
+    /// installs a nightly toolchain and cargo-fuzz when missing).
+    Fuzz {
+        /// Only this target [default: all].
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(fuzz::TARGETS))]
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long = "time", value_name = "S", default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+    },
+    /// Run the hostile fuzz guest under Sluice beside a well-behaved VM, one seed after
+    /// another, until the time is up or a run fails (then say its seed and log).
+    FuzzGuest {
+        /// Start no new run after S seconds.
+        #[arg(long = "time", value_name = "S", default_value_t = fuzz_guest::DEFAULT_SECONDS)]
+        seconds: u64,
+        /// The first seed (then counting up) [default: the time of day].
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Operations per run.
+        #[arg(long, value_name = "M", default_value_t = fuzz_guest::DEFAULT_OPS,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        ops: u64,
     },
     /// Check formatting and run clippy (host and bare-metal targets).
     Lint,
@@ -136,7 +167,15 @@ impl Cmd {
             Self::Build => build::build_all(&ws).map(|_| ExitCode::SUCCESS),
             Self::Bundle { config, output } => bundle_command(&ws, &config, output),
             Self::Run { config, gdb, reference } => run_command(&ws, config, gdb, reference),
-            Self::Test { scenarios, no_host } => test_command(&ws, &scenarios, no_host),
+            Self::Test { scenarios, no_host, no_fuzz } => test_command(&ws, &scenarios, no_host, no_fuzz),
+            Self::Fuzz { target, seconds } => {
+                let targets: Vec<&str> = target.as_deref().into_iter().collect();
+                let clean = fuzz::run(&ws, &targets, seconds)?;
+                Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            }
+            Self::FuzzGuest { seconds, seed, ops } => {
+                fuzz_guest::command(&ws, fuzz_guest::Options { seconds, seed, ops })
+            }
             Self::Lint => lint::lint(&ws).map(|()| ExitCode::SUCCESS),
             Self::Figures => figures::command(&ws).map(|()| ExitCode::SUCCESS),
             Self::Bench { iterations, warmup, no_linux } => {
@@ -217,10 +256,13 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bo
     }
 }
 
-fn test_command(ws: &Workspace, scenarios: &[String], no_host: bool) -> Result<ExitCode> {
+fn test_command(ws: &Workspace, scenarios: &[String], no_host: bool, no_fuzz: bool) -> Result<ExitCode> {
     let selected = scenarios::selected(ws, scenarios)?;
     if !no_host {
         cmd::run(ws.cargo().args(["test", "--workspace"])).context("host tests failed")?;
+    }
+    if !no_fuzz && !fuzz::run(ws, &[], fuzz::TEST_SECONDS)? {
+        anyhow::bail!("a fuzz target failed (its input is named above)");
     }
     deps::ensure_qemu()?;
     build::build_all(ws)?;
@@ -258,12 +300,13 @@ mod tests {
             panic!("not run");
         };
         assert!(reference);
-        let Cmd::Test { scenarios, no_host } =
+        let Cmd::Test { scenarios, no_host, no_fuzz } =
             parse(&["test", "--scenario", "a", "--scenario", "b", "--no-host"]).unwrap().command
         else {
             panic!("not test");
         };
-        assert_eq!((scenarios, no_host), (vec!["a".to_owned(), "b".to_owned()], true));
+        assert_eq!((scenarios, no_host, no_fuzz), (vec!["a".to_owned(), "b".to_owned()], true, false));
+        assert!(matches!(parse(&["test", "--no-fuzz"]).unwrap().command, Cmd::Test { no_fuzz: true, .. }));
         assert!(matches!(parse(&["lint"]).unwrap().command, Cmd::Lint));
         assert!(matches!(parse(&["kit"]).unwrap().command, Cmd::Kit { refresh: false }));
         assert!(matches!(parse(&["kit", "--refresh"]).unwrap().command, Cmd::Kit { refresh: true }));
@@ -274,5 +317,36 @@ mod tests {
         assert_eq!((iterations, warmup, no_linux), (1000, 50, true));
         assert!(parse(&["bench", "--iterations", "5000"]).is_err(), "more than the guest keeps");
         assert!(parse(&["bundle"]).is_err());
+    }
+
+    #[test]
+    fn cli_parses_fuzz() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()));
+        let Cmd::Fuzz { target, seconds } = parse(&["fuzz"]).unwrap().command else { panic!("not fuzz") };
+        assert_eq!((target, seconds), (None, fuzz::DEFAULT_SECONDS));
+        let Cmd::Fuzz { target, seconds } = parse(&["fuzz", "vgic", "--time", "10"]).unwrap().command else {
+            panic!("not fuzz");
+        };
+        assert_eq!((target.as_deref(), seconds), (Some("vgic"), 10));
+        assert!(parse(&["fuzz", "nonesuch"]).is_err(), "only the fuzz crate's targets");
+        assert!(parse(&["fuzz", "--time", "soon"]).is_err());
+    }
+
+    #[test]
+    fn cli_parses_fuzz_guest() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()));
+        let Cmd::FuzzGuest { seconds, seed, ops } = parse(&["fuzz-guest"]).unwrap().command else {
+            panic!("not fuzz-guest");
+        };
+        assert_eq!((seconds, seed, ops), (fuzz_guest::DEFAULT_SECONDS, None, fuzz_guest::DEFAULT_OPS));
+        let Cmd::FuzzGuest { seconds, seed, ops } =
+            parse(&["fuzz-guest", "--time", "120", "--seed", "7", "--ops", "1000"]).unwrap().command
+        else {
+            panic!("not fuzz-guest");
+        };
+        assert_eq!((seconds, seed, ops), (120, Some(7), 1000));
+        assert!(parse(&["fuzz-guest", "--ops", "0"]).is_err(), "a run makes at least one operation");
+        assert!(parse(&["fuzz-guest", "--seed", "-1"]).is_err());
+        assert!(parse(&["fuzz-guest", "7"]).is_err());
     }
 }

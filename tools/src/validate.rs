@@ -100,6 +100,8 @@ pub struct Expect {
     pub exit_status: u8,
     /// Lines that must appear in order, each said by a VM or by Sluice.
     pub lines: Vec<Said>,
+    /// Lines that must appear in any order, each said by a VM or by Sluice.
+    pub anywhere: Vec<Said>,
     /// What must not appear (on anyone's line, or on one speaker's).
     pub absent: Vec<Said>,
     /// The clocks the scenario runs under, each a run of its own.
@@ -281,6 +283,7 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
         errors.push(format!("expect.exit_status: {} is not an exit status (0..=255)", expect.exit_status));
     }
     let lines = check_said("lines", &expect.lines, vm_names, true, errors);
+    let anywhere = check_said("anywhere", &expect.anywhere, vm_names, true, errors);
     let absent = check_said("absent", &expect.absent, vm_names, false, errors);
     let mut clocks = Vec::new();
     for (k, name) in expect.clocks.iter().enumerate() {
@@ -341,6 +344,7 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
         timeout: Duration::from_secs(timeout?),
         exit_status: exit_status?,
         lines,
+        anywhere,
         absent,
         clocks,
         absent_files,
@@ -354,7 +358,7 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
     })
 }
 
-/// Checks `expect.lines` or `expect.absent` (`field`): single non-empty lines, each
+/// Checks `expect.lines`, `expect.anywhere` or `expect.absent` (`field`): single non-empty lines, each
 /// naming a VM of the scenario or Sluice as its speaker when it has one, and, with
 /// `attributed`, each having one (under Sluice every line says whose it is, so an
 /// expected line must too).

@@ -200,7 +200,9 @@ impl Vgic {
                 group1: irq.group1,
                 state: LrState::new(pending, active),
             };
-            any_pending |= pending;
+            // NPIE fires while no entry is in the Pending state itself (IHI 0069H,
+            // ICH_HCR_EL2.NPIE): a pending-and-active entry does not count.
+            any_pending |= pending && !active;
             *lr = reg.encode();
             flushed.values[slot] = *lr;
             flushed.count = slot + 1;
@@ -447,6 +449,41 @@ mod tests {
         let (lrs, more) = flush(&mut g, 0);
         assert!(!more, "no pending entry: NPIE would fire at once");
         assert!(lrs.iter().all(|&l| ListReg::decode(l).eoi && ListReg::decode(l).state == LrState::Active));
+    }
+
+    #[test]
+    fn overflow_of_pending_and_active_interrupts_relies_on_eoi_not_npie() {
+        // A guest that sets five SPIs active and pending (ISACTIVER, ISPENDR) with
+        // its interrupts masked: four list registers hold them pending and active,
+        // none in the Pending state, so NPIE would fire at once and for ever (the
+        // fuzz guest found this as a maintenance-interrupt storm).
+        let mut g = gic(1);
+        for intid in 32..37 {
+            enable_spi(&mut g, intid, 0x80);
+            g.distributor_write(0x300 + 4, AccessWidth::Word, 1 << (intid - 32));
+            g.distributor_write(0x200 + 4, AccessWidth::Word, 1 << (intid - 32));
+        }
+        let (lrs, more) = flush(&mut g, 0);
+        assert!(lrs
+            .iter()
+            .all(|&l| ListReg::decode(l).state == LrState::PendingActive && ListReg::decode(l).eoi));
+        assert!(!more, "no entry in the Pending state: NPIE would fire at once");
+        // Merely pending entries among them: NPIE waits for their acknowledgement.
+        let mut g = gic(1);
+        for intid in 32..37 {
+            enable_spi(&mut g, intid, 0x80);
+            g.distributor_write(0x200 + 4, AccessWidth::Word, 1 << (intid - 32));
+            if intid < 34 {
+                g.distributor_write(0x300 + 4, AccessWidth::Word, 1 << (intid - 32));
+            }
+        }
+        let (lrs, more) = flush(&mut g, 0);
+        let states: Vec<LrState> = lrs.iter().map(|&l| ListReg::decode(l).state).collect();
+        assert_eq!(
+            states,
+            [LrState::PendingActive, LrState::PendingActive, LrState::Pending, LrState::Pending]
+        );
+        assert!(more);
     }
 
     #[test]

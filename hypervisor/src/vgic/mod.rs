@@ -355,10 +355,11 @@ impl Vgic {
     /// - When interrupts are left over, every non-HW entry gets EOI = 1 too, so any
     ///   deactivation makes room.
     ///
-    /// Returns `true` when interrupts are left over and an entry is pending: the
-    /// caller sets ICH_HCR_EL2.NPIE, so a maintenance interrupt fires once the
-    /// guest has acknowledged them all. (If every entry is active, NPIE would fire
-    /// at once; `false` is returned and the EOI bits do the job.)
+    /// Returns `true` when interrupts are left over and an entry is in the Pending
+    /// state: the caller sets ICH_HCR_EL2.NPIE, so a maintenance interrupt fires
+    /// once the guest has acknowledged them all. (If every entry is active, or
+    /// pending and active, NPIE would fire at once and for ever; `false` is
+    /// returned and the EOI bits do the job.)
     pub fn flush(&mut self, vcpu: usize, lrs: &mut [u64]) -> bool {
         if !self.check_vcpu(vcpu) {
             lrs.fill(ListReg::EMPTY);

@@ -4,8 +4,9 @@
 //! state: the Rust handler may use FP/SIMD registers itself) in a `TrapFrame` on the
 //! stack and calls `el1_trap`. An IRQ goes to `irq::dispatch`. A synchronous data abort or undefined instruction
 //! taken while [`expect_fault`] is running its closure is recorded and execution
-//! resumes at the next instruction. Anything else is unexpected: the guest prints
-//! what it got and powers off.
+//! resumes at the next instruction; while [`skip_faults`] is on (the fuzz guest), each
+//! one is counted and skipped the same way. Anything else is unexpected: the guest
+//! prints what it got and powers off.
 #![allow(unsafe_code)]
 
 use core::arch::{asm, global_asm};
@@ -164,6 +165,40 @@ static FAULT_ESR: AtomicU64 = AtomicU64::new(0);
 static FAULT_FAR: AtomicU64 = AtomicU64::new(0);
 static FAULT_ELR: AtomicU64 = AtomicU64::new(0);
 
+/// Set while faults are counted and skipped (see [`skip_faults`]).
+static SKIPPING: AtomicBool = AtomicBool::new(false);
+static SKIPPED_DATA_ABORTS: AtomicU64 = AtomicU64::new(0);
+static SKIPPED_UNDEFINED: AtomicU64 = AtomicU64::new(0);
+
+/// The faults [`skip_faults`] counted so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Data aborts.
+    pub data_aborts: u64,
+    /// Undefined-instruction exceptions.
+    pub undefined: u64,
+}
+
+/// Turns counting and skipping on or off: while on, every data abort and undefined
+/// instruction taken at EL1 (on SP_ELx, outside [`expect_fault`], which goes first)
+/// is counted and execution resumes after the faulting instruction, as
+/// `expect_fault` does for one fault. Instruction aborts and everything else stay
+/// unexpected. For a program whose every access that may fault is one instruction
+/// whose result nothing relies on ([`crate::probe`]), such as the fuzz guest.
+pub fn skip_faults(on: bool) {
+    compiler_fence(Ordering::SeqCst);
+    SKIPPING.store(on, Ordering::SeqCst);
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// How many faults were counted and skipped (see [`skip_faults`]).
+pub fn skipped_faults() -> Skipped {
+    Skipped {
+        data_aborts: SKIPPED_DATA_ABORTS.load(Ordering::SeqCst),
+        undefined: SKIPPED_UNDEFINED.load(Ordering::SeqCst),
+    }
+}
+
 /// Runs `f`; if it takes a synchronous data abort, undefined-instruction exception or
 /// instruction abort, returns what the guest saw, else `None`.
 ///
@@ -221,6 +256,19 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, index: u64) {
             frame.elr += 4;
         }
         return;
+    }
+    if vector == Vector::SYNC_CURRENT_SPX && SKIPPING.load(Ordering::SeqCst) {
+        let counter = match fault.ec() {
+            crate::fault::ec::DABT_SAME => Some(&SKIPPED_DATA_ABORTS),
+            crate::fault::ec::UNKNOWN => Some(&SKIPPED_UNDEFINED),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::SeqCst);
+            // Every A64 instruction is 4 bytes: resume after the faulting one.
+            frame.elr += 4;
+            return;
+        }
     }
     if vector.is_sync() && fault.has_address() {
         crate::println!(

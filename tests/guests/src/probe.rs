@@ -1,5 +1,6 @@
 //! Single instructions that a test expects to fault, for use inside
-//! [`crate::exceptions::expect_fault`].
+//! [`crate::exceptions::expect_fault`] (or while [`crate::exceptions::skip_faults`]
+//! is on).
 //!
 //! Each access is one instruction in inline assembly, so that resuming after it (ELR +
 //! 4) leaves the program in a state the compiler knows: the destination registers
@@ -9,6 +10,8 @@
 use core::arch::asm;
 
 use platform::Region;
+
+use crate::fuzz::Width;
 
 /// Loads one byte from `addr` with `ldrb` (a plain load: ISV = 1 if it traps).
 pub fn load_u8(addr: u64) -> u8 {
@@ -155,4 +158,59 @@ pub unsafe fn set_vbar(vbar: u64) {
 pub unsafe fn branch_to(addr: u64) -> ! {
     // SAFETY: the caller's contract.
     unsafe { asm!("br {}", in(reg) addr, options(noreturn, nostack)) }
+}
+
+/// Loads `width` bytes from `addr` with one `ldrb`, `ldrh`, `ldr w` or `ldr x` (a
+/// plain load: ISV = 1 if it traps), zero-extended; 0 if it faulted and was skipped.
+pub fn load(addr: u64, width: Width) -> u64 {
+    let value: u64;
+    // SAFETY: as for `load_u8`: a load changes no memory, and a fault is skipped.
+    unsafe {
+        match width {
+            Width::B1 => {
+                asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = inout(reg) 0u64 => value, options(nostack, preserves_flags))
+            }
+            Width::B2 => {
+                asm!("ldrh {v:w}, [{a}]", a = in(reg) addr, v = inout(reg) 0u64 => value, options(nostack, preserves_flags))
+            }
+            Width::B4 => {
+                asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = inout(reg) 0u64 => value, options(nostack, preserves_flags))
+            }
+            Width::B8 => {
+                asm!("ldr {v}, [{a}]", a = in(reg) addr, v = inout(reg) 0u64 => value, options(nostack, preserves_flags))
+            }
+        }
+    }
+    value
+}
+
+/// Stores the low `width` bytes of `value` at `addr` with one `strb`, `strh`,
+/// `str w` or `str x`, provided no byte of it lies in one of the `ram` ranges (so it
+/// cannot touch memory this program uses).
+///
+/// # Panics
+///
+/// If a byte of `[addr, addr + width)` is in one of the `ram` ranges (or the range
+/// wraps the address space).
+pub fn store_outside(ram: &[Region], addr: u64, width: Width, value: u64) {
+    let target = Region::new(addr, width.bytes());
+    assert!(!ram.iter().any(|r| r.overlaps(&target)), "store_outside: {addr:#x} is RAM");
+    // SAFETY: no byte of the store is RAM, where all of this guest's memory lies; it
+    // may hit a device or nothing (then it faults, and the fault is skipped).
+    unsafe {
+        match width {
+            Width::B1 => {
+                asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack, preserves_flags))
+            }
+            Width::B2 => {
+                asm!("strh {v:w}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack, preserves_flags))
+            }
+            Width::B4 => {
+                asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack, preserves_flags))
+            }
+            Width::B8 => {
+                asm!("str {v}, [{a}]", a = in(reg) addr, v = in(reg) value, options(nostack, preserves_flags))
+            }
+        }
+    }
 }

@@ -399,6 +399,21 @@ pub fn quiesce_guest(list_registers: usize) {
     disable_virtual_interface();
 }
 
+/// How a CPU waits for a lock another CPU holds: `yield`, the hint that it is
+/// spinning (Linux's `cpu_relax` on arm64). On QEMU without multi-threaded TCG (e.g.
+/// under `-icount`), where one host thread runs every CPU in turn, it hands that
+/// thread to the next CPU, which may be the holder; the default `isb` doesn't, and
+/// a waiter could then keep the holder from ever running again.
+pub struct Yield;
+
+impl spin::relax::RelaxStrategy for Yield {
+    #[inline(always)]
+    fn relax() {
+        // SAFETY: `yield` is a hint with no architectural effect.
+        unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
 /// Sleeps until an interrupt is pending (interrupts stay masked at EL2; the trap or
 /// idle path acknowledges it afterwards).
 pub fn wait_for_interrupt() {

@@ -38,7 +38,9 @@
 //!
 //! The virtio-console lines travel through the virtio-console alone, so seeing them
 //! proves its transmit path (and the emergency write). Any failed check prints
-//! `virtio: FAIL ...` and powers off.
+//! `virtio: FAIL ...` and powers off. With `rounds=N` in the bootargs step 2 runs N
+//! times (then `virtio: blk write/flush/read-back ok N times`), to keep checking
+//! the disk while other VMs run.
 #![cfg_attr(bare_metal, no_std, no_main)]
 #![deny(unsafe_code)]
 
@@ -112,6 +114,20 @@ mod guest {
 
         let sectors = write_read_back(&mut blk, capacity);
         println!("virtio: blk write/flush/read-back ok ({sectors} sectors)");
+
+        // `rounds=N` in the bootargs: the write/flush/read-back N times in all, so the
+        // disk is checked for as long as other VMs run (tests/scenarios/fuzz.toml).
+        let rounds = test_guests::dtb::BootInfo::read(dtb)
+            .ok()
+            .and_then(|info| test_guests::bootargs::value(info.bootargs?, "rounds"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(1);
+        if rounds > 1 {
+            for _ in 1..rounds {
+                write_read_back(&mut blk, capacity);
+            }
+            println!("virtio: blk write/flush/read-back ok {rounds} times");
+        }
 
         let refused = out_of_range(&mut blk, capacity);
         println!("virtio: blk out-of-range request failed as it should ({refused} requests)");
