@@ -281,28 +281,34 @@ impl Blk {
             return Ok(status::UNSUPP);
         }
         let allowed_flags = if write_zeroes { FLAG_UNMAP } else { 0 };
-        let start = reader.clone();
-        for pass in [false, true] {
-            *reader = start.clone();
-            for _ in 0..len / SEGMENT {
-                let mut raw = [0u8; SEGMENT as usize];
-                reader.read(mem, &mut raw)?;
-                let mut sector = [0; 8];
-                sector.copy_from_slice(&raw[..8]);
-                let sector = u64::from_le_bytes(sector);
-                let sectors = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
-                let flags = u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]]);
-                let bytes = u64::from(sectors) * SECTOR_SIZE;
-                if !pass {
-                    if flags & !allowed_flags != 0 {
-                        return Ok(status::UNSUPP);
-                    }
-                    if self.read_only || sectors > MAX_ZERO_SECTORS || self.range(sector, bytes).is_none() {
-                        return Ok(status::IOERR);
-                    }
-                } else if self.disk.zero(sector * SECTOR_SIZE, bytes).is_err() {
-                    return Ok(status::IOERR);
-                }
+        // The segments are copied into Sluice's memory once, then checked, then
+        // acted on: the guest (another of its vCPUs) can't change one between its
+        // check and its use.
+        let count = (len / SEGMENT) as usize;
+        let mut segments = [(0u64, 0u32); MAX_ZERO_SEGMENTS as usize];
+        for segment in &mut segments[..count] {
+            let mut raw = [0u8; SEGMENT as usize];
+            reader.read(mem, &mut raw)?;
+            let mut sector = [0; 8];
+            sector.copy_from_slice(&raw[..8]);
+            let sectors = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
+            let flags = u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]]);
+            if flags & !allowed_flags != 0 {
+                return Ok(status::UNSUPP);
+            }
+            *segment = (u64::from_le_bytes(sector), sectors);
+        }
+        let mut ranges = [(0u64, 0u64); MAX_ZERO_SEGMENTS as usize];
+        for (range, &(sector, sectors)) in ranges.iter_mut().zip(&segments[..count]) {
+            let bytes = u64::from(sectors) * SECTOR_SIZE;
+            match self.range(sector, bytes) {
+                Some(offset) if !self.read_only && sectors <= MAX_ZERO_SECTORS => *range = (offset, bytes),
+                _ => return Ok(status::IOERR),
+            }
+        }
+        for &(offset, bytes) in &ranges[..count] {
+            if self.disk.zero(offset, bytes).is_err() {
+                return Ok(status::IOERR);
             }
         }
         Ok(status::OK)
