@@ -22,6 +22,7 @@ use hypervisor::devices::AccessWidth;
 use hypervisor::vgic::{Kick, ListReg, LrState, Vgic, GICR_FRAME_SIZE, GICR_SGI_BASE};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
+use sluice_fuzz::Width;
 
 /// The list registers a CPU may have (ICH_VTR_EL2.ListRegs + 1 is 1 to 16).
 const MAX_LRS: usize = 16;
@@ -29,25 +30,6 @@ const MAX_LRS: usize = 16;
 const NR_INTIDS: u32 = 128;
 /// GICD_TYPER as documented in `vgic/distributor.rs`.
 const GICD_TYPER: u64 = 3 | 9 << 19 | 1 << 24;
-
-#[derive(Debug, Clone, Copy, Arbitrary)]
-enum Width {
-    Byte,
-    Half,
-    Word,
-    Double,
-}
-
-impl Width {
-    fn get(self) -> AccessWidth {
-        match self {
-            Self::Byte => AccessWidth::Byte,
-            Self::Half => AccessWidth::Half,
-            Self::Word => AccessWidth::Word,
-            Self::Double => AccessWidth::Double,
-        }
-    }
-}
 
 /// What the guest does to one list register while it runs.
 #[derive(Debug, Clone, Copy, Arbitrary)]

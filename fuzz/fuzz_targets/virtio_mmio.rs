@@ -30,6 +30,7 @@ use hypervisor::mm::guest_memory::GuestMemory;
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use sluice_fuzz::ram::GuardedRam;
+use sluice_fuzz::Width;
 
 const RAM_BASE: u64 = platform::qemu_virt::RAM_BASE;
 /// Guest RAM: 8 KiB and 4 KiB contiguous in guest-physical space (separate host
@@ -106,25 +107,6 @@ impl<'a> Arbitrary<'a> for Addr {
 
     fn size_hint(_depth: usize) -> (usize, Option<usize>) {
         (4, Some(8))
-    }
-}
-
-#[derive(Debug, Clone, Copy, Arbitrary)]
-enum Width {
-    Byte,
-    Half,
-    Word,
-    Double,
-}
-
-impl Width {
-    fn get(self) -> AccessWidth {
-        match self {
-            Self::Byte => AccessWidth::Byte,
-            Self::Half => AccessWidth::Half,
-            Self::Word => AccessWidth::Word,
-            Self::Double => AccessWidth::Double,
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the fuzz targets in `fuzz_targets/` share: guest RAM with guard bytes
 //! around it ([`ram`]), a logger that formats every line the hypervisor logs
-//! ([`init_logging`]), and the seed inputs checked in under `corpus/` ([`seeds`]).
+//! ([`init_logging`]), an access width the fuzzer picks ([`Width`]), and the seed
+//! inputs checked in under `corpus/` ([`seeds`]).
 //!
 //! The targets reach the hypervisor only through its public API, as the trap
 //! path and the boot code do; nothing here is compiled into the product.
@@ -10,6 +11,34 @@ pub mod seeds;
 
 use std::fmt::Write;
 use std::sync::Once;
+
+use hypervisor::devices::AccessWidth;
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+
+/// The width of a register access, as the fuzzer picks it.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum Width {
+    /// 8 bits.
+    Byte,
+    /// 16 bits.
+    Half,
+    /// 32 bits.
+    Word,
+    /// 64 bits.
+    Double,
+}
+
+impl Width {
+    /// The hypervisor's name for it.
+    pub fn get(self) -> AccessWidth {
+        match self {
+            Self::Byte => AccessWidth::Byte,
+            Self::Half => AccessWidth::Half,
+            Self::Word => AccessWidth::Word,
+            Self::Double => AccessWidth::Double,
+        }
+    }
+}
 
 /// A logger that formats every record and throws the text away, so the format
 /// strings of the hypervisor's log lines (guest-caused ones included) run on the
