@@ -83,15 +83,12 @@ pub fn measure_all(ws: &Workspace, built: &build::Built) -> Result<Vec<(String, 
     let vm = &scenario.vms[0];
     let mut rows = Vec::new();
     for clock in [Clock::Wall, Clock::Icount] {
-        let sluice = qemu::args(&Invocation {
-            machine: scenario.machine,
-            hypervisor: ws.relative(&built.hypervisor_bin),
-            bundle: ws.relative(&bundle_path),
-            console: Console::Captured,
-            console_log: None,
+        let sluice = qemu::args(&Invocation::captured(
+            scenario.machine,
+            ws.relative(&built.hypervisor_bin),
+            ws.relative(&bundle_path),
             clock,
-            gdb: false,
-        });
+        ));
         let files = reference::write_files(vm, &ws.out_dir().join("figures").join(&vm.name))?;
         let plain = reference::args(vm, &files, Mode::Modern, Console::Captured, clock);
         let label = clock.label();

@@ -18,7 +18,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::attribution::{said_by, Host};
 use crate::expect::{self, Ending};
-use crate::qemu::{self, Clock, Console, Invocation};
+use crate::qemu::{self, Clock, Invocation};
 use crate::runner::{self, Echo};
 use crate::send::Progress;
 use crate::validate::{Expect, Sources};
@@ -239,15 +239,12 @@ fn run_once(ws: &Workspace, out: &Path, seed: u64, ops: u64) -> Result<(Verdict,
     let expect = scenario.expect.clone().context("the fuzz-guest scenario has an [expect] table")?;
     let bundle_path = out.join("fuzz-guest.dtb");
     bundle::write(&scenario, &bundle_path)?;
-    let args = qemu::args(&Invocation {
-        machine: scenario.machine,
-        hypervisor: ws.relative(&ws.hypervisor_bin()),
-        bundle: ws.relative(&bundle_path),
-        console: Console::Captured,
-        console_log: None,
-        clock: Clock::Wall,
-        gdb: false,
-    });
+    let args = qemu::args(&Invocation::captured(
+        scenario.machine,
+        ws.relative(&ws.hypervisor_bin()),
+        ws.relative(&bundle_path),
+        Clock::Wall,
+    ));
     let mut command = ws.command(qemu::QEMU);
     command.args(&args);
     let run = runner::run(&mut command, expect.timeout, Echo::Quiet, &[])?;

@@ -50,6 +50,14 @@ pub struct Invocation {
     pub gdb: bool,
 }
 
+impl Invocation {
+    /// A run whose console the tools capture and read, without gdb: what every
+    /// test, benchmark and figure runs.
+    pub fn captured(machine: Machine, hypervisor: PathBuf, bundle: PathBuf, clock: Clock) -> Self {
+        Self { machine, hypervisor, bundle, console: Console::Captured, console_log: None, clock, gdb: false }
+    }
+}
+
 /// QEMU's arguments (without the program name).
 pub fn args(invocation: &Invocation) -> Vec<OsString> {
     let smp = invocation.machine.cpus.to_string();

@@ -185,15 +185,12 @@ fn try_run(
             _ => {}
         }
     }
-    let args = qemu::args(&Invocation {
-        machine: scenario.machine,
-        hypervisor: ws.relative(&ws.hypervisor_bin()),
-        bundle: ws.relative(&bundle_path),
-        console: Console::Captured,
-        console_log: None,
+    let args = qemu::args(&Invocation::captured(
+        scenario.machine,
+        ws.relative(&ws.hypervisor_bin()),
+        ws.relative(&bundle_path),
         clock,
-        gdb: false,
-    });
+    ));
     eprintln!("$ {}", qemu::display(&args));
     let mut command = ws.command(qemu::QEMU);
     command.args(&args);

@@ -122,15 +122,12 @@ fn arguments(
             scenario.trace = plan.trace;
             let bundle_path = out.join(format!("{}.dtb", plan.slug()));
             bundle::write(scenario, &bundle_path)?;
-            qemu::args(&Invocation {
-                machine: scenario.machine,
-                hypervisor: ws.relative(&built.hypervisor_bin),
-                bundle: ws.relative(&bundle_path),
-                console: Console::Captured,
-                console_log: None,
-                clock: plan.clock,
-                gdb: false,
-            })
+            qemu::args(&Invocation::captured(
+                scenario.machine,
+                ws.relative(&built.hypervisor_bin),
+                ws.relative(&bundle_path),
+                plan.clock,
+            ))
         }
         Side::Reference => {
             let vm = &scenario.vms[0];
