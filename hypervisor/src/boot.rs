@@ -178,6 +178,8 @@ pub fn primary_main(dtb_addr: usize) -> ! {
             run::ENDS[*vm].store(FAILED, Ordering::SeqCst);
         }
     }
+    // Every VM refused (or its CPUs failed to start): nothing will ever stop one.
+    run::power_off_if_done();
     run::cpu_main(0)
 }
 

@@ -520,8 +520,9 @@ fn current_status() -> u8 {
     exit::status(ends.map(|e| if e == FAILED { VmEnd::Failed } else { VmEnd::Clean }))
 }
 
-/// Powers the machine off once no VM runs, with a status that says how each ended.
-fn power_off_if_done() {
+/// Powers the machine off once no VM runs, with a status that says how each ended
+/// (at boot too, when every VM was refused).
+pub fn power_off_if_done() {
     let m = machine();
     if (0..m.vms.len()).any(|i| ENDS[i].load(Ordering::SeqCst) == RUNNING) {
         return;

@@ -282,7 +282,8 @@ pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
 ///
 /// The file cannot be read, or [`parse`] refuses it; the message starts with the path.
 pub fn load(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::regular_file::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     parse(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
 }
 

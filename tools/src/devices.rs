@@ -130,6 +130,8 @@ fn check_blk(
     if let Some(serial) = &config.serial {
         if serial.len() > MAX_SERIAL_LEN || !serial.is_ascii() {
             errors.push(("serial", format!("{serial:?}: at most {MAX_SERIAL_LEN} ASCII characters")));
+        } else if serial.contains('\0') {
+            errors.push(("serial", format!("{serial:?} contains a NUL character")));
         }
     }
     Some(DeviceKind::Blk(Disk { size, image, read_only: config.read_only, serial: config.serial.clone() }))
@@ -186,6 +188,8 @@ mod tests {
         assert_eq!(fields(check(&too_big, &mut read)), ["image"]);
         let serial = VirtioConfig { serial: Some("x".repeat(21)), ..blk() };
         assert_eq!(fields(check(&serial, &mut read)), ["serial"]);
+        let nul = VirtioConfig { serial: Some("disk\00".into()), ..blk() };
+        assert_eq!(fields(check(&nul, &mut read)), ["serial"]);
         let console = VirtioConfig { kind: "console".into(), ..blk() };
         assert_eq!(fields(check(&console, &mut read)), ["size", "serial"]);
     }

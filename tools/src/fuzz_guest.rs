@@ -233,7 +233,7 @@ fn run_once(ws: &Workspace, out: &Path, seed: u64, ops: u64) -> Result<(Verdict,
     let config =
         config::parse(&scenario_text(seed, ops)).context("the fuzz-guest scenario does not parse")?;
     let (scenarios, guests) = (ws.scenarios_dir(), ws.guests_dir());
-    let sources = Sources { config_dir: &scenarios, guests_dir: &guests, read: &|p| std::fs::read(p) };
+    let sources = Sources { config_dir: &scenarios, guests_dir: &guests, read: &crate::regular_file::read };
     let scenario = validate::validate(&config, &sources)
         .map_err(|r| anyhow!("the fuzz-guest scenario is refused:\n{r}"))?;
     let expect = scenario.expect.clone().context("the fuzz-guest scenario has an [expect] table")?;

@@ -33,6 +33,7 @@ mod layout;
 mod lint;
 mod qemu;
 mod reference;
+mod regular_file;
 mod runner;
 mod scenarios;
 mod send;

@@ -128,10 +128,10 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     let damages: Vec<Option<Damage>> = match expect.bundle_damage.as_slice() {
         [] => vec![None],
-        damages => damages.iter().copied().map(Some).collect(),
+        damages => damages.iter().cloned().map(Some).collect(),
     };
     for &clock in &expect.clocks {
-        for &damage in &damages {
+        for damage in &damages {
             let start = Instant::now();
             let mut label = name.clone();
             if clock != Clock::Wall {
@@ -143,7 +143,7 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
             if label != name {
                 eprintln!("\n=== {label} ===");
             }
-            outcomes.push(outcome(label, start, try_run(ws, path, &scenario, &expect, clock, damage)));
+            outcomes.push(outcome(label, start, try_run(ws, path, &scenario, &expect, clock, damage.as_ref())));
         }
     }
     outcomes
@@ -165,7 +165,7 @@ fn try_run(
     scenario: &validate::Scenario,
     expect: &validate::Expect,
     clock: Clock,
-    damage: Option<Damage>,
+    damage: Option<&Damage>,
 ) -> RunResult {
     let bundle_path = ws.bundle_path(path);
     bundle::write(scenario, &bundle_path)?;

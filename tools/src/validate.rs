@@ -147,7 +147,7 @@ impl std::error::Error for Refusal {}
 pub fn load(path: &Path, guests_dir: &Path) -> Result<Scenario> {
     let config = config::load(path)?;
     let config_dir = path.parent().unwrap_or(Path::new("."));
-    let sources = Sources { config_dir, guests_dir, read: &|p| std::fs::read(p) };
+    let sources = Sources { config_dir, guests_dir, read: &crate::regular_file::read };
     validate(&config, &sources).map_err(|refusal| {
         let lines: Vec<String> = refusal.0.iter().map(|l| format!("  {l}")).collect();
         anyhow::anyhow!("{}: refused:\n{}", path.display(), lines.join("\n"))
