@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(fields(check(&too_big, &mut read)), ["image"]);
         let serial = VirtioConfig { serial: Some("x".repeat(21)), ..blk() };
         assert_eq!(fields(check(&serial, &mut read)), ["serial"]);
-        let nul = VirtioConfig { serial: Some("disk\00".into()), ..blk() };
+        let nul = VirtioConfig { serial: Some("disk\0x".into()), ..blk() };
         assert_eq!(fields(check(&nul, &mut read)), ["serial"]);
         let console = VirtioConfig { kind: "console".into(), ..blk() };
         assert_eq!(fields(check(&console, &mut read)), ["size", "serial"]);

@@ -143,7 +143,11 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
             if label != name {
                 eprintln!("\n=== {label} ===");
             }
-            outcomes.push(outcome(label, start, try_run(ws, path, &scenario, &expect, clock, damage.as_ref())));
+            outcomes.push(outcome(
+                label,
+                start,
+                try_run(ws, path, &scenario, &expect, clock, damage.as_ref()),
+            ));
         }
     }
     outcomes
