@@ -402,6 +402,11 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             el2::disable_virtual_interface();
             finish_maintenance(&taken);
             info!("vm \"{}\": system reset", vm.name());
+            // Every other vCPU is told to leave before the lock is let go: one that
+            // asks for a reset (or a power-off) at the same moment finds itself
+            // stopping when it gets the lock, so the VM restarts exactly once.
+            vm.vcpus[vcpu] = VcpuPower::Off;
+            stop_other_vcpus(&mut vm, vcpu);
             drop(vm);
             restart_vm(cpu, vm_index, vcpu);
             *frame = wait_for_start(cpu, vm_index, vcpu);
@@ -456,31 +461,32 @@ fn stop_other_vcpus(vm: &mut MutexGuard<'_, Vm>, vcpu: usize) {
     send_kicks(vm, Some(vcpu));
 }
 
-/// Restarts a VM from its images (PSCI `SYSTEM_RESET` on `vcpu`): the other vCPUs
-/// leave the guest first, then the VM is reloaded and vCPU 0 starts again.
+/// Restarts a VM from its images (PSCI `SYSTEM_RESET` on `vcpu`, which has told the
+/// other vCPUs to leave): waits until they have, then reloads the VM and starts vCPU
+/// 0 again.
 fn restart_vm(cpu: usize, vm_index: usize, vcpu: usize) {
-    {
-        let mut vm = lock_vm(vm_index);
-        vm.vcpus[vcpu] = VcpuPower::Off;
-        stop_other_vcpus(&mut vm, vcpu);
-    }
-    // Wait, without holding the VM, until every vCPU is off.
     loop {
-        if lock_vm(vm_index).vcpus.iter().all(|p| *p == VcpuPower::Off) {
-            break;
+        // Neither sleeping nor reloading with another vCPU still in the guest.
+        let mut vm = lock_vm(vm_index);
+        if vm_ended(vm_index) {
+            drop(vm);
+            park(cpu);
         }
+        if vm.vcpus.iter().all(|p| *p == VcpuPower::Off) {
+            match vm.load() {
+                Ok(()) => {
+                    vm.kick(1);
+                    send_kicks(&mut vm, None);
+                }
+                Err(e) => {
+                    error!("vm \"{}\" stopped: reloading it failed: {e}", vm.name());
+                    stop_vm(cpu, vm, vcpu, FAILED);
+                }
+            }
+            return;
+        }
+        drop(vm);
         <el2::Yield as spin::relax::RelaxStrategy>::relax();
-    }
-    let mut vm = lock_vm(vm_index);
-    match vm.load() {
-        Ok(()) => {
-            vm.kick(1);
-            send_kicks(&mut vm, None);
-        }
-        Err(e) => {
-            error!("vm \"{}\" stopped: reloading it failed: {e}", vm.name());
-            stop_vm(cpu, vm, vcpu, FAILED);
-        }
     }
 }
 

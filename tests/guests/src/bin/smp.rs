@@ -18,6 +18,14 @@
 //! smp: done (boot N)
 //! ```
 //!
+//! With `reset-race=N` in its bootargs it does something else: on each boot CPU 0
+//! starts CPU 1 (which must come online and be reported on), prints
+//! `smp: race boot B of N`, and then both CPUs call PSCI `SYSTEM_RESET` at the same
+//! moment; at boot N CPU 0 calls `SYSTEM_OFF` while CPU 1 calls `SYSTEM_RESET`. The
+//! hypervisor must restart the VM exactly once per race (the boot count in the DTB
+//! goes up by one, which the scenario sees in the lines) and end it exactly once; if
+//! the reset wins the last race, boot N + 1 says `smp: race over` and powers off.
+//!
 //! The `online` and `cpu1 timer` lines are printed by CPU 1. Under emulation the
 //! counter's relation to wall-clock time is loose, so the timer check is only that
 //! all 50 ticks came and that the counter advanced at least 49 periods meanwhile. A
@@ -75,6 +83,12 @@ mod guest {
         }
         let Some(cpu1) = info.cpu_id(1) else { fail(format_args!("the DTB's second cpu node has no reg")) };
         BOOT_MPIDR.store(cpu::mpidr(), Ordering::Relaxed);
+        let bootargs = info.bootargs.unwrap_or("");
+        if let Some(boots) = bootargs.split_whitespace().find_map(|a| a.strip_prefix("reset-race=")) {
+            let boots =
+                boots.parse().unwrap_or_else(|_| fail(format_args!("reset-race={boots}: not a number")));
+            race_resets(cpu1, info.boot_count.unwrap_or(0), boots);
+        }
 
         gic::init_distributor().unwrap_or_else(|e| fail(format_args!("gic: {e}")));
         irq::register(SGI_PING, on_ping);
@@ -128,7 +142,7 @@ mod guest {
         println!("smp: cpu1 off");
         // `reset-once` in the bootargs: restart the VM once (PSCI SYSTEM_RESET; Sluice
         // counts boots in /chosen/sluice,boot-count) and run everything again.
-        let reset_once = info.bootargs.unwrap_or("").split_whitespace().any(|a| a == "reset-once");
+        let reset_once = bootargs.split_whitespace().any(|a| a == "reset-once");
         let boot = info.boot_count.unwrap_or(0);
         if reset_once && boot == 0 {
             println!("smp: resetting");
@@ -154,6 +168,40 @@ mod guest {
         irq::disable();
         let e = psci::cpu_off();
         fail(format_args!("cpu{slot}: CPU_OFF returned {e}"))
+    }
+
+    /// Both CPUs leave this together to race their resets.
+    static RACE_BARRIER: SpinBarrier = SpinBarrier::new(2);
+
+    /// `reset-race=N`, boot `boot`: bring CPU 1 up, then race it to `SYSTEM_RESET`
+    /// (or, at boot N, race its reset with our `SYSTEM_OFF`).
+    fn race_resets(cpu1: u64, boot: u32, boots: u32) -> ! {
+        if boot > boots {
+            println!("smp: race over (boot {boot}: the last reset won over SYSTEM_OFF)");
+            psci::system_off()
+        }
+        if let Err(e) = smp::start_cpu(cpu1, racer_main) {
+            fail(format_args!("boot {boot}: starting cpu1 (mpidr {cpu1:#x}): {e}"));
+        }
+        wait_for(format_args!("cpu1 to come online at boot {boot}"), || CPU1_ONLINE.load(Ordering::Acquire));
+        match psci::affinity_info(cpu1) {
+            Ok(AffinityState::On) => {}
+            Ok(state) => fail(format_args!("boot {boot}: AFFINITY_INFO says cpu1 is {state}, not on")),
+            Err(e) => fail(format_args!("boot {boot}: AFFINITY_INFO(cpu1) returned {e}")),
+        }
+        println!("smp: race boot {boot} of {boots}");
+        RACE_BARRIER.wait();
+        if boot == boots {
+            psci::system_off()
+        }
+        psci::system_reset()
+    }
+
+    /// CPU 1 in `reset-race` mode: come online, then reset the VM with CPU 0.
+    fn racer_main(_slot: usize) -> ! {
+        CPU1_ONLINE.store(true, Ordering::Release);
+        RACE_BARRIER.wait();
+        psci::system_reset()
     }
 
     /// Sets up the calling CPU's redistributor and CPU interface, enables its SGI
