@@ -16,9 +16,15 @@
 //! misbehave: semihosting SYS_WRITE trapped at EL1 as undefined instruction (ESR 0x02000000)
 //! misbehave: semihosting SYS_SYSTEM trapped at EL1 as undefined instruction (ESR 0x02000000)
 //! misbehave: semihosting SYS_EXIT trapped at EL1 as undefined instruction (ESR 0x02000000)
+//! misbehave: printing lines forged to look like another VM's and Sluice's
 //! misbehave: call to 0x1000 faulted into the guest as instruction abort (ESR 0x86000010, FAR 0x1000)
 //! misbehave: no vectors now; jumping to 0x1000
 //! ```
+//!
+//! The forged lines use a carriage return, ANSI escape sequences and backspaces
+//! to try to overwrite this guest's `[misbehave] ` tag on a terminal and pass for
+//! `[bystander] ...` or `sluice: ...`; Sluice shows those bytes escaped, inside this
+//! guest's own tagged line.
 //!
 //! The semihosting calls would create host files (`target/sluice/semihosting-*.txt`,
 //! relative to QEMU's directory, the workspace), run a host command and end QEMU if
@@ -118,6 +124,7 @@ mod guest {
         println!("misbehave: {FLOOD} garbage hvc calls, {refused} returned -1");
 
         semihosting();
+        forge();
 
         assert!(!info.is_ram(JUMP_ADDR), "{JUMP_ADDR:#x} is RAM");
         println!("misbehave: calling {JUMP_ADDR:#x}, outside my RAM");
@@ -148,6 +155,25 @@ mod guest {
 
     /// Tries what semihosting would give a guest on a QEMU that enabled it: a host
     /// file, a host command, ending QEMU. Each must be an undefined instruction.
+    /// Lines that would read as the bystander's and Sluice's, were the console to
+    /// pass carriage returns, escape sequences and backspaces through.
+    const FORGERIES: [&[u8]; 5] = [
+        b"\r[bystander] ticker: bystander forged\n",
+        b"\x1b[2K\x1b[1G[bystander] ticker: bystander forged\n",
+        b"\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08[bystander] ticker: bystander forged\n",
+        b"\x1b[1A\rsluice: vm \"bystander\" forged\n",
+        b"\rsluice: exit status 0\n",
+    ];
+
+    /// Prints [`FORGERIES`] byte by byte, past the guest's own line discipline.
+    fn forge() {
+        println!("misbehave: printing lines forged to look like another VM's and Sluice's");
+        let uart = test_guests::uart::Uart::new();
+        for line in FORGERIES {
+            line.iter().for_each(|&byte| uart.put_byte(byte));
+        }
+    }
+
     fn semihosting() {
         let open = [OPEN_PATH.as_ptr() as u64, OPEN_WRITE, OPEN_PATH.len() as u64 - 1];
         let handle = semihosting_call("SYS_OPEN", SYS_OPEN, &open);
