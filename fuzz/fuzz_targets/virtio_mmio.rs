@@ -170,6 +170,11 @@ enum Op {
     ConsoleTx {
         len: u16,
     },
+    /// The work a notify's budget cut short goes on for one more budget (as the
+    /// VM's next exit does).
+    Backlog {
+        dev: Dev,
+    },
     /// `count` receive buffers of `len` bytes posted, then the notify.
     ConsoleRx {
         len: u16,
@@ -536,6 +541,11 @@ impl Harness {
                 let bytes = &bytes[..bytes.len().min(64)];
                 self.guest_write(|m| m.write(at.0, bytes));
             }
+            Op::Backlog { dev } => self.device_op(*dev, |d| {
+                let had = d.mmio.has_backlog();
+                d.mmio.work_on_backlog();
+                assert!(had || !d.mmio.has_backlog(), "a backlog out of nothing");
+            }),
             Op::Input { bytes } => {
                 let taken = self.device_op(Dev::Console, |d| d.mmio.input(bytes));
                 assert!(taken <= bytes.len());

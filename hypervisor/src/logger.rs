@@ -16,7 +16,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 use platform::bundle::MAX_VMS;
 use spin::mutex::Mutex;
 
-use crate::arch::aarch64::el2::Yield;
+use crate::arch::aarch64::el2::{self, Yield};
 
 /// The host UART and the multiplexer in front of it.
 struct HostConsole {
@@ -35,10 +35,12 @@ pub fn init(uart: Uart, level: LevelFilter) {
     log::set_max_level(level);
 }
 
-/// Names the VMs (index = VM index) whose output the console multiplexes.
+/// Names the VMs (index = VM index) whose output the console multiplexes, each with
+/// its share of the UART (`console::share`) starting now.
 pub fn set_vms(names: &[&str]) {
     if let Some(console) = CONSOLE.lock().as_mut() {
         console.mux = ConsoleMux::new(names);
+        console.mux.start_shares(el2::counter(), el2::counter_hz());
         QUEUED.iter().for_each(|queued| queued.store(false, Ordering::Release));
     }
 }
@@ -208,6 +210,6 @@ pub struct VmConsole {
 
 impl ConsoleOutput for VmConsole {
     fn write(&mut self, bytes: &[u8]) {
-        with_console(|mux, mut emit| mux.output(self.vm, bytes, &mut emit));
+        with_console(|mux, mut emit| mux.output_at(self.vm, bytes, el2::counter(), &mut emit));
     }
 }

@@ -253,22 +253,32 @@ fn console_input() {
     }
 }
 
-/// Puts a typed byte in VM `vm`'s UART, or queues it behind earlier ones.
+/// Queues a typed byte for VM `vm_index` and hands it over if the VM's lock is
+/// free. Console input never waits for a VM: a guest may hold its lock (a trap in
+/// progress) while this CPU's own VM, and Ctrl-A x, wait for the input handler. If
+/// the lock is taken, the VM's CPUs are kicked, and its next exit takes the input.
 fn deliver_input(vm_index: usize, byte: u8) {
     let Some(Some(slot)) = machine().vms.get(vm_index) else { return };
-    let mut vm = slot.lock();
-    // A running virtio-console takes console input (Linux's hvc0); the PL011 otherwise.
-    if !vm.virtio_console_input(&[byte]) {
-        if logger::has_queued_input(vm_index) || !vm.uart.push_input(byte) {
-            logger::queue_input(vm_index, byte);
+    logger::queue_input(vm_index, byte);
+    match slot.try_lock() {
+        Some(mut vm) => {
+            refill_input(&mut vm);
+            send_kicks(&mut vm, None);
         }
-        vm.update_uart_interrupt();
+        None => cpus_of(vm_index).for_each(|cpu| el2::send_sgi(KICK_SGI, machine().cpu_mpidr[cpu])),
     }
-    send_kicks(&mut vm, None);
 }
 
-/// Moves queued console input into the VM's UART as it makes room.
-fn refill_uart(vm: &mut Vm) {
+/// Moves queued console input into the VM: all of it into a running virtio-console
+/// (Linux's hvc0; it holds or drops what its driver hasn't taken), else into the
+/// PL011 as it makes room.
+fn refill_input(vm: &mut Vm) {
+    if vm.has_virtio_console() {
+        while let Some(byte) = logger::pop_input(vm.index) {
+            vm.virtio_console_input(&[byte]);
+        }
+        return;
+    }
     while vm.uart.can_take_input() {
         let Some(byte) = logger::pop_input(vm.index) else { break };
         vm.uart.push_input(byte);
@@ -351,6 +361,13 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             vm.kick(kick.0);
         }
     }
+    if vm.virtio_backlog {
+        // One more budget of the work a notify left (devices::virtio::budget).
+        vm.work_on_virtio_backlog();
+    }
+    if logger::has_queued_input(vm_index) {
+        refill_input(&mut vm);
+    }
     let (reason, action) = match trap_kind {
         kind::SYNC => {
             let (esr, far, hpfar) = el2::syndrome();
@@ -365,9 +382,6 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             (ExitReason::Irq, ExitAction::Resume)
         }
     };
-    if reason == ExitReason::Mmio && logger::has_queued_input(vm_index) {
-        refill_uart(&mut vm);
-    }
     if let Some(exits) = vm.trace_dump.take() {
         dump_trace(&vm, exits);
     }
@@ -376,6 +390,11 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     }
     match action {
         ExitAction::Resume | ExitAction::WaitForInterrupt => {
+            if vm.virtio_backlog {
+                // Exit again as soon as the guest is back, for the next budget; the
+                // guest, other vCPUs and console input get their turn in between.
+                el2::send_sgi(KICK_SGI, machine().cpu_mpidr[cpu]);
+            }
             flush_list_registers(&mut vm, vcpu, in_hardware);
             trace::point(Stage::Injected);
             finish_maintenance(&taken);

@@ -17,6 +17,9 @@
 //!   its tag; every other control character, a `"\r"` not followed by `"\n"` and
 //!   every byte above 0x7e are shown escaped (`^[`, `^M`, `\xe2`), so no escape
 //!   sequence, carriage return or cursor movement reaches the terminal;
+//! - each VM has its share of the UART ([`share`]): what it sends beyond that is
+//!   dropped and counted ([`ConsoleMux::output_at`]), so a flooder cannot slow the
+//!   console for the others;
 //! - once Sluice is powering off, [`ConsoleMux::close`] sends what the VMs hold and
 //!   shuts them out, so Sluice's last line (the exit status) is the console's last.
 //!
@@ -39,6 +42,7 @@
 //! queues are made by [`ConsoleMux::new`].
 
 use super::escape;
+use super::share::{self, Share};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Display, Write};
@@ -138,6 +142,8 @@ struct Port {
     /// The line being held back.
     line: [u8; LINE_LEN],
     line_len: usize,
+    /// Its share of the UART.
+    share: Share,
 }
 
 /// Multiplexes the VMs' consoles and Sluice's log lines onto one UART.
@@ -152,6 +158,8 @@ pub struct ConsoleMux {
     escape: bool,
     /// Sluice is powering off: VM output is dropped.
     closed: bool,
+    /// The counter frequency that [`ConsoleMux::output_at`]'s times are in.
+    counter_hz: u64,
 }
 
 impl ConsoleMux {
@@ -173,10 +181,46 @@ impl ConsoleMux {
                     carriage_return: false,
                     line: [0; LINE_LEN],
                     line_len: 0,
+                    share: Share::new(0),
                 }
             })
             .collect();
-        Self { ports, open: Owner::Nobody, column: 0, focus: 0, escape: false, closed: false }
+        Self { ports, open: Owner::Nobody, column: 0, focus: 0, escape: false, closed: false, counter_hz: 1 }
+    }
+
+    /// Starts every VM's share of the UART with a full bucket at counter time `now`,
+    /// for [`ConsoleMux::output_at`] calls with a counter at `counter_hz`.
+    pub fn start_shares(&mut self, now: u64, counter_hz: u64) {
+        self.counter_hz = counter_hz.max(1);
+        self.ports.iter_mut().for_each(|port| port.share = Share::new(now));
+    }
+
+    /// VM `vm` wrote `bytes` at counter time `now`: what its [`share`] of the UART
+    /// allows goes to [`ConsoleMux::output`], the rest is dropped and counted. The
+    /// count is said (`sluice: vm "name": N bytes of console output dropped ...`)
+    /// when the VM may send again.
+    pub fn output_at(&mut self, vm: usize, bytes: &[u8], now: u64, emit: &mut impl FnMut(&[u8])) {
+        if self.closed || vm >= self.ports.len() {
+            return;
+        }
+        let allowed = self.ports[vm].share.admit(bytes.len(), now, self.counter_hz);
+        if let Some(dropped) = self.ports[vm].share.take_dropped(false) {
+            self.say_dropped(vm, dropped, emit);
+        }
+        self.output(vm, &bytes[..allowed], emit);
+    }
+
+    fn say_dropped(&mut self, vm: usize, dropped: u64, emit: &mut impl FnMut(&[u8])) {
+        let name = core::mem::take(&mut self.ports[vm].name);
+        self.log_line(
+            format_args!(
+                "vm \"{name}\": {dropped} bytes of console output dropped (over its share of the console: {} KiB at once, {} KiB/s)",
+                share::BURST / 1024,
+                share::RATE / 1024
+            ),
+            emit,
+        );
+        self.ports[vm].name = name;
     }
 
     /// The number of VMs.
@@ -245,6 +289,9 @@ impl ConsoleMux {
     pub fn close(&mut self, emit: &mut impl FnMut(&[u8])) {
         for vm in 0..self.ports.len() {
             self.flush(vm, emit);
+            if let Some(dropped) = self.ports[vm].share.take_dropped(true) {
+                self.say_dropped(vm, dropped, emit);
+            }
         }
         self.closed = true;
     }
@@ -714,6 +761,43 @@ mod tests {
         uart.out(0, "late\r\n").out(1, "sluice: exit status 0\r\n").out(7, "who?\r\n");
         uart.log("exit status 1");
         assert_eq!(uart.text(), "[b] line\r\n[a] partial\r\nsluice: exit status 1\r\n");
+    }
+
+    #[test]
+    fn a_flooder_gets_its_share_and_the_others_theirs() {
+        const HZ: u64 = 1_000_000;
+        let mut uart = Uart::new(&["flood", "tick"]);
+        uart.mux.start_shares(0, HZ);
+        let line = [b'x'; 1023].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let wire = &mut uart.wire;
+        let mut emit = |b: &[u8]| wire.extend_from_slice(b);
+        // The flooder offers 1 MiB at once; the ticker prints a line after it.
+        for _ in 0..1024 {
+            uart.mux.output_at(0, &line, 0, &mut emit);
+        }
+        uart.mux.output_at(1, b"tick 1\n", 0, &mut emit);
+        // A second later the flooder may send again: the count comes first.
+        uart.mux.output_at(0, b"late\n", HZ, &mut emit);
+        let text = core::str::from_utf8(&uart.wire).unwrap();
+        let flooded = text.lines().filter(|l| l.starts_with("[flood] x")).count();
+        assert_eq!(flooded as u64, share::BURST / 1024, "the burst, in whole lines");
+        assert!(text.contains("[tick] tick 1\r\n"), "the ticker's line is not held behind the flood");
+        let dropped = 1024 * 1024 - share::BURST;
+        let said =
+            alloc::format!("sluice: vm \"flood\": {dropped} bytes of console output dropped (over its share");
+        assert!(text.contains(&said), "{}", &text[text.len() - 300..]);
+        assert!(text.ends_with("[flood] late\r\n"));
+    }
+
+    #[test]
+    fn drops_not_said_yet_are_said_when_the_console_closes() {
+        let mut uart = Uart::new(&["flood"]);
+        uart.mux.start_shares(0, 1000);
+        let big = alloc::vec![b'y'; share::BURST as usize + 5];
+        let wire = &mut uart.wire;
+        uart.mux.output_at(0, &big, 0, &mut |b| wire.extend_from_slice(b));
+        uart.mux.close(&mut |b| wire.extend_from_slice(b));
+        assert!(uart.text().ends_with("sluice: vm \"flood\": 5 bytes of console output dropped (over its share of the console: 64 KiB at once, 128 KiB/s)\r\n"));
     }
 
     #[test]

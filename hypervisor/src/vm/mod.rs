@@ -90,6 +90,9 @@ pub struct Vm {
     pub trace_dump: Option<usize>,
     /// How many times the VM has been loaded (1 after the first boot).
     pub boots: u32,
+    /// A virtio device has work its budget cut short (see
+    /// `devices::virtio::budget`): the trap path goes on with it on the next exit.
+    pub virtio_backlog: bool,
     stage2: Stage2,
     _tables: HeapTables,
 }
@@ -134,6 +137,7 @@ impl Vm {
             vcpus: vec![VcpuPower::Off; vcpus],
             kicks: 0,
             boots: 0,
+            virtio_backlog: false,
             stage2,
             _tables: tables,
         })
@@ -163,16 +167,40 @@ impl Vm {
         self.kick(kick.0);
     }
 
+    /// Goes on with the virtio work that budgets cut short, one budget per device;
+    /// returns whether some is still left.
+    pub fn work_on_virtio_backlog(&mut self) -> bool {
+        let mut left = false;
+        for slot in 0..self.virtio.len() {
+            if self.virtio[slot].has_backlog() {
+                self.virtio[slot].work_on_backlog();
+                self.update_virtio_interrupt(slot);
+                left |= self.virtio[slot].has_backlog();
+            }
+        }
+        self.virtio_backlog = left;
+        left
+    }
+
+    /// The slot of the VM's virtio-console, if its driver has it running.
+    fn live_virtio_console(&self) -> Option<usize> {
+        self.virtio.iter().position(|d| {
+            d.backend().device_id() == crate::devices::virtio::device_id::CONSOLE
+                && d.status() & crate::devices::virtio::status::DRIVER_OK != 0
+        })
+    }
+
+    /// Whether console input goes to a virtio-console (its driver has it running)
+    /// rather than the PL011.
+    pub fn has_virtio_console(&self) -> bool {
+        self.live_virtio_console().is_some()
+    }
+
     /// Gives typed console input to the VM's virtio-console, if its driver has it
     /// running (the console holds, or drops and counts, what its driver hasn't taken
     /// yet); returns false, taking nothing, when there is none (use the PL011).
     pub fn virtio_console_input(&mut self, bytes: &[u8]) -> bool {
-        let Some(slot) = self.virtio.iter().position(|d| {
-            d.backend().device_id() == crate::devices::virtio::device_id::CONSOLE
-                && d.status() & crate::devices::virtio::status::DRIVER_OK != 0
-        }) else {
-            return false;
-        };
+        let Some(slot) = self.live_virtio_console() else { return false };
         self.virtio[slot].input(bytes);
         self.update_virtio_interrupt(slot);
         true
@@ -222,6 +250,7 @@ impl Vm {
         self.vcpus.fill(VcpuPower::Off);
         self.vcpus[0] = VcpuPower::StartPending { entry: c.entry, context: c.dtb_addr };
         self.kicks = 0;
+        self.virtio_backlog = false;
         self.boots += 1;
         Ok(())
     }

@@ -29,7 +29,7 @@ use crate::guest_log::Kind;
 
 use super::chain::{Chain, Cursor};
 use super::queue::{Queue, QueueError};
-use super::{device_id, read_config_image, VirtioBackend, MAX_QUEUE_SIZE};
+use super::{device_id, read_config_image, Budget, Progress, VirtioBackend, MAX_QUEUE_SIZE};
 use crate::mm::guest_memory::GuestMemory;
 
 /// Feature bits (§5.2.3).
@@ -355,13 +355,19 @@ impl VirtioBackend for Blk {
         index: usize,
         queues: &mut [Queue],
         mem: &GuestMemory,
-    ) -> Result<(), QueueError> {
-        let Some(q) = queues.get_mut(index) else { return Ok(()) };
-        while let Some(chain) = q.pop(mem)? {
+    ) -> Result<Progress, QueueError> {
+        let Some(q) = queues.get_mut(index) else { return Ok(Progress::Done) };
+        let mut budget = Budget::per_call();
+        loop {
+            if !budget.take_chain() {
+                return Ok(Progress::More);
+            }
+            let Some(chain) = q.pop(mem)? else { return Ok(Progress::Done) };
             let len = self.execute(&chain, mem)?;
             q.push_used(mem, chain.head(), len)?;
+            // A request is done whole: what it moved counts after the fact.
+            budget.spend_bytes(chain.readable_len().saturating_add(chain.writable_len()));
         }
-        Ok(())
     }
 }
 

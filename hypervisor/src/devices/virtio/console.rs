@@ -2,7 +2,10 @@
 //!
 //! Queue 0 (receiveq) carries input to the guest, queue 1 (transmitq) output from it.
 //! Output goes to the [`BoxedConsole`] given at construction (the console
-//! multiplexer), a chain at a time, as soon as the driver notifies. EMERG_WRITE is
+//! multiplexer), a chain at a time, as soon as the driver notifies, within a
+//! [`Budget`] per call: a chain longer than that is sent over several calls (the
+//! chain being sent is kept, with how much of it went), and its buffer is returned
+//! only once all of it went. EMERG_WRITE is
 //! offered: a write to `emerg_wr` (configuration offset 8) sends its low byte at once,
 //! whatever the device's state (§5.3.6: the driver may use it before setting up
 //! anything).
@@ -15,8 +18,9 @@
 //! the device empties the buffer (the driver that comes next starts from a clean
 //! line).
 
+use super::chain::Chain;
 use super::queue::{Queue, QueueError};
-use super::{device_id, read_config_image, VirtioBackend};
+use super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
 use crate::console::BoxedConsole;
 use crate::mm::guest_memory::GuestMemory;
 
@@ -85,17 +89,25 @@ impl InputRing {
     }
 }
 
+/// A transmit chain partly sent when a call's budget ran out.
+struct Sending {
+    chain: Chain,
+    /// Bytes of it already sent.
+    sent: u64,
+}
+
 /// A virtio console with one port.
 pub struct Console {
     out: BoxedConsole,
     held: InputRing,
     dropped: u64,
+    sending: Option<Sending>,
 }
 
 impl Console {
     /// A console whose output goes to `out`.
     pub fn new(out: BoxedConsole) -> Self {
-        Self { out, held: InputRing::new(), dropped: 0 }
+        Self { out, held: InputRing::new(), dropped: 0, sending: None }
     }
 
     /// Bytes of input waiting for receive buffers.
@@ -129,21 +141,41 @@ impl Console {
         Ok(())
     }
 
-    /// Sends every chain the driver queued for transmission to the console.
-    fn transmit(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<(), QueueError> {
+    /// Sends the chains the driver queued for transmission to the console, the
+    /// partly sent one first, within one budget.
+    fn transmit(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Progress, QueueError> {
+        let mut budget = Budget::per_call();
         let mut bounce = [0u8; 256];
-        while let Some(chain) = q.pop(mem)? {
-            let mut reader = chain.reader();
+        loop {
+            let sending = match self.sending.as_mut() {
+                Some(sending) => sending,
+                None => {
+                    if !budget.take_chain() {
+                        return Ok(Progress::More);
+                    }
+                    let Some(chain) = q.pop(mem)? else { return Ok(Progress::Done) };
+                    self.sending.insert(Sending { chain, sent: 0 })
+                }
+            };
+            let mut reader = sending.chain.reader();
+            reader.skip(sending.sent);
             loop {
-                let n = reader.read(mem, &mut bounce)?;
+                let room = bounce.len().min(usize::try_from(budget.bytes_left()).unwrap_or(usize::MAX));
+                if room == 0 {
+                    return Ok(Progress::More);
+                }
+                let n = reader.read(mem, &mut bounce[..room])?;
                 if n == 0 {
                     break;
                 }
                 self.out.write(&bounce[..n]);
+                sending.sent += n as u64;
+                budget.spend_bytes(n as u64);
             }
-            q.push_used(mem, chain.head(), 0)?;
+            let head = sending.chain.head();
+            self.sending = None;
+            q.push_used(mem, head, 0)?;
         }
-        Ok(())
     }
 }
 
@@ -182,6 +214,7 @@ impl VirtioBackend for Console {
 
     fn reset(&mut self) {
         self.held.clear();
+        self.sending = None;
     }
 
     fn process_queue(
@@ -189,11 +222,11 @@ impl VirtioBackend for Console {
         index: usize,
         queues: &mut [Queue],
         mem: &GuestMemory,
-    ) -> Result<(), QueueError> {
+    ) -> Result<Progress, QueueError> {
         match (index, queues.get_mut(index)) {
-            (RECEIVEQ, Some(q)) => self.deliver(q, mem),
+            (RECEIVEQ, Some(q)) => self.deliver(q, mem).map(|()| Progress::Done),
             (TRANSMITQ, Some(q)) => self.transmit(q, mem),
-            _ => Ok(()),
+            _ => Ok(Progress::Done),
         }
     }
 

@@ -44,7 +44,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::queue::{Queue, QueueError};
-use super::{interrupt, status, transport_features, VirtioBackend, MAX_QUEUE_SIZE, VENDOR_ID};
+use super::{interrupt, status, transport_features, Progress, VirtioBackend, MAX_QUEUE_SIZE, VENDOR_ID};
 use crate::devices::{AccessWidth, MmioDevice};
 use crate::mm::guest_memory::GuestMemory;
 use crate::trace::{self, Stage};
@@ -188,6 +188,8 @@ pub struct VirtioMmio {
     config_generation: u32,
     guest_page_size: u32,
     shm_sel: u32,
+    /// Queues (a bit each) whose backend ran out of its budget with work left.
+    backlog: u32,
 }
 
 impl core::fmt::Debug for VirtioMmio {
@@ -223,7 +225,37 @@ impl VirtioMmio {
             config_generation: 0,
             guest_page_size: LEGACY_DEFAULT_PAGE,
             shm_sel: 0,
+            backlog: 0,
         }
+    }
+
+    /// Whether a queue has work its budget cut short ([`Self::work_on_backlog`]).
+    pub fn has_backlog(&self) -> bool {
+        self.backlog != 0
+    }
+
+    /// Goes on with the queues whose work the budget cut short, one budget each, in
+    /// the order the driver queued it; forgets them if the device is no longer live.
+    pub fn work_on_backlog(&mut self) {
+        if !self.live() {
+            self.backlog = 0;
+            return;
+        }
+        for index in 0..self.queues.len() {
+            if self.backlog & (1 << index) != 0 && self.queues[index].ready() {
+                self.run_queue(index);
+            }
+        }
+    }
+
+    /// Has the backend work on queue `index` (ready, device live) for one budget.
+    fn run_queue(&mut self, index: usize) {
+        let result = self.backend.process_queue(index, &mut self.queues, &self.memory);
+        match result {
+            Ok(Progress::More) => self.backlog |= 1 << index,
+            Ok(Progress::Done) | Err(_) => self.backlog &= !(1 << index),
+        }
+        self.after_backend(result.map(|_| ()));
     }
 
     /// Whether the slot's interrupt line is asserted (InterruptStatus != 0): the
@@ -283,6 +315,7 @@ impl VirtioMmio {
         self.queue_sel = 0;
         self.interrupt_status = 0;
         self.shm_sel = 0;
+        self.backlog = 0;
         self.queues.iter_mut().for_each(Queue::reset);
         self.legacy_queues.fill(LegacyQueue::RESET);
         self.backend.reset();
@@ -438,8 +471,7 @@ impl VirtioMmio {
             return;
         }
         trace::point(Stage::BackendStart);
-        let result = self.backend.process_queue(index, &mut self.queues, &self.memory);
-        self.after_backend(result);
+        self.run_queue(index);
         trace::point(Stage::BackendEnd);
     }
 

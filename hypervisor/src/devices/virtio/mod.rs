@@ -14,6 +14,7 @@
 //! decision) allocates nothing.
 
 pub mod blk;
+pub mod budget;
 pub mod chain;
 pub mod console;
 pub mod mmio;
@@ -21,6 +22,7 @@ pub mod queue;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use budget::{Budget, Progress};
 pub use chain::{Buffer, Chain};
 pub use mmio::VirtioMmio;
 pub use queue::{Queue, QueueError};
@@ -115,8 +117,10 @@ pub trait VirtioBackend: Send {
     /// emulates, such as a disk's contents, is not device state and stays).
     fn reset(&mut self);
 
-    /// The driver notified queue `index` (which is ready): consume what it made
-    /// available, pushing completions to the used ring.
+    /// The driver notified queue `index` (which is ready), or an earlier call ran
+    /// out of its [`Budget`]: consume what the driver made available, pushing
+    /// completions to the used ring, within one [`Budget::per_call`]; say
+    /// [`Progress::More`] if work is left.
     ///
     /// # Errors
     ///
@@ -126,7 +130,7 @@ pub trait VirtioBackend: Send {
         index: usize,
         queues: &mut [Queue],
         mem: &GuestMemory,
-    ) -> Result<(), QueueError>;
+    ) -> Result<Progress, QueueError>;
 
     /// Does work that waits on something other than a notification (held input),
     /// once the device is live: at DRIVER_OK and after [`input`](Self::input).

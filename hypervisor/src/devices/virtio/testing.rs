@@ -240,7 +240,7 @@ impl super::VirtioBackend for FakeBackend {
         index: usize,
         queues: &mut [super::Queue],
         mem: &GuestMemory,
-    ) -> Result<(), super::QueueError> {
+    ) -> Result<super::Progress, super::QueueError> {
         self.log.lock().unwrap().notified.push(index);
         if self.fail {
             return Err(super::QueueError::HeadOutOfRange { head: 0xffff });
@@ -249,7 +249,7 @@ impl super::VirtioBackend for FakeBackend {
         while let Some(c) = q.pop(mem)? {
             q.push_used(mem, c.head(), c.writable_len() as u32)?;
         }
-        Ok(())
+        Ok(super::Progress::Done)
     }
     fn poll(&mut self, _queues: &mut [super::Queue], _mem: &GuestMemory) -> Result<(), super::QueueError> {
         self.log.lock().unwrap().polls += 1;

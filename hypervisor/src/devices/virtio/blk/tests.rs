@@ -380,3 +380,33 @@ fn many_requests_in_one_notify() {
         assert_eq!(rig.disk_bytes(i * 512, 512), pattern(512, i as u8));
     }
 }
+
+#[test]
+fn a_notify_does_one_budget_of_requests_and_the_backlog_the_rest_in_order() {
+    use crate::devices::virtio::budget::BYTES_PER_CALL;
+    let mut rig = rig();
+    // Five 16 KiB reads (the whole disk is 32 KiB): 80 KiB, more than one budget.
+    let per_request = 16 * 1024;
+    let mut heads = Vec::new();
+    for i in 0..5 {
+        let (head, data) = (buf(0) + i * 32, buf(1) + i * u64::from(per_request));
+        rig.mem.write(head, &header(request::IN, 0)).unwrap();
+        let chain = [(head, 16, R), (data, per_request, W), (head + 16, 1, W)];
+        heads.push(rig.q.add(&rig.mem, &chain));
+    }
+    w(&mut rig.dev, 0x50, 0);
+    let per_call = BYTES_PER_CALL.div_ceil(u64::from(per_request) + 17) as usize;
+    let mut done = Vec::new();
+    while let Some((id, _)) = rig.q.take_used(&rig.mem) {
+        done.push(id as u16);
+    }
+    assert_eq!(done, heads[..per_call], "the first notify stops when its budget is spent");
+    assert!(rig.dev.has_backlog());
+    rig.dev.work_on_backlog();
+    while let Some((id, _)) = rig.q.take_used(&rig.mem) {
+        done.push(id as u16);
+    }
+    assert_eq!(done, heads, "the backlog does the rest, in order");
+    rig.dev.work_on_backlog();
+    assert!(!rig.dev.has_backlog());
+}

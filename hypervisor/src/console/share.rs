@@ -1,0 +1,122 @@
+//! Each VM's share of the one UART: a token bucket of bytes per VM.
+//!
+//! Every VM may send [`BURST`] bytes at once and [`RATE`] bytes a second after that,
+//! whatever the others do; what it sends beyond its share is dropped and counted,
+//! and the count is said once the VM may print again (and when the console closes).
+//! So a VM that floods the console cannot slow the UART, QEMU's character device, or
+//! the reader at its far end for anyone else: the console carries at most `RATE`
+//! bytes a second per VM, and another VM's line never waits behind a backlog (there
+//! is none: nothing beyond the share is held). The burst is sized for a whole Linux
+//! boot log arriving at once when the console driver registers, the rate ten times
+//! what a 115200-baud line carries.
+//!
+//! The bucket counts the bytes a guest sends, before escaping (an escaped byte takes
+//! up to four columns); time is the generic counter's, passed in by the caller.
+
+/// Bytes a VM may send at once.
+pub const BURST: u64 = 64 * 1024;
+/// Bytes a second a VM may send after its burst.
+pub const RATE: u64 = 128 * 1024;
+
+/// One VM's bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    tokens: u64,
+    /// Counter time of the last refill.
+    refilled_at: u64,
+    /// Bytes dropped and not yet said.
+    dropped: u64,
+}
+
+impl Share {
+    /// A full bucket at counter time `now`.
+    pub const fn new(now: u64) -> Self {
+        Self { tokens: BURST, refilled_at: now, dropped: 0 }
+    }
+
+    /// How many of `n` bytes sent at counter time `now` (counter at `hz`) may go; the
+    /// rest are counted as dropped.
+    pub fn admit(&mut self, n: usize, now: u64, hz: u64) -> usize {
+        self.refill(now, hz);
+        let allowed = (n as u64).min(self.tokens);
+        self.tokens -= allowed;
+        self.dropped += n as u64 - allowed;
+        allowed as usize
+    }
+
+    /// The bytes dropped since the last time this was asked, once the VM may send
+    /// again (or `force`d, when the console closes); `None` when there is nothing
+    /// to say yet.
+    pub fn take_dropped(&mut self, force: bool) -> Option<u64> {
+        if self.dropped == 0 || (self.tokens == 0 && !force) {
+            return None;
+        }
+        Some(core::mem::take(&mut self.dropped))
+    }
+
+    fn refill(&mut self, now: u64, hz: u64) {
+        let elapsed = now.saturating_sub(self.refilled_at);
+        let earned = u128::from(elapsed) * u128::from(RATE) / u128::from(hz.max(1));
+        if earned == 0 {
+            return;
+        }
+        self.tokens = u64::try_from(earned).unwrap_or(u64::MAX).saturating_add(self.tokens).min(BURST);
+        // The time those bytes took (rounded up, so nothing is earned twice); the rest
+        // of a partial byte's time counts towards the next refill.
+        let spent =
+            u64::try_from((earned * u128::from(hz.max(1))).div_ceil(u128::from(RATE))).unwrap_or(elapsed);
+        self.refilled_at += spent.min(elapsed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HZ: u64 = 62_500_000;
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let mut share = Share::new(0);
+        assert_eq!(share.admit(BURST as usize + 10, 0, HZ), BURST as usize);
+        assert_eq!(share.take_dropped(false), None, "said once the VM may send again");
+        // A tenth of a second later: a tenth of the rate.
+        assert_eq!(share.admit(100_000, HZ / 10, HZ), (RATE / 10) as usize);
+        assert_eq!(share.take_dropped(false), None);
+        assert_eq!(share.admit(10, HZ, HZ), 10);
+        assert_eq!(share.take_dropped(false), Some(10 + 100_000 - RATE / 10));
+        assert_eq!(share.take_dropped(false), None);
+    }
+
+    #[test]
+    fn a_long_flood_gets_the_rate_and_no_more() {
+        let mut share = Share::new(0);
+        let mut sent = 0u64;
+        // Ten seconds of 4 KiB writes every millisecond (4 MB/s offered).
+        for ms in 0..10_000u64 {
+            sent += share.admit(4096, ms * HZ / 1000, HZ) as u64;
+        }
+        let most = BURST + 10 * RATE;
+        assert!(sent <= most && sent >= most - 4096, "{sent} bytes of at most {most}");
+    }
+
+    #[test]
+    fn time_in_small_steps_is_not_lost() {
+        let mut share = Share::new(0);
+        share.admit(BURST as usize, 0, HZ);
+        // One counter tick at a time earns nothing per step, but adds up.
+        for tick in 1..=HZ / 100 {
+            share.refill(tick, HZ);
+        }
+        assert!((RATE / 100 - 1..=RATE / 100).contains(&share.tokens), "{}", share.tokens);
+    }
+
+    #[test]
+    fn quiet_time_refills_no_more_than_the_burst() {
+        let mut share = Share::new(0);
+        share.admit(BURST as usize, 0, HZ);
+        assert_eq!(share.admit(usize::MAX / 2, u64::MAX, HZ), BURST as usize);
+        let forced = share.take_dropped(true).unwrap();
+        assert_eq!(forced, (usize::MAX / 2) as u64 - BURST);
+    }
+}
