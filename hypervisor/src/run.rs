@@ -36,6 +36,12 @@ const MAINTENANCE_PPI: u32 = 25;
 const VIRTUAL_TIMER: u32 = 27;
 /// The EL1 physical timer's interrupt (PPI 14), forwarded hardware-linked.
 const PHYSICAL_TIMER: u32 = 30;
+/// The EL2 physical timer's interrupt (PPI 10): Sluice's alarm for virtio work left
+/// over (see `devices::virtio::budget`).
+const HYP_TIMER: u32 = 26;
+/// How long a guest runs between two budgets of its devices' left-over work: a
+/// ten-thousandth of a second (the counter frequency divided by this).
+const BACKLOG_SLICES_PER_SECOND: u64 = 10_000;
 /// INTID the CPU interface returns when nothing is pending.
 const SPURIOUS: u32 = 1023;
 /// Most list registers a CPU can have.
@@ -91,8 +97,11 @@ pub fn cpu_main(cpu: usize) -> ! {
     let m = machine();
     el2::set_cpu_index(cpu);
     el2::init_cpu();
-    let sgi_and_ppis =
-        (1 << KICK_SGI) | (1 << MAINTENANCE_PPI) | (1 << VIRTUAL_TIMER) | (1 << PHYSICAL_TIMER);
+    let sgi_and_ppis = (1 << KICK_SGI)
+        | (1 << MAINTENANCE_PPI)
+        | (1 << VIRTUAL_TIMER)
+        | (1 << PHYSICAL_TIMER)
+        | (1 << HYP_TIMER);
     if m.gic.init_cpu(m.cpu_mpidr[cpu], sgi_and_ppis).is_none() {
         fatal(format_args!("no GIC redistributor for CPU {cpu}"));
     }
@@ -150,6 +159,7 @@ fn prepare_vcpu(cpu: usize, vm: &Vm, vcpu: usize) {
 fn quiesce(cpu: usize) {
     let m = machine();
     el2::quiesce_guest(m.list_registers);
+    el2::disarm_hyp_timer();
     m.gic.clear_ppis(m.cpu_mpidr[cpu], (1 << VIRTUAL_TIMER) | (1 << PHYSICAL_TIMER));
 }
 
@@ -205,6 +215,11 @@ fn service_interrupts(cpu: usize, guest_running: bool) -> Taken {
                 // Drain the UART before deactivating: its level interrupt would come
                 // straight back otherwise.
                 console_input();
+                el2::deactivate(intid);
+            }
+            HYP_TIMER => {
+                // The alarm for left-over virtio work: the trap path does it now.
+                el2::disarm_hyp_timer();
                 el2::deactivate(intid);
             }
             KICK_SGI | MAINTENANCE_PPI => el2::deactivate(intid),
@@ -391,9 +406,11 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     match action {
         ExitAction::Resume | ExitAction::WaitForInterrupt => {
             if vm.virtio_backlog {
-                // Exit again as soon as the guest is back, for the next budget; the
-                // guest, other vCPUs and console input get their turn in between.
-                el2::send_sgi(KICK_SGI, machine().cpu_mpidr[cpu]);
+                // Exit again after a slice of guest time, for the next budget: the
+                // guest, other vCPUs and console input get their turn in between,
+                // and the work goes on even if the guest never exits by itself (a
+                // driver that spins on its used ring).
+                el2::arm_hyp_timer(machine().counter_hz / BACKLOG_SLICES_PER_SECOND);
             }
             flush_list_registers(&mut vm, vcpu, in_hardware);
             trace::point(Stage::Injected);

@@ -197,6 +197,10 @@ pub struct ExpectConfig {
     /// Input typed on the serial console, in order (`[[expect.send]]` tables).
     #[serde(default)]
     pub send: Vec<SendConfig>,
+    /// QEMU must exit within this many milliseconds of the last typed input (its
+    /// Ctrl-A x, say), measured by the tools' wall clock.
+    #[serde(default)]
+    pub quit_within_ms: Option<i64>,
 }
 
 impl ExpectConfig {

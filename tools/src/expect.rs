@@ -131,6 +131,15 @@ pub fn judge(
         },
     }
     failures.extend(send::check(&expect.sends, typed, ending));
+    if let (Some(bound), Some(took)) = (expect.quit_within, typed.quit_after) {
+        if took > bound {
+            failures.push(format!(
+                "QEMU exited {} ms after the last typed input; expect.quit_within_ms allows {}",
+                took.as_millis(),
+                bound.as_millis()
+            ));
+        }
+    }
     failures.extend(check_lines(output, &expect.lines, host));
     failures.extend(check_anywhere(output, &expect.anywhere, host));
     failures.extend(check_absent(output, &expect.absent, host));
@@ -260,6 +269,7 @@ mod tests {
             absent_files: Vec::new(),
             bundle_damage: Vec::new(),
             sends: Vec::new(),
+            quit_within: None,
             reference: Vec::new(),
         }
     }
@@ -329,8 +339,24 @@ mod tests {
         let failures = judged(&expect, ending, &output(), &[]);
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert!(failures[0].starts_with("expect.send[0] never triggered: \"login:\""));
-        let sent = Progress { sent: 1, error: None };
+        let sent = Progress { sent: 1, ..Progress::default() };
         assert!(judge(&expect, ending, &output(), Host::Sluice, &[], &sent).is_empty());
+    }
+
+    #[test]
+    fn quitting_too_long_after_the_last_input_fails_the_run() {
+        let mut expect = expect(0);
+        expect.sends = vec![send::Step { after: "hello".to_owned(), text: b"\x01x".to_vec() }];
+        expect.quit_within = Some(Duration::from_millis(1000));
+        let ending = Ending::Exited(Some(0));
+        let typed =
+            |ms| Progress { sent: 1, quit_after: Some(Duration::from_millis(ms)), ..Progress::default() };
+        assert!(judge(&expect, ending, &output(), Host::Sluice, &[], &typed(999)).is_empty());
+        let failures = judge(&expect, ending, &output(), Host::Sluice, &[], &typed(1500));
+        assert_eq!(
+            failures,
+            ["QEMU exited 1500 ms after the last typed input; expect.quit_within_ms allows 1000"]
+        );
     }
 
     #[test]

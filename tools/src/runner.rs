@@ -123,6 +123,7 @@ fn type_input(mut stdin: ChildStdin, texts: Receiver<Vec<u8>>, progress: &Shared
                     eprintln!("\nxtask: typed expect.send[{}]: {}", progress.sent, send::shown(&text));
                 }
                 progress.sent += 1;
+                progress.last_sent_at = Some(Instant::now());
             }
             Err(e) => {
                 progress.error = Some(e.to_string());
@@ -250,7 +251,11 @@ impl Drop for Process {
 pub fn run(command: &mut Command, timeout: Duration, echo: Echo, input: &[Step]) -> Result<Run> {
     let mut process = Process::spawn(command, echo, input)?;
     let ending = process.wait(timeout)?;
-    let (output, console, typed) = process.output();
+    let exited_at = Instant::now();
+    let (output, console, mut typed) = process.output();
+    if matches!(ending, Ending::Exited(_)) && typed.sent == input.len() {
+        typed.quit_after = typed.last_sent_at.map(|sent| exited_at.saturating_duration_since(sent));
+    }
     Ok(Run { ending, output, console, typed })
 }
 
@@ -352,7 +357,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(run.ending, Ending::Exited(Some(0)));
-        assert_eq!(run.typed, Progress { sent: 2, error: None });
+        assert_eq!((run.typed.sent, &run.typed.error), (2, &None));
+        let quit_after = run.typed.quit_after.expect("QEMU exited after the last input");
+        assert!(quit_after >= Duration::from_millis(900), "`timeout 1 cat` ran after it: {quit_after:?}");
         assert_eq!(run.output, ["name? hello ann", "again? and bob", "cat: 124"]);
     }
 
@@ -382,7 +389,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(run.output, ["one", "1", "cat: 124"]);
-        assert_eq!(run.typed, Progress { sent: 1, error: None });
+        assert_eq!((run.typed.sent, &run.typed.error, run.typed.quit_after), (1, &None, None));
     }
 
     #[test]

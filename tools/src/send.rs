@@ -7,6 +7,7 @@
 //! ends without a newline (`login: `) triggers a send too.
 
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use crate::expect::Ending;
 
@@ -75,6 +76,10 @@ pub struct Progress {
     pub sent: usize,
     /// Why writing step `sent` failed, if it did.
     pub error: Option<String>,
+    /// When the last step was written.
+    pub last_sent_at: Option<Instant>,
+    /// How long after the last step QEMU exited (if it exited after all of them).
+    pub quit_after: Option<Duration>,
 }
 
 /// What is wrong with a run's typed input: one message for the first step that was
@@ -207,7 +212,7 @@ mod tests {
         let ended = Ending::Exited(Some(0));
         assert!(check(&[], &Progress::default(), ended).is_empty());
         let one = steps(&[("a", "b")]);
-        let sent = Progress { sent: 1, error: None };
+        let sent = Progress { sent: 1, ..Progress::default() };
         assert!(check(&one, &sent, ended).is_empty());
     }
 
@@ -220,7 +225,7 @@ mod tests {
             ["expect.send[0] never triggered: \"echo: ready\" did not appear in the serial \
               output before QEMU exited, so \"hello\\r\" was not sent (2 later send(s) not sent either)"]
         );
-        let one = Progress { sent: 1, error: None };
+        let one = Progress { sent: 1, ..Progress::default() };
         assert_eq!(
             check(&all, &one, Ending::TimedOut(Duration::from_secs(5))),
             ["expect.send[1] never triggered: \"hello\" did not appear in the serial output \
@@ -232,7 +237,7 @@ mod tests {
     #[test]
     fn a_failed_write_is_reported() {
         let all = steps(&[("a", "b")]);
-        let broken = Progress { sent: 0, error: Some("Broken pipe".to_owned()) };
+        let broken = Progress { sent: 0, error: Some("Broken pipe".to_owned()), ..Progress::default() };
         assert_eq!(
             check(&all, &broken, Ending::Exited(Some(0))),
             ["expect.send[0]: writing \"b\" to QEMU's stdin failed: Broken pipe"]

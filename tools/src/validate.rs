@@ -112,6 +112,8 @@ pub struct Expect {
     pub bundle_damage: Vec<Damage>,
     /// Input to type on the serial console, in order.
     pub sends: Vec<Step>,
+    /// QEMU exits at most this long after the last typed input.
+    pub quit_within: Option<Duration>,
     /// Plain-QEMU reference runs of the same guest.
     pub reference: Vec<reference::Mode>,
 }
@@ -330,6 +332,22 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
             errors.push(format!("expect.send[{k}].text: empty; there is nothing to send"));
         }
     }
+    let quit_within = match expect.quit_within_ms {
+        None => None,
+        Some(_) if expect.send.is_empty() => {
+            errors.push(
+                "expect.quit_within_ms: there is no typed input ([[expect.send]]) to measure from".to_owned(),
+            );
+            None
+        }
+        Some(ms) => match u64::try_from(ms) {
+            Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+            _ => {
+                errors.push(format!("expect.quit_within_ms: {ms} is not a positive number of milliseconds"));
+                None
+            }
+        },
+    };
     let mut modes = Vec::new();
     for (k, name) in expect.reference.iter().enumerate() {
         match reference::Mode::parse(name) {
@@ -354,6 +372,7 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
             .iter()
             .map(|send| Step { after: send.after.clone(), text: send.text.as_bytes().to_vec() })
             .collect(),
+        quit_within,
         reference: modes,
     })
 }

@@ -19,6 +19,15 @@ pub fn is_plain(byte: u8) -> bool {
     matches!(byte, b'\t' | 0x20..=0x7e)
 }
 
+/// How many bytes `byte` takes on the console (what [`visible`] writes).
+pub fn shown_len(byte: u8) -> usize {
+    match byte {
+        _ if is_plain(byte) => 1,
+        0x00..=0x1f | 0x7f => 2,
+        _ => MAX_LEN,
+    }
+}
+
 /// What `byte` looks like on the console, written into `buf`.
 pub fn visible(byte: u8, buf: &mut [u8; MAX_LEN]) -> &[u8] {
     const HEX: &[u8; 16] = b"0123456789abcdef";

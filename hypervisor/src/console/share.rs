@@ -10,8 +10,11 @@
 //! boot log arriving at once when the console driver registers, the rate ten times
 //! what a 115200-baud line carries.
 //!
-//! The bucket counts the bytes a guest sends, before escaping (an escaped byte takes
-//! up to four columns); time is the generic counter's, passed in by the caller.
+//! The bucket counts what the guest's bytes take on the UART (an escaped byte two or
+//! four, see `super::escape`), so escapes don't stretch a share; time is the generic
+//! counter's, passed in by the caller.
+
+use super::escape;
 
 /// Bytes a VM may send at once.
 pub const BURST: u64 = 64 * 1024;
@@ -34,14 +37,21 @@ impl Share {
         Self { tokens: BURST, refilled_at: now, dropped: 0 }
     }
 
-    /// How many of `n` bytes sent at counter time `now` (counter at `hz`) may go; the
-    /// rest are counted as dropped.
-    pub fn admit(&mut self, n: usize, now: u64, hz: u64) -> usize {
+    /// How many of `bytes`, sent at counter time `now` (counter at `hz`), may go (a
+    /// prefix); the rest are counted as dropped.
+    pub fn admit(&mut self, bytes: &[u8], now: u64, hz: u64) -> usize {
         self.refill(now, hz);
-        let allowed = (n as u64).min(self.tokens);
-        self.tokens -= allowed;
-        self.dropped += n as u64 - allowed;
-        allowed as usize
+        let mut allowed = 0;
+        for &byte in bytes {
+            let cost = escape::shown_len(byte) as u64;
+            if cost > self.tokens {
+                break;
+            }
+            self.tokens -= cost;
+            allowed += 1;
+        }
+        self.dropped += (bytes.len() - allowed) as u64;
+        allowed
     }
 
     /// The bytes dropped since the last time this was asked, once the VM may send
@@ -75,15 +85,29 @@ mod tests {
 
     const HZ: u64 = 62_500_000;
 
+    fn text(n: usize) -> alloc::vec::Vec<u8> {
+        alloc::vec![b'a'; n]
+    }
+
+    #[test]
+    fn escaped_bytes_cost_what_they_take_on_the_wire() {
+        let mut share = Share::new(0);
+        let nuls = alloc::vec![0u8; BURST as usize];
+        assert_eq!(share.admit(&nuls, 0, HZ), BURST as usize / 2, "^@ is two bytes");
+        let mut share = Share::new(0);
+        let high = alloc::vec![0xffu8; BURST as usize];
+        assert_eq!(share.admit(&high, 0, HZ), BURST as usize / 4, "\\xff is four");
+    }
+
     #[test]
     fn a_burst_then_the_rate() {
         let mut share = Share::new(0);
-        assert_eq!(share.admit(BURST as usize + 10, 0, HZ), BURST as usize);
+        assert_eq!(share.admit(&text(BURST as usize + 10), 0, HZ), BURST as usize);
         assert_eq!(share.take_dropped(false), None, "said once the VM may send again");
         // A tenth of a second later: a tenth of the rate.
-        assert_eq!(share.admit(100_000, HZ / 10, HZ), (RATE / 10) as usize);
+        assert_eq!(share.admit(&text(100_000), HZ / 10, HZ), (RATE / 10) as usize);
         assert_eq!(share.take_dropped(false), None);
-        assert_eq!(share.admit(10, HZ, HZ), 10);
+        assert_eq!(share.admit(&text(10), HZ, HZ), 10);
         assert_eq!(share.take_dropped(false), Some(10 + 100_000 - RATE / 10));
         assert_eq!(share.take_dropped(false), None);
     }
@@ -94,7 +118,7 @@ mod tests {
         let mut sent = 0u64;
         // Ten seconds of 4 KiB writes every millisecond (4 MB/s offered).
         for ms in 0..10_000u64 {
-            sent += share.admit(4096, ms * HZ / 1000, HZ) as u64;
+            sent += share.admit(&text(4096), ms * HZ / 1000, HZ) as u64;
         }
         let most = BURST + 10 * RATE;
         assert!(sent <= most && sent >= most - 4096, "{sent} bytes of at most {most}");
@@ -103,7 +127,7 @@ mod tests {
     #[test]
     fn time_in_small_steps_is_not_lost() {
         let mut share = Share::new(0);
-        share.admit(BURST as usize, 0, HZ);
+        share.admit(&text(BURST as usize), 0, HZ);
         // One counter tick at a time earns nothing per step, but adds up.
         for tick in 1..=HZ / 100 {
             share.refill(tick, HZ);
@@ -114,9 +138,9 @@ mod tests {
     #[test]
     fn quiet_time_refills_no_more_than_the_burst() {
         let mut share = Share::new(0);
-        share.admit(BURST as usize, 0, HZ);
-        assert_eq!(share.admit(usize::MAX / 2, u64::MAX, HZ), BURST as usize);
+        share.admit(&text(BURST as usize), 0, HZ);
+        assert_eq!(share.admit(&text(3 * BURST as usize), u64::MAX, HZ), BURST as usize);
         let forced = share.take_dropped(true).unwrap();
-        assert_eq!(forced, (usize::MAX / 2) as u64 - BURST);
+        assert_eq!(forced, 2 * BURST);
     }
 }

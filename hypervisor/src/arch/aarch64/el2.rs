@@ -390,6 +390,20 @@ pub fn disable_el1_timers() {
     barrier::isb(barrier::SY);
 }
 
+/// Arms the EL2 physical timer (CNTHP, PPI 10) to interrupt this CPU `ticks` of the
+/// counter from now: Sluice's own alarm, which no guest can see or touch.
+pub fn arm_hyp_timer(ticks: u64) {
+    msr!("cnthp_tval_el2", ticks);
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET);
+    barrier::isb(barrier::SY);
+}
+
+/// Turns the EL2 physical timer off (its interrupt goes away with it).
+pub fn disarm_hyp_timer() {
+    CNTHP_CTL_EL2.set(0);
+    barrier::isb(barrier::SY);
+}
+
 /// Leaves this CPU's guest state quiet when its vCPU stops (VM off, faulted, reset,
 /// or the vCPU turned off): EL1 timers off, and the virtual CPU interface off with
 /// no list register, active priority or guest interface setting left behind.

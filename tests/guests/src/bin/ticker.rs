@@ -1,7 +1,8 @@
 //! `ticker`: prints a line per tick of its virtual timer, then powers off.
 //!
 //! Bootargs: `name=NAME` (optional, tells two tickers apart), `ticks=N` (default
-//! 5) and `leave=armed` (power off with both EL1 timers armed to fire 50 ms later,
+//! 5), `late_ms=N` (fail if a tick's line is printed more than N ms of counter time
+//! after the tick was due: the pace a real-time guest needs) and `leave=armed` (power off with both EL1 timers armed to fire 50 ms later,
 //! as a careless guest would). One tick every 50 ms of the virtual counter, interrupt-driven, with the CPU
 //! in `wfi` between ticks. Its lines (`tests/scenarios/two-vms.toml` runs two):
 //!
@@ -55,16 +56,42 @@ mod guest {
         gic::enable_private(timer::INTID);
         irq::enable();
 
+        let late_ms = match bootargs::value(args, "late_ms").map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(ms)) => Some(ms),
+            Some(Err(_)) => fail(name, format_args!("bad late_ms in the bootargs")),
+        };
         let frequency = timer::frequency();
-        timer::start_periodic(timer::ticks_from_ms(frequency, TICK_MS), count);
+        let period = timer::ticks_from_ms(frequency, TICK_MS);
+        let start = timer::start_periodic(period, count);
         let mut printed = 0;
+        // The latest a line came after its tick was due, and which tick that was.
+        let mut latest = (0, 0);
         while printed < count {
             irq::wait_unless(|| timer::ticks() > printed);
             // Ticks that came while the CPU was busy are printed one by one.
             while printed < timer::ticks() {
                 printed += 1;
                 println!("ticker: {name}tick {printed}/{count}");
+                let late = timer::counter().saturating_sub(start + printed * period);
+                if late > latest.0 {
+                    latest = (late, printed);
+                }
             }
+        }
+        if let Some(bound) = late_ms {
+            let (late, tick) = (timer::ms_from_ticks(frequency, latest.0), latest.1);
+            if late > bound {
+                fail(
+                    name,
+                    format_args!(
+                        "tick {tick}'s line came {late} ms after the tick was due (late_ms={bound})"
+                    ),
+                );
+            }
+            println!(
+                "ticker: {name}every line within {bound} ms of its tick (the latest {late} ms, tick {tick})"
+            );
         }
         if bootargs::value(args, "leave") == Some("armed") {
             irq::disable();
