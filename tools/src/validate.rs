@@ -1270,6 +1270,17 @@ mod tests {
     }
 
     #[test]
+    fn quit_within_needs_typed_input_and_a_positive_bound() {
+        let send = "[[expect.send]]\nafter = \"ready\"\ntext = \"\\u0001x\"\n";
+        let with =
+            |ms: &str, send: &str| format!("{}[expect]\nquit_within_ms = {ms}\n{send}", vm("a", "[0]", ""));
+        let expect = check(&with("1000", send)).unwrap().expect.unwrap();
+        assert_eq!(expect.quit_within, Some(Duration::from_millis(1000)));
+        assert_refused_starting(&with("1000", ""), "expect.quit_within_ms: there is no typed input");
+        assert_refused_starting(&with("0", send), "expect.quit_within_ms: 0 is not a positive number");
+    }
+
+    #[test]
     fn absent_files_stay_inside_the_workspace() {
         let with = |files: &str| format!("{}[expect]\nabsent_files = {files}\n", vm("a", "[0]", ""));
         let expect = check(&with("[\"target/sluice/x.txt\"]")).unwrap().expect.unwrap();
