@@ -204,7 +204,7 @@ impl ConsoleMux {
             return;
         }
         let allowed = self.ports[vm].share.admit(bytes, now, self.counter_hz);
-        if let Some(dropped) = self.ports[vm].share.take_dropped(false) {
+        if let Some(dropped) = self.ports[vm].share.take_dropped(now, self.counter_hz, false) {
             self.say_dropped(vm, dropped, emit);
         }
         self.output(vm, &bytes[..allowed], emit);
@@ -289,7 +289,7 @@ impl ConsoleMux {
     pub fn close(&mut self, emit: &mut impl FnMut(&[u8])) {
         for vm in 0..self.ports.len() {
             self.flush(vm, emit);
-            if let Some(dropped) = self.ports[vm].share.take_dropped(true) {
+            if let Some(dropped) = self.ports[vm].share.take_dropped(0, self.counter_hz, true) {
                 self.say_dropped(vm, dropped, emit);
             }
         }

@@ -2,7 +2,9 @@
 //!
 //! Every VM may send [`BURST`] bytes at once and [`RATE`] bytes a second after that,
 //! whatever the others do; what it sends beyond its share is dropped and counted,
-//! and the count is said once the VM may print again (and when the console closes).
+//! and the count is said a second after the first drop and then at most once a
+//! second while drops go on (and when the console closes), so the counts cannot
+//! flood the console either.
 //! So a VM that floods the console cannot slow the UART, QEMU's character device, or
 //! the reader at its far end for anyone else: the console carries at most `RATE`
 //! bytes a second per VM, and another VM's line never waits behind a backlog (there
@@ -29,12 +31,14 @@ pub struct Share {
     refilled_at: u64,
     /// Bytes dropped and not yet said.
     dropped: u64,
+    /// Counter time a count was last said, or drops began after a quiet time.
+    said_at: Option<u64>,
 }
 
 impl Share {
     /// A full bucket at counter time `now`.
     pub const fn new(now: u64) -> Self {
-        Self { tokens: BURST, refilled_at: now, dropped: 0 }
+        Self { tokens: BURST, refilled_at: now, dropped: 0, said_at: None }
     }
 
     /// How many of `bytes`, sent at counter time `now` (counter at `hz`), may go (a
@@ -50,17 +54,23 @@ impl Share {
             self.tokens -= cost;
             allowed += 1;
         }
-        self.dropped += (bytes.len() - allowed) as u64;
+        if allowed < bytes.len() {
+            self.dropped += (bytes.len() - allowed) as u64;
+            self.said_at.get_or_insert(now);
+        }
         allowed
     }
 
-    /// The bytes dropped since the last time this was asked, once the VM may send
-    /// again (or `force`d, when the console closes); `None` when there is nothing
-    /// to say yet.
-    pub fn take_dropped(&mut self, force: bool) -> Option<u64> {
-        if self.dropped == 0 || (self.tokens == 0 && !force) {
+    /// The bytes dropped since the count was last said, to say now (counter time
+    /// `now`, at `hz`): a second after drops began or the count was last said, or
+    /// whenever `force`d (the console closes); `None` when there is nothing to say
+    /// yet.
+    pub fn take_dropped(&mut self, now: u64, hz: u64, force: bool) -> Option<u64> {
+        let due = self.said_at.is_some_and(|at| now.saturating_sub(at) >= hz);
+        if self.dropped == 0 || !(force || due) {
             return None;
         }
+        self.said_at = Some(now);
         Some(core::mem::take(&mut self.dropped))
     }
 
@@ -103,13 +113,13 @@ mod tests {
     fn a_burst_then_the_rate() {
         let mut share = Share::new(0);
         assert_eq!(share.admit(&text(BURST as usize + 10), 0, HZ), BURST as usize);
-        assert_eq!(share.take_dropped(false), None, "said once the VM may send again");
+        assert_eq!(share.take_dropped(0, HZ, false), None, "said a second later");
         // A tenth of a second later: a tenth of the rate.
         assert_eq!(share.admit(&text(100_000), HZ / 10, HZ), (RATE / 10) as usize);
-        assert_eq!(share.take_dropped(false), None);
+        assert_eq!(share.take_dropped(HZ / 10, HZ, false), None);
         assert_eq!(share.admit(&text(10), HZ, HZ), 10);
-        assert_eq!(share.take_dropped(false), Some(10 + 100_000 - RATE / 10));
-        assert_eq!(share.take_dropped(false), None);
+        assert_eq!(share.take_dropped(HZ, HZ, false), Some(10 + 100_000 - RATE / 10));
+        assert_eq!(share.take_dropped(HZ, HZ, false), None);
     }
 
     #[test]
@@ -122,6 +132,25 @@ mod tests {
         }
         let most = BURST + 10 * RATE;
         assert!(sent <= most && sent >= most - 4096, "{sent} bytes of at most {most}");
+    }
+
+    #[test]
+    fn counts_are_said_at_most_once_a_second() {
+        let mut share = Share::new(0);
+        let mut said = alloc::vec::Vec::new();
+        let mut dropped = 0;
+        // Three seconds of a flood, 4 KiB a millisecond.
+        for ms in 0..3000u64 {
+            let now = ms * HZ / 1000;
+            dropped += 4096 - share.admit(&text(4096), now, HZ) as u64;
+            if let Some(n) = share.take_dropped(now, HZ, false) {
+                said.push((ms, n));
+            }
+        }
+        assert!((2..=3).contains(&said.len()), "{said:?}");
+        assert!(said.windows(2).all(|w| w[1].0 - w[0].0 >= 1000), "{said:?}");
+        let rest = share.take_dropped(3 * HZ, HZ, true).unwrap_or(0);
+        assert_eq!(said.iter().map(|s| s.1).sum::<u64>() + rest, dropped, "every byte counted once");
     }
 
     #[test]
@@ -140,7 +169,7 @@ mod tests {
         let mut share = Share::new(0);
         share.admit(&text(BURST as usize), 0, HZ);
         assert_eq!(share.admit(&text(3 * BURST as usize), u64::MAX, HZ), BURST as usize);
-        let forced = share.take_dropped(true).unwrap();
+        let forced = share.take_dropped(u64::MAX, HZ, true).unwrap();
         assert_eq!(forced, 2 * BURST);
     }
 }
