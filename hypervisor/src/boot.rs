@@ -17,6 +17,7 @@ use crate::mm::frames::{subtract, RamAllocator};
 use crate::mm::guest_memory::{GuestMemory, RamChunk};
 use crate::run::{self, Machine, FAILED};
 use crate::trace;
+use crate::vm::admission;
 use crate::vm::config::{parse_bundle, DeviceKind, VmConfig};
 use crate::vm::Vm;
 use alloc::boxed::Box;
@@ -91,10 +92,14 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     // handed to a guest or the heap.
     let blob: &'static [u8] =
         unsafe { core::slice::from_raw_parts(bundle_region.base as *const u8, bundle_region.size as usize) };
-    let bundle = match parse_bundle(blob, host.cpus.len()) {
+    let mut bundle = match parse_bundle(blob, host.cpus.len()) {
         Ok(b) => b,
         Err(e) => run::fatal(format_args!("{e}")),
     };
+    let host_ram: u64 = host.ram.iter().map(|r| r.size).sum();
+    if let Err(e) = admission::admit(&mut bundle, host_ram, blob.len() as u64) {
+        run::fatal(format_args!("{e}"));
+    }
     let level = host
         .bootargs
         .and_then(|args| bootarg(args, "sluice.log"))
@@ -118,6 +123,7 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     let mut reserved =
         Vec::from([image_region(), Region::new(dtb_addr as u64, dtb.len() as u64), bundle_region]);
     let free = subtract(&host.ram, &reserved);
+    check_reserve(&free, host_ram, blob.len() as u64);
     reserved.extend(pinned.iter().copied());
     let mut ram = RamAllocator::new(&subtract(&host.ram, &reserved));
 
@@ -181,6 +187,25 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     // Every VM refused (or its CPUs failed to start): nothing will ever stop one.
     run::power_off_if_done();
     run::cpu_main(0)
+}
+
+/// Says so if the hypervisor's image, the host DTB and the bundle left less RAM in
+/// whole 2 MiB blocks than `platform::admission` promises the VMs: then a VM the
+/// rule (and the tools) admitted could still fail to get its RAM, a Sluice bug.
+fn check_reserve(free: &[Region], host_ram: u64, bundle_len: u64) {
+    let granule = platform::bundle::MEMORY_GRANULE;
+    let blocks: u64 = free
+        .iter()
+        .map(|r| (r.end().unwrap_or(u64::MAX) / granule).saturating_sub(r.base.div_ceil(granule)) * granule)
+        .sum();
+    let promised = platform::admission::Ledger::new(host_ram, bundle_len).map_or(0, |l| l.left());
+    if blocks < promised {
+        error!(
+            "only {} MiB of RAM are free for VMs, less than the {} MiB the admission rule promises",
+            blocks >> 20,
+            promised >> 20
+        );
+    }
 }
 
 /// Prints what one tracepoint costs on this machine, as a JSON log line.

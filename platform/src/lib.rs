@@ -9,6 +9,7 @@
 #[cfg(feature = "build")]
 extern crate std;
 
+pub mod admission;
 #[cfg(feature = "build")]
 pub mod build;
 pub mod bundle;

@@ -38,16 +38,6 @@ pub struct Disk {
     pub serial: Option<String>,
 }
 
-impl Device {
-    /// Host RAM the device needs (its disk).
-    pub fn memory(&self) -> u64 {
-        match &self.kind {
-            DeviceKind::Blk(disk) => disk.size,
-            DeviceKind::Console => 0,
-        }
-    }
-}
-
 /// Most devices a VM can have: one per virtio-mmio slot.
 pub const MAX_DEVICES: usize = VIRTIO_MMIO_SLOTS as usize;
 
@@ -171,7 +161,6 @@ mod tests {
         let DeviceKind::Blk(disk) = &device.kind else { panic!() };
         assert_eq!(disk.size, 1024);
         assert_eq!(disk.image.as_ref().map(Vec::len), Some(1000));
-        assert_eq!(device.memory(), 1024);
     }
 
     #[test]

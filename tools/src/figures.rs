@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::admission;
 use crate::attribution::{said_by, Host};
 use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference::{self, Mode};
 use crate::runner::{self, Echo};
 use crate::send::Step;
 use crate::workspace::Workspace;
-use crate::{build, bundle, deps, kit, validate};
+use crate::{build, bundle, deps, kit};
 
 /// The scenario measured.
 pub const SCENARIO: &str = "tests/scenarios/linux.toml";
@@ -77,7 +78,7 @@ pub fn command(ws: &Workspace) -> Result<()> {
 pub fn measure_all(ws: &Workspace, built: &build::Built) -> Result<Vec<(String, Option<Figures>)>> {
     kit::build(ws, false).context("the Linux guest kit could not be made")?;
     let config = ws.root().join(SCENARIO);
-    let scenario = validate::load(&config, &ws.guests_dir())?;
+    let scenario = admission::load(&config, &ws.guests_dir())?;
     let bundle_path = ws.bundle_path(&config);
     bundle::write(&scenario, &bundle_path)?;
     let vm = &scenario.vms[0];

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 
+use crate::admission;
 use crate::attribution::{said_by, Host};
 use crate::expect::{self, Ending};
 use crate::qemu::{self, Clock, Invocation};
@@ -234,8 +235,9 @@ fn run_once(ws: &Workspace, out: &Path, seed: u64, ops: u64) -> Result<(Verdict,
         config::parse(&scenario_text(seed, ops)).context("the fuzz-guest scenario does not parse")?;
     let (scenarios, guests) = (ws.scenarios_dir(), ws.guests_dir());
     let sources = Sources { config_dir: &scenarios, guests_dir: &guests, read: &crate::regular_file::read };
-    let scenario = validate::validate(&config, &sources)
-        .map_err(|r| anyhow!("the fuzz-guest scenario is refused:\n{r}"))?;
+    let refused = |r| anyhow!("the fuzz-guest scenario is refused:\n{r}");
+    let scenario = validate::validate(&config, &sources).map_err(refused)?;
+    admission::check(&scenario)?.map_err(refused)?;
     let expect = scenario.expect.clone().context("the fuzz-guest scenario has an [expect] table")?;
     let bundle_path = out.join("fuzz-guest.dtb");
     bundle::write(&scenario, &bundle_path)?;

@@ -14,6 +14,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod admission;
 mod attribution;
 mod bench;
 mod build;
@@ -189,7 +190,7 @@ impl Cmd {
 }
 
 fn bundle_command(ws: &Workspace, config: &Path, output: Option<PathBuf>) -> Result<ExitCode> {
-    let scenario = validate::load(config, &ws.guests_dir())?;
+    let scenario = admission::load(config, &ws.guests_dir())?;
     let output = output.unwrap_or_else(|| ws.bundle_path(config));
     bundle::write(&scenario, &output)?;
     eprintln!("xtask: wrote {}", output.display());
@@ -203,7 +204,7 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bo
     if scenarios::need_kit(std::slice::from_ref(&config)) {
         kit::build(ws, false).context("the Linux guest kit (cargo xtask kit) could not be made")?;
     }
-    let scenario = validate::load(&config, &ws.guests_dir())?;
+    let scenario = admission::load(&config, &ws.guests_dir())?;
     let console_log = ws.out_dir().join("console.log");
     let args = if reference {
         let vm = &scenario.vms[0];

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::admission;
 use crate::damage::Damage;
 use crate::expect::{self, tail};
 use crate::qemu::{self, Clock, Console, Invocation};
@@ -114,7 +115,7 @@ pub fn is_test(path: &Path) -> Result<bool> {
 pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
     let name = scenario_name(path);
     let start = Instant::now();
-    let loaded = validate::load(path, &ws.guests_dir()).and_then(|scenario| {
+    let loaded = admission::load(path, &ws.guests_dir()).and_then(|scenario| {
         let expect = scenario
             .expect
             .clone()
@@ -219,7 +220,7 @@ fn try_run(
 /// The plain-QEMU reference runs the scenario at `path` asks for, each judged like
 /// the run under Sluice but expecting QEMU to exit 0 (the guest's PSCI SYSTEM_OFF).
 fn run_references(ws: &Workspace, path: &Path) -> Vec<Outcome> {
-    let Ok(scenario) = validate::load(path, &ws.guests_dir()) else { return Vec::new() };
+    let Ok(scenario) = admission::load(path, &ws.guests_dir()) else { return Vec::new() };
     let Some(expect) = scenario.expect.clone() else { return Vec::new() };
     let name = scenario_name(path);
     let mut outcomes = Vec::new();

@@ -10,24 +10,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
+use platform::admission::HYPERVISOR_RESERVED;
 use platform::bundle::{MAX_VMS, MEMORY_GRANULE};
 use platform::qemu_virt::{self, RAM_MAX_SIZE};
 use platform::Region;
 
 use crate::attribution::{Said, Speaker};
 use crate::clock::Clock;
-use crate::config::{self, Config, ExpectConfig, LogLevel, Number, VmConfig};
+use crate::config::{Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::damage::Damage;
 use crate::devices::{self, Device, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
 use crate::reference;
 use crate::send::Step;
-use crate::units::{fmt_region, fmt_size, parse_size, parse_u64, MIB};
+use crate::units::{fmt_region, fmt_size, parse_size, parse_u64};
 
 /// Where the host's RAM starts on QEMU virt (the same address guests see theirs at).
 pub const HOST_RAM_BASE: u64 = qemu_virt::RAM_BASE;
-/// Host RAM at [`HOST_RAM_BASE`] kept for the hypervisor's image, heap and page tables.
-pub const HYPERVISOR_RESERVED: u64 = 64 * MIB;
 /// Most host CPUs a scenario's machine may have.
 pub const MAX_CPUS: u32 = 8;
 /// Longest VM name (the hypervisor keeps it in a 32-byte buffer with its NUL).
@@ -140,22 +139,6 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Reads, parses and checks the scenario file at `path`.
-///
-/// # Errors
-///
-/// The file cannot be read or parsed, or [`validate`] refuses it; the message names the
-/// file and every refused field.
-pub fn load(path: &Path, guests_dir: &Path) -> Result<Scenario> {
-    let config = config::load(path)?;
-    let config_dir = path.parent().unwrap_or(Path::new("."));
-    let sources = Sources { config_dir, guests_dir, read: &crate::regular_file::read };
-    validate(&config, &sources).map_err(|refusal| {
-        let lines: Vec<String> = refusal.0.iter().map(|l| format!("  {l}")).collect();
-        anyhow::anyhow!("{}: refused:\n{}", path.display(), lines.join("\n"))
-    })
-}
-
 /// Checks `config` and reads the images it names.
 ///
 /// # Errors
@@ -180,22 +163,8 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
         names: Vec::new(),
         cpu_owner: BTreeMap::new(),
         pinned: Vec::new(),
-        total_memory: 0,
     };
     let vms: Vec<Option<Vm>> = config.vm.iter().enumerate().map(|(i, vm)| checker.check(i, vm)).collect();
-    let total = checker.total_memory;
-
-    if let Some(machine_memory) = machine_memory {
-        let needed = total.saturating_add(HYPERVISOR_RESERVED);
-        if needed > machine_memory {
-            errors.push(format!(
-                "machine.memory: {} cannot hold the VMs' RAM ({} in all) plus {} for the hypervisor",
-                fmt_size(machine_memory),
-                fmt_size(total),
-                fmt_size(HYPERVISOR_RESERVED)
-            ));
-        }
-    }
 
     let vm_names: Vec<&str> = config.vm.iter().map(|vm| vm.name.as_str()).collect();
     let expect = config.expect.as_ref().and_then(|e| check_expect(e, &vm_names, &mut errors));
@@ -440,8 +409,6 @@ struct VmChecker<'a, 'e> {
     cpu_owner: BTreeMap<u32, usize>,
     /// Pinned host RAM so far, with its VM's index.
     pinned: Vec<(Region, usize)>,
-    /// Sum of the valid `memory` sizes so far.
-    total_memory: u64,
 }
 
 impl VmChecker<'_, '_> {
@@ -543,10 +510,7 @@ impl VmChecker<'_, '_> {
                 }
             };
             match devices::check(config, &mut read_image) {
-                Ok(device) => {
-                    self.total_memory = self.total_memory.saturating_add(device.memory());
-                    checked.push(device);
-                }
+                Ok(device) => checked.push(device),
                 Err(refusals) => {
                     for (field, reason) in refusals {
                         self.refuse(i, &format!("virtio[{j}].{field}"), reason);
@@ -614,10 +578,7 @@ impl VmChecker<'_, '_> {
             }
         });
         match result {
-            Ok(bytes) => {
-                self.total_memory = self.total_memory.saturating_add(bytes);
-                Some(bytes)
-            }
+            Ok(bytes) => Some(bytes),
             Err(reason) => {
                 self.refuse(i, "memory", reason);
                 None
@@ -705,10 +666,10 @@ impl VmChecker<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::layout::tests::arm64_image;
-    use crate::units::{GIB, KIB};
+    use crate::units::{GIB, KIB, MIB};
 
     const CONFIG_DIR: &str = "/scenarios";
     const GUESTS_DIR: &str = "/guests";
@@ -729,17 +690,17 @@ mod tests {
     }
 
     fn check_with(text: &str, read: &dyn Fn(&Path) -> io::Result<Vec<u8>>) -> Result<Scenario, Refusal> {
-        let config = config::parse(text).expect("test config parses");
+        let config = crate::config::parse(text).expect("test config parses");
         let sources = Sources { config_dir: Path::new(CONFIG_DIR), guests_dir: Path::new(GUESTS_DIR), read };
         validate(&config, &sources)
     }
 
-    fn check(text: &str) -> Result<Scenario, Refusal> {
+    pub(crate) fn check(text: &str) -> Result<Scenario, Refusal> {
         check_with(text, &fake_read)
     }
 
     /// One valid VM table with `extra` lines replacing or adding fields.
-    fn vm(name: &str, cpus: &str, extra: &str) -> String {
+    pub(crate) fn vm(name: &str, cpus: &str, extra: &str) -> String {
         let mut fields = vec![
             format!("name = \"{name}\""),
             format!("cpus = {cpus}"),
@@ -754,7 +715,7 @@ mod tests {
         format!("[[vm]]\n{}\n", fields.join("\n"))
     }
 
-    fn machine(cpus: u32, memory: &str) -> String {
+    pub(crate) fn machine(cpus: u32, memory: &str) -> String {
         format!("[machine]\ncpus = {cpus}\nmemory = \"{memory}\"\n")
     }
 
@@ -826,14 +787,6 @@ mod tests {
             "vm[0].virtio[0].kind: \"net\" is not a device kind",
         );
         assert_refused_starting(
-            &format!(
-                "{}{}[[vm.virtio]]\nkind = \"blk\"\nsize = \"256M\"\n",
-                machine(1, "256M"),
-                vm("a", "[0]", "")
-            ),
-            "machine.memory: 256 MiB cannot hold",
-        );
-        assert_refused_starting(
             &format!("{}[[vm.virtio]]\nkind = \"blk\"\nimage = \"missing.img\"\n", vm("a", "[0]", "")),
             "vm[0].virtio[0].image: cannot read /scenarios/missing.img",
         );
@@ -891,24 +844,6 @@ mod tests {
             &format!("{}{}", machine(1, "64M"), vm("a", "[0]", "")),
             "machine.memory: 64 MiB leaves nothing for VMs once the hypervisor has its 64 MiB",
         );
-    }
-
-    #[test]
-    fn machine_memory_too_small_for_the_vms() {
-        let text = format!("{}{}{}", machine(2, "128M"), vm("a", "[0]", ""), vm("b", "[1]", ""));
-        assert_refused(
-            &text,
-            "machine.memory: 128 MiB cannot hold the VMs' RAM (128 MiB in all) plus 64 MiB for the hypervisor",
-        );
-    }
-
-    #[test]
-    fn machine_memory_counts_vms_refused_for_other_reasons() {
-        let text =
-            format!("{}{}", machine(1, "128M"), vm("a", "[0]", "memory = \"128M\"\nkernel = \"gone.bin\""));
-        let Refusal(errors) = check(&text).unwrap_err();
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[1].starts_with("machine.memory: 128 MiB cannot hold"));
     }
 
     #[test]
@@ -1337,19 +1272,5 @@ mod tests {
             "expect.send[1].after: \"a\\r\\nb\" contains a line break; wait for text within one line",
         );
         assert_refused(&send("ok", ""), "expect.send[1].text: empty; there is nothing to send");
-    }
-
-    #[test]
-    fn load_reports_the_file_and_every_refusal() {
-        let dir = crate::testutil::TempDir::new("validate-load");
-        let path = dir.write("s.toml", vm("a", "[0]", "memory = \"3M\"").as_bytes());
-        dir.write("raw.bin", &[1; 64]);
-        let message = load(&path, dir.path()).unwrap_err().to_string();
-        assert_eq!(
-            message,
-            format!("{}: refused:\n  vm[0].memory: 3 MiB is not a multiple of 2 MiB", path.display())
-        );
-        let ok = dir.write("ok.toml", vm("a", "[0]", "").as_bytes());
-        assert_eq!(load(&ok, dir.path()).unwrap().vms[0].kernel, [1; 64]);
     }
 }

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use fdt::node::FdtNode;
 use fdt::Fdt;
+use platform::admission::Shortfall;
 use platform::bundle as b;
 use platform::{qemu_virt, Region};
 
@@ -131,6 +132,15 @@ pub enum ConfigError {
         /// Why.
         reason: &'static str,
     },
+    /// The VM's RAM and disks don't fit in the machine (`platform::admission`).
+    NoRoom {
+        /// VM index.
+        vm: usize,
+        /// By how much.
+        shortfall: Shortfall,
+    },
+    /// Not even the hypervisor and the bundle fit in the machine.
+    MachineTooSmall(Shortfall),
 }
 
 impl fmt::Display for ConfigError {
@@ -149,6 +159,8 @@ impl fmt::Display for ConfigError {
             Self::Device { vm, device, property, reason } => {
                 write!(f, "vm[{vm}].virtio[{device}].{property}: {reason}")
             }
+            Self::NoRoom { vm, shortfall } => write!(f, "vm[{vm}].{}: {shortfall}", b::VM_MEMORY_SIZE),
+            Self::MachineTooSmall(shortfall) => write!(f, "boot bundle: {shortfall}"),
         }
     }
 }
@@ -501,6 +513,22 @@ pub(crate) mod tests {
     #[test]
     fn refuses_a_blob_that_is_not_a_bundle() {
         assert!(matches!(parse_bundle(&[0u8; 64], 1), Err(ConfigError::NotABundle(_))));
+    }
+
+    /// A bundle of good VMs, one per `(memory, disk sizes)`, each on its own CPU.
+    pub(crate) fn bundle_with(vms: &[(u64, &[u64])]) -> Vec<u8> {
+        let vms: Vec<Vm> = vms
+            .iter()
+            .enumerate()
+            .map(|(i, &(memory, disks))| {
+                let mut vm = good(["a", "b", "c", "d", "e", "f", "g"][i], i as u32);
+                vm.memory = Some(memory);
+                vm.dtb_addr = 0x4000_0000 + memory - 2 * MIB;
+                vm.devices = disks.iter().map(|&size| ("blk", Some(size), None)).collect();
+                vm
+            })
+            .collect();
+        bundle(&vms)
     }
 
     /// Two VMs with every kind of property and device, small images so that

@@ -5,6 +5,7 @@
 //! [`config::VmConfig`] and can be (re)loaded from it, which is how PSCI
 //! `SYSTEM_RESET` restarts a VM alone.
 
+pub mod admission;
 pub mod config;
 pub mod hypercall;
 pub mod psci;

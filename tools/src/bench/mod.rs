@@ -21,13 +21,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use self::model::{LinuxRow, Report, Run, Side};
+use crate::admission;
 use crate::expect::Ending;
 use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference::{self, Mode};
 use crate::runner::{self, Echo};
 use crate::validate::Scenario;
 use crate::workspace::Workspace;
-use crate::{attribution, build, bundle, deps, figures, validate};
+use crate::{attribution, build, bundle, deps, figures};
 
 /// The latency guest's scenario.
 pub const SCENARIO: &str = "tests/scenarios/bench.toml";
@@ -85,7 +86,7 @@ pub fn command(ws: &Workspace, options: Options) -> Result<()> {
     let out = ws.out_dir().join("bench");
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    let mut scenario = validate::load(&ws.root().join(SCENARIO), &ws.guests_dir())?;
+    let mut scenario = admission::load(&ws.root().join(SCENARIO), &ws.guests_dir())?;
     let args = format!("iterations={} warmup={}", options.iterations, options.warmup);
     scenario.vms[0].bootargs = Some(args);
 
