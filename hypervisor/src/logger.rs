@@ -212,4 +212,10 @@ impl ConsoleOutput for VmConsole {
     fn write(&mut self, bytes: &[u8]) {
         with_console(|mux, mut emit| mux.output_at(self.vm, bytes, el2::counter(), &mut emit));
     }
+
+    fn offer(&mut self, bytes: &[u8]) -> usize {
+        let mut taken = 0;
+        with_console(|mux, mut emit| taken = mux.offer_at(self.vm, bytes, el2::counter(), &mut emit));
+        taken
+    }
 }

@@ -42,6 +42,9 @@ const HYP_TIMER: u32 = 26;
 /// How long a guest runs between two budgets of its devices' left-over work: a
 /// ten-thousandth of a second (the counter frequency divided by this).
 const BACKLOG_SLICES_PER_SECOND: u64 = 10_000;
+/// The same when all that work waits for the VM's share of the console: 2 ms,
+/// time for 256 bytes of it.
+const WAITING_SLICES_PER_SECOND: u64 = 500;
 /// INTID the CPU interface returns when nothing is pending.
 const SPURIOUS: u32 = 1023;
 /// Most list registers a CPU can have.
@@ -410,7 +413,12 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
                 // guest, other vCPUs and console input get their turn in between,
                 // and the work goes on even if the guest never exits by itself (a
                 // driver that spins on its used ring).
-                el2::arm_hyp_timer(machine().counter_hz / BACKLOG_SLICES_PER_SECOND);
+                let slices = if vm.virtio_backlog_waits {
+                    WAITING_SLICES_PER_SECOND
+                } else {
+                    BACKLOG_SLICES_PER_SECOND
+                };
+                el2::arm_hyp_timer(machine().counter_hz / slices);
             }
             flush_list_registers(&mut vm, vcpu, in_hardware);
             trace::point(Stage::Injected);

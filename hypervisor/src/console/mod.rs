@@ -13,8 +13,17 @@ pub mod share;
 
 /// A sink for one guest's console output.
 pub trait ConsoleOutput: Send {
-    /// Writes `bytes`, in order, to the console.
+    /// Writes `bytes`, in order, to the console; what the VM's share of it doesn't
+    /// allow now is dropped (and counted).
     fn write(&mut self, bytes: &[u8]);
+
+    /// Writes as many of `bytes` as the VM's share of the console allows now and
+    /// returns how many (a prefix); the caller holds the rest for later. A sink
+    /// without shares takes everything.
+    fn offer(&mut self, bytes: &[u8]) -> usize {
+        self.write(bytes);
+        bytes.len()
+    }
 }
 
 /// A boxed console sink.

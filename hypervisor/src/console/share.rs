@@ -1,16 +1,19 @@
 //! Each VM's share of the one UART: a token bucket of bytes per VM.
 //!
 //! Every VM may send [`BURST`] bytes at once and [`RATE`] bytes a second after that,
-//! whatever the others do; what it sends beyond its share is dropped and counted,
-//! and the count is said a second after the first drop and then at most once a
-//! second while drops go on (and when the console closes), so the counts cannot
-//! flood the console either.
+//! whatever the others do. A sender that can wait (a virtio-console: the guest's
+//! buffer stays the device's until it all went) is held to its share
+//! ([`Share::take`]); from one that can't (a PL011 byte, an emergency write) what
+//! goes beyond it is dropped and counted ([`Share::admit`]), and the count is said
+//! a second after the first drop and then at most once a second while drops go on
+//! (and when the console closes), so the counts cannot flood the console either.
+//!
 //! So a VM that floods the console cannot slow the UART, QEMU's character device, or
 //! the reader at its far end for anyone else: the console carries at most `RATE`
-//! bytes a second per VM, and another VM's line never waits behind a backlog (there
-//! is none: nothing beyond the share is held). The burst is sized for a whole Linux
-//! boot log arriving at once when the console driver registers, the rate ten times
-//! what a 115200-baud line carries.
+//! bytes a second per VM, and another VM's line never waits behind a backlog (what a
+//! VM holds stays in its own buffers). The burst is sized for a whole Linux boot log,
+//! or a benchmark's report, arriving at once; the rate is ten times what a
+//! 115200-baud line carries.
 //!
 //! The bucket counts what the guest's bytes take on the UART (an escaped byte two or
 //! four, see `super::escape`), so escapes don't stretch a share; time is the generic
@@ -19,7 +22,7 @@
 use super::escape;
 
 /// Bytes a VM may send at once.
-pub const BURST: u64 = 64 * 1024;
+pub const BURST: u64 = 128 * 1024;
 /// Bytes a second a VM may send after its burst.
 pub const RATE: u64 = 128 * 1024;
 
@@ -44,6 +47,14 @@ impl Share {
     /// How many of `bytes`, sent at counter time `now` (counter at `hz`), may go (a
     /// prefix); the rest are counted as dropped.
     pub fn admit(&mut self, bytes: &[u8], now: u64, hz: u64) -> usize {
+        let allowed = self.take(bytes, now, hz);
+        self.count_dropped((bytes.len() - allowed) as u64, now);
+        allowed
+    }
+
+    /// How many of `bytes`, offered at counter time `now`, may go now (a prefix);
+    /// the caller holds the rest and offers it again later.
+    pub fn take(&mut self, bytes: &[u8], now: u64, hz: u64) -> usize {
         self.refill(now, hz);
         let mut allowed = 0;
         for &byte in bytes {
@@ -54,11 +65,15 @@ impl Share {
             self.tokens -= cost;
             allowed += 1;
         }
-        if allowed < bytes.len() {
-            self.dropped += (bytes.len() - allowed) as u64;
+        allowed
+    }
+
+    /// Counts `n` bytes dropped at counter time `now`.
+    fn count_dropped(&mut self, n: u64, now: u64) {
+        if n > 0 {
+            self.dropped += n;
             self.said_at.get_or_insert(now);
         }
-        allowed
     }
 
     /// The bytes dropped since the count was last said, to say now (counter time

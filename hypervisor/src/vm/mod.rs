@@ -94,6 +94,8 @@ pub struct Vm {
     /// A virtio device has work its budget cut short (see
     /// `devices::virtio::budget`): the trap path goes on with it on the next exit.
     pub virtio_backlog: bool,
+    /// All of that work waits for the VM's share of the console.
+    pub virtio_backlog_waits: bool,
     stage2: Stage2,
     _tables: HeapTables,
 }
@@ -139,6 +141,7 @@ impl Vm {
             kicks: 0,
             boots: 0,
             virtio_backlog: false,
+            virtio_backlog_waits: false,
             stage2,
             _tables: tables,
         })
@@ -168,19 +171,22 @@ impl Vm {
         self.kick(kick.0);
     }
 
-    /// Goes on with the virtio work that budgets cut short, one budget per device;
-    /// returns whether some is still left.
-    pub fn work_on_virtio_backlog(&mut self) -> bool {
-        let mut left = false;
+    /// Goes on with the virtio work that budgets cut short, one budget per device.
+    pub fn work_on_virtio_backlog(&mut self) {
         for slot in 0..self.virtio.len() {
             if self.virtio[slot].has_backlog() {
                 self.virtio[slot].work_on_backlog();
                 self.update_virtio_interrupt(slot);
-                left |= self.virtio[slot].has_backlog();
             }
         }
-        self.virtio_backlog = left;
-        left
+        self.note_virtio_backlog();
+    }
+
+    /// Sets [`Vm::virtio_backlog`] and [`Vm::virtio_backlog_waits`] from the devices.
+    pub fn note_virtio_backlog(&mut self) {
+        let backlogged = || self.virtio.iter().filter(|d| d.has_backlog());
+        self.virtio_backlog = backlogged().next().is_some();
+        self.virtio_backlog_waits = backlogged().all(VirtioMmio::backlog_waits);
     }
 
     /// The slot of the VM's virtio-console, if its driver has it running.
@@ -252,6 +258,7 @@ impl Vm {
         self.vcpus[0] = VcpuPower::StartPending { entry: c.entry, context: c.dtb_addr };
         self.kicks = 0;
         self.virtio_backlog = false;
+        self.virtio_backlog_waits = false;
         self.boots += 1;
         Ok(())
     }

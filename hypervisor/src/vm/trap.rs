@@ -222,7 +222,9 @@ fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError
         trace::point(Stage::Dispatched);
         let raw = if access.write {
             vm.virtio[slot].write(offset, width, value);
-            vm.virtio_backlog |= vm.virtio[slot].has_backlog();
+            if vm.virtio[slot].has_backlog() {
+                vm.note_virtio_backlog();
+            }
             0
         } else {
             vm.virtio[slot].read(offset, width)

@@ -7,8 +7,8 @@
 //! VM, and no console input for it, gets anywhere. So a backend stops when its
 //! [`Budget`] runs out and says [`Progress::More`]; the transport remembers the queue,
 //! and the VM goes on with it on its next exits, one budget per exit, in order
-//! (`VirtioMmio::work_on_backlog`), kicking its own CPU so that the next exit comes
-//! at once.
+//! (`VirtioMmio::work_on_backlog`), with its EL2 timer set to make an exit soon
+//! (later when the work [`Progress::Waiting`] for the console).
 
 /// Bytes of data a backend moves in one call (it may finish the request it is in:
 /// a block request is done whole, and is bounded by the disk's size).
@@ -59,6 +59,9 @@ pub enum Progress {
     Done,
     /// The budget ran out with work left: call again.
     More,
+    /// Work is left, but it waits for something outside the device (the VM's share
+    /// of the console): call again, later.
+    Waiting,
 }
 
 #[cfg(test)]

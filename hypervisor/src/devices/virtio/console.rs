@@ -3,9 +3,10 @@
 //! Queue 0 (receiveq) carries input to the guest, queue 1 (transmitq) output from it.
 //! Output goes to the [`BoxedConsole`] given at construction (the console
 //! multiplexer), a chain at a time, as soon as the driver notifies, within a
-//! [`Budget`] per call: a chain longer than that is sent over several calls (the
-//! chain being sent is kept, with how much of it went), and its buffer is returned
-//! only once all of it went. EMERG_WRITE is
+//! [`Budget`] per call and the VM's share of the console: a chain longer than either
+//! allows is sent over several calls (the chain being sent is kept, with how much of
+//! it went), and its buffer is returned only once all of it went. Nothing a driver
+//! queued is dropped; a driver that sends faster than its share waits. EMERG_WRITE is
 //! offered: a write to `emerg_wr` (configuration offset 8) sends its low byte at once,
 //! whatever the device's state (§5.3.6: the driver may use it before setting up
 //! anything).
@@ -168,9 +169,14 @@ impl Console {
                 if n == 0 {
                     break;
                 }
-                self.out.write(&bounce[..n]);
-                sending.sent += n as u64;
+                // The console takes what the VM's share allows; the rest waits in
+                // the guest's buffer for a later call.
+                let taken = self.out.offer(&bounce[..n]);
+                sending.sent += taken as u64;
                 budget.spend_bytes(n as u64);
+                if taken < n {
+                    return Ok(Progress::Waiting);
+                }
             }
             let head = sending.chain.head();
             self.sending = None;

@@ -190,6 +190,8 @@ pub struct VirtioMmio {
     shm_sel: u32,
     /// Queues (a bit each) whose backend ran out of its budget with work left.
     backlog: u32,
+    /// Of those, the ones whose work waits for something outside the device.
+    waiting: u32,
 }
 
 impl core::fmt::Debug for VirtioMmio {
@@ -226,6 +228,7 @@ impl VirtioMmio {
             guest_page_size: LEGACY_DEFAULT_PAGE,
             shm_sel: 0,
             backlog: 0,
+            waiting: 0,
         }
     }
 
@@ -234,11 +237,17 @@ impl VirtioMmio {
         self.backlog != 0
     }
 
+    /// Whether all of that work waits for something outside the device (the VM's
+    /// share of the console), so there is no point coming back at once.
+    pub fn backlog_waits(&self) -> bool {
+        self.backlog & !self.waiting == 0
+    }
+
     /// Goes on with the queues whose work the budget cut short, one budget each, in
     /// the order the driver queued it; forgets them if the device is no longer live.
     pub fn work_on_backlog(&mut self) {
         if !self.live() {
-            self.backlog = 0;
+            (self.backlog, self.waiting) = (0, 0);
             return;
         }
         for index in 0..self.queues.len() {
@@ -251,9 +260,13 @@ impl VirtioMmio {
     /// Has the backend work on queue `index` (ready, device live) for one budget.
     fn run_queue(&mut self, index: usize) {
         let result = self.backend.process_queue(index, &mut self.queues, &self.memory);
+        let bit = 1 << index;
         match result {
-            Ok(Progress::More) => self.backlog |= 1 << index,
-            Ok(Progress::Done) | Err(_) => self.backlog &= !(1 << index),
+            Ok(Progress::More) => (self.backlog, self.waiting) = (self.backlog | bit, self.waiting & !bit),
+            Ok(Progress::Waiting) => (self.backlog, self.waiting) = (self.backlog | bit, self.waiting | bit),
+            Ok(Progress::Done) | Err(_) => {
+                (self.backlog, self.waiting) = (self.backlog & !bit, self.waiting & !bit)
+            }
         }
         self.after_backend(result.map(|_| ()));
     }
@@ -315,7 +328,7 @@ impl VirtioMmio {
         self.queue_sel = 0;
         self.interrupt_status = 0;
         self.shm_sel = 0;
-        self.backlog = 0;
+        (self.backlog, self.waiting) = (0, 0);
         self.queues.iter_mut().for_each(Queue::reset);
         self.legacy_queues.fill(LegacyQueue::RESET);
         self.backend.reset();

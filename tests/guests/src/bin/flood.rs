@@ -3,8 +3,8 @@
 //! It sets the virtio-console's transmit queue up by hand (256 entries, its rings in
 //! this image), builds one chain of 256 descriptors that all point at the same 45
 //! MiB of its RAM (11.25 GiB to send, as a hostile driver would), makes it available
-//! and notifies once. Then it spins, never powering off (the scenario ends with
-//! Ctrl-A x). Its lines (the contract of `tests/scenarios/console-flood.toml`):
+//! and notifies once. Then it waits for interrupts, never powering off (the
+//! scenario ends with Ctrl-A x). Its lines (the contract of `tests/scenarios/console-flood.toml`):
 //!
 //! ```text
 //! flood: notifying one chain of 256 x 45 MiB
@@ -98,8 +98,10 @@ mod guest {
         println!("flood: notifying one chain of {QUEUE_SIZE} x {} MiB", FLOOD_LEN >> 20);
         transport.notify(TRANSMITQ);
         println!("flood: notified");
+        // Sleep (with no interrupt enabled, `wfi` traps to Sluice, which goes on with
+        // the chain at each of its timer's exits).
         loop {
-            cpu::relax();
+            cpu::wait_for_interrupt();
         }
     }
 

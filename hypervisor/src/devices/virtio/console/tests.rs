@@ -277,3 +277,49 @@ fn a_reset_forgets_the_chain_being_sent() {
     rig.dev.work_on_backlog();
     assert_eq!(rig.output().len(), sent);
 }
+
+/// A console sink whose share is `allowance` bytes, topped up by the test.
+struct Metered {
+    out: Arc<Mutex<Vec<u8>>>,
+    allowance: Arc<Mutex<usize>>,
+}
+
+impl ConsoleOutput for Metered {
+    fn write(&mut self, bytes: &[u8]) {
+        self.offer(bytes);
+    }
+
+    fn offer(&mut self, bytes: &[u8]) -> usize {
+        let mut allowance = self.allowance.lock().unwrap();
+        let taken = bytes.len().min(*allowance);
+        *allowance -= taken;
+        self.out.lock().unwrap().extend_from_slice(&bytes[..taken]);
+        taken
+    }
+}
+
+#[test]
+fn output_beyond_the_share_waits_in_the_guests_buffer_and_nothing_is_lost() {
+    let mem = ram();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let allowance = Arc::new(Mutex::new(100));
+    let console = Console::new(Box::new(Metered { out: out.clone(), allowance: allowance.clone() }));
+    let mut dev = VirtioMmio::new(Box::new(console), mem.clone(), false);
+    let rx = DriverQueue::new(&mem, 8, RAM_BASE);
+    let mut tx = DriverQueue::new(&mem, 8, RAM_BASE + 0x1_0000);
+    bring_up(&mut dev, FEATURES, &[&rx, &tx]);
+    let text: Vec<u8> = (0..1000).map(|i| b'a' + (i % 26) as u8).collect();
+    mem.write(buf(0), &text).unwrap();
+    let head = tx.add(&mem, &[(buf(0), 1000, false)]);
+    w(&mut dev, 0x50, 1);
+    assert_eq!(out.lock().unwrap().len(), 100, "the share's worth went");
+    assert!(dev.has_backlog());
+    dev.work_on_backlog();
+    assert_eq!(out.lock().unwrap().len(), 100, "no share, no progress");
+    assert_eq!(tx.take_used(&mem), None, "the buffer is still the device's");
+    *allowance.lock().unwrap() = 10_000;
+    dev.work_on_backlog();
+    assert_eq!(*out.lock().unwrap(), text, "all of it, once, in order");
+    assert_eq!(tx.take_used(&mem), Some((u32::from(head), 0)));
+    assert!(!dev.has_backlog());
+}
