@@ -96,15 +96,7 @@ mod guest {
         irq::register(timer::INTID, timer::handle_interrupt);
         init_this_cpu(SGI_PONG);
 
-        if let Err(e) = smp::start_cpu(cpu1, cpu1_main) {
-            fail(format_args!("starting cpu1 (mpidr {cpu1:#x}): {e}"));
-        }
-        wait_for(format_args!("cpu1 to come online"), || CPU1_ONLINE.load(Ordering::Acquire));
-        match psci::affinity_info(cpu1) {
-            Ok(AffinityState::On) => {}
-            Ok(state) => fail(format_args!("AFFINITY_INFO says cpu1 is {state}, not on")),
-            Err(e) => fail(format_args!("AFFINITY_INFO(cpu1) returned {e}")),
-        }
+        bring_up_cpu1(cpu1, cpu1_main);
 
         for trip in 1..=ROUND_TRIPS {
             gic::send_sgi(SGI_PING, cpu1);
@@ -180,21 +172,27 @@ mod guest {
             println!("smp: race over (boot {boot}: the last reset won over SYSTEM_OFF)");
             psci::system_off()
         }
-        if let Err(e) = smp::start_cpu(cpu1, racer_main) {
-            fail(format_args!("boot {boot}: starting cpu1 (mpidr {cpu1:#x}): {e}"));
-        }
-        wait_for(format_args!("cpu1 to come online at boot {boot}"), || CPU1_ONLINE.load(Ordering::Acquire));
-        match psci::affinity_info(cpu1) {
-            Ok(AffinityState::On) => {}
-            Ok(state) => fail(format_args!("boot {boot}: AFFINITY_INFO says cpu1 is {state}, not on")),
-            Err(e) => fail(format_args!("boot {boot}: AFFINITY_INFO(cpu1) returned {e}")),
-        }
+        bring_up_cpu1(cpu1, racer_main);
         println!("smp: race boot {boot} of {boots}");
         RACE_BARRIER.wait();
         if boot == boots {
             psci::system_off()
         }
         psci::system_reset()
+    }
+
+    /// Starts CPU 1 (affinity `cpu1`) at `entry` with PSCI CPU_ON, waits until it
+    /// says it is online, and checks that AFFINITY_INFO calls it on.
+    fn bring_up_cpu1(cpu1: u64, entry: fn(usize) -> !) {
+        if let Err(e) = smp::start_cpu(cpu1, entry) {
+            fail(format_args!("starting cpu1 (mpidr {cpu1:#x}): {e}"));
+        }
+        wait_for(format_args!("cpu1 to come online"), || CPU1_ONLINE.load(Ordering::Acquire));
+        match psci::affinity_info(cpu1) {
+            Ok(AffinityState::On) => {}
+            Ok(state) => fail(format_args!("AFFINITY_INFO says cpu1 is {state}, not on")),
+            Err(e) => fail(format_args!("AFFINITY_INFO(cpu1) returned {e}")),
+        }
     }
 
     /// CPU 1 in `reset-race` mode: come online, then reset the VM with CPU 0.
