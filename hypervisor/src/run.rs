@@ -383,7 +383,8 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
         // One more budget of the work a notify left (devices::virtio::budget).
         vm.work_on_virtio_backlog();
     }
-    if logger::has_queued_input(vm_index) {
+    if is_interrupt && logger::has_queued_input(vm_index) {
+        // Input queued while this VM's lock was taken (the kick that came with it).
         refill_input(&mut vm);
     }
     let (reason, action) = match trap_kind {
@@ -400,6 +401,10 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             (ExitReason::Irq, ExitAction::Resume)
         }
     };
+    if reason == ExitReason::Mmio && logger::has_queued_input(vm_index) {
+        // The guest may have read its UART and made room.
+        refill_input(&mut vm);
+    }
     if let Some(exits) = vm.trace_dump.take() {
         dump_trace(&vm, exits);
     }
