@@ -9,6 +9,7 @@ use alloc::boxed::Box;
 
 pub mod escape;
 pub mod mux;
+pub mod ring;
 pub mod share;
 
 /// A sink for one guest's console output.

@@ -42,6 +42,7 @@
 //! queues are made by [`ConsoleMux::new`].
 
 use super::escape;
+use super::ring::ByteRing;
 use super::share::{self, Share};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -94,45 +95,12 @@ enum Owner {
     Sluice,
 }
 
-/// A bounded FIFO of input bytes.
-struct InputQueue {
-    bytes: [u8; INPUT_QUEUE_LEN],
-    head: usize,
-    len: usize,
-}
-
-impl InputQueue {
-    const fn new() -> Self {
-        Self { bytes: [0; INPUT_QUEUE_LEN], head: 0, len: 0 }
-    }
-
-    /// Appends `byte`; false if the queue is full.
-    fn push(&mut self, byte: u8) -> bool {
-        if self.len == INPUT_QUEUE_LEN {
-            return false;
-        }
-        self.bytes[(self.head + self.len) % INPUT_QUEUE_LEN] = byte;
-        self.len += 1;
-        true
-    }
-
-    fn pop(&mut self) -> Option<u8> {
-        if self.len == 0 {
-            return None;
-        }
-        let byte = self.bytes[self.head];
-        self.head = (self.head + 1) % INPUT_QUEUE_LEN;
-        self.len -= 1;
-        Some(byte)
-    }
-}
-
 /// One VM's side of the multiplexer.
 struct Port {
     name: String,
     /// `[name] `, with the name's own control characters escaped.
     tag: String,
-    input: InputQueue,
+    input: ByteRing<INPUT_QUEUE_LEN>,
     dropped: u64,
     /// The multiplexer ended this VM's unfinished line; the line break the VM sends
     /// next to end it is dropped.
@@ -175,7 +143,7 @@ impl ConsoleMux {
                 Port {
                     name: name.into(),
                     tag,
-                    input: InputQueue::new(),
+                    input: ByteRing::new(),
                     dropped: 0,
                     broken: false,
                     carriage_return: false,
@@ -459,7 +427,7 @@ impl ConsoleMux {
     ///
     /// If `vm` is not one of this multiplexer's VMs (a hypervisor bug).
     pub fn queued(&self, vm: usize) -> usize {
-        self.ports[vm].input.len
+        self.ports[vm].input.len()
     }
 
     /// How many input bytes for VM `vm` were dropped because its queue was full.

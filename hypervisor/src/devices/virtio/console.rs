@@ -22,6 +22,7 @@
 use super::chain::Chain;
 use super::queue::{Queue, QueueError};
 use super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
+use crate::console::ring::ByteRing;
 use crate::console::BoxedConsole;
 use crate::mm::guest_memory::GuestMemory;
 
@@ -51,45 +52,6 @@ mod config {
     pub const LEN: usize = 12;
 }
 
-/// A ring of held input bytes.
-struct InputRing {
-    bytes: [u8; INPUT_CAPACITY],
-    head: usize,
-    len: usize,
-}
-
-impl InputRing {
-    const fn new() -> Self {
-        Self { bytes: [0; INPUT_CAPACITY], head: 0, len: 0 }
-    }
-
-    fn push(&mut self, byte: u8) -> bool {
-        if self.len == INPUT_CAPACITY {
-            return false;
-        }
-        self.bytes[(self.head + self.len) % INPUT_CAPACITY] = byte;
-        self.len += 1;
-        true
-    }
-
-    /// The oldest held bytes that are contiguous in the ring.
-    fn front(&self) -> &[u8] {
-        let end = (self.head + self.len).min(INPUT_CAPACITY);
-        &self.bytes[self.head..end]
-    }
-
-    fn consume(&mut self, n: usize) {
-        debug_assert!(n <= self.len);
-        self.head = (self.head + n) % INPUT_CAPACITY;
-        self.len -= n;
-    }
-
-    fn clear(&mut self) {
-        self.head = 0;
-        self.len = 0;
-    }
-}
-
 /// A transmit chain partly sent when a call's budget ran out.
 struct Sending {
     chain: Chain,
@@ -100,7 +62,7 @@ struct Sending {
 /// A virtio console with one port.
 pub struct Console {
     out: BoxedConsole,
-    held: InputRing,
+    held: ByteRing<INPUT_CAPACITY>,
     dropped: u64,
     sending: Option<Sending>,
 }
@@ -108,17 +70,17 @@ pub struct Console {
 impl Console {
     /// A console whose output goes to `out`.
     pub fn new(out: BoxedConsole) -> Self {
-        Self { out, held: InputRing::new(), dropped: 0, sending: None }
+        Self { out, held: ByteRing::new(), dropped: 0, sending: None }
     }
 
     /// Bytes of input waiting for receive buffers.
     pub fn held_input(&self) -> usize {
-        self.held.len
+        self.held.len()
     }
 
     /// Moves held input into posted receive buffers, a chain at a time.
     fn deliver(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<(), QueueError> {
-        while self.held.len > 0 {
+        while !self.held.is_empty() {
             let Some(chain) = q.pop(mem)? else { break };
             let mut writer = chain.writer();
             let mut written = 0;
