@@ -244,15 +244,22 @@ impl VirtioMmio {
     }
 
     /// Goes on with the queues whose work the budget cut short, one budget each, in
-    /// the order the driver queued it; forgets them if the device is no longer live.
+    /// the order the driver queued it; forgets the work of a queue the driver took
+    /// down, and all of it if the device is no longer live.
     pub fn work_on_backlog(&mut self) {
         if !self.live() {
             (self.backlog, self.waiting) = (0, 0);
             return;
         }
         for index in 0..self.queues.len() {
-            if self.backlog & (1 << index) != 0 && self.queues[index].ready() {
+            let bit = 1 << index;
+            if self.backlog & bit == 0 {
+                continue;
+            }
+            if self.queues[index].ready() {
                 self.run_queue(index);
+            } else {
+                (self.backlog, self.waiting) = (self.backlog & !bit, self.waiting & !bit);
             }
         }
     }

@@ -323,3 +323,18 @@ fn output_beyond_the_share_waits_in_the_guests_buffer_and_nothing_is_lost() {
     assert_eq!(tx.take_used(&mem), Some((u32::from(head), 0)));
     assert!(!dev.has_backlog());
 }
+
+#[test]
+fn a_queue_taken_down_leaves_no_backlog_behind() {
+    let mut rig = rig();
+    let text = vec![b'x'; 0x4_0000];
+    rig.mem.write(RAM_BASE + 0x2_0000, &text).unwrap();
+    rig.tx.add(&rig.mem, &[(RAM_BASE + 0x2_0000, text.len() as u32, false); 2]);
+    w(&mut rig.dev, 0x50, 1);
+    assert!(rig.dev.has_backlog());
+    // QueueSel 1, QueueReady 0: the driver takes the transmit queue down.
+    w(&mut rig.dev, 0x30, 1);
+    w(&mut rig.dev, 0x44, 0);
+    rig.dev.work_on_backlog();
+    assert!(!rig.dev.has_backlog(), "nothing is left to come back for");
+}
