@@ -50,18 +50,9 @@ pub fn parse_level(name: &str) -> Option<LevelFilter> {
     name.parse().ok()
 }
 
-/// Set under the console lock once [`close`] printed the status line: nothing may
-/// follow it, not even Sluice's own lines (another CPU may be in the middle of a
-/// report while this one powers off).
-static CLOSED: AtomicBool = AtomicBool::new(false);
-
-/// Runs `f` with the console, if it is up and not closed.
+/// Runs `f` with the console, if it is up.
 fn with_console(f: impl FnOnce(&mut ConsoleMux, &mut dyn FnMut(&[u8]))) {
-    let mut console = CONSOLE.lock();
-    if CLOSED.load(Ordering::Relaxed) {
-        return;
-    }
-    if let Some(HostConsole { uart, mux }) = console.as_mut() {
+    if let Some(HostConsole { uart, mux }) = CONSOLE.lock().as_mut() {
         f(mux, &mut |bytes: &[u8]| bytes.iter().for_each(|&b| uart.put(b)));
     }
 }
@@ -95,14 +86,10 @@ pub fn print_emergency(args: fmt::Arguments<'_>) {
 /// prints Sluice's last line, `sluice: exit status N`, which the tools read and no
 /// guest can write; returns once the UART has sent it.
 pub fn close(status: u8) {
-    let mut console = CONSOLE.lock();
-    if CLOSED.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    if let Some(HostConsole { uart, mux }) = console.as_mut() {
-        let mut emit = |bytes: &[u8]| bytes.iter().for_each(|&b| uart.put(b));
-        mux.close(&mut emit);
-        mux.log_line(platform::exit::StatusLine(status), &mut emit);
+    if let Some(HostConsole { uart, mux }) = CONSOLE.lock().as_mut() {
+        mux.close(platform::exit::StatusLine(status), &mut |bytes: &[u8]| {
+            bytes.iter().for_each(|&b| uart.put(b))
+        });
         uart.wait_until_sent();
     }
 }

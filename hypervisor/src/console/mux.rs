@@ -20,8 +20,9 @@
 //! - each VM has its share of the UART ([`share`]): what it sends beyond that is
 //!   dropped and counted ([`ConsoleMux::output_at`]), so a flooder cannot slow the
 //!   console for the others;
-//! - once Sluice is powering off, [`ConsoleMux::close`] sends what the VMs hold and
-//!   shuts them out, so Sluice's last line (the exit status) is the console's last.
+//! - once Sluice is powering off, [`ConsoleMux::close`] sends what the VMs hold,
+//!   then Sluice's last line (the exit status), and shuts everyone out, Sluice's own
+//!   lines included, so that line is the console's last.
 //!
 //! Input: bytes typed on the UART go to the VM in focus (VM 0 at first). Ctrl-A is
 //! the escape key, as in QEMU and `screen`; the key after it is a command:
@@ -265,15 +266,21 @@ impl ConsoleMux {
         self.ports.get(vm).is_some_and(|p| p.line_len > 0)
     }
 
-    /// Sends what every VM holds and shuts the VMs out: from now on only Sluice
-    /// prints. Called once the machine is powering off, before the last line.
-    pub fn close(&mut self, emit: &mut impl FnMut(&[u8])) {
+    /// Sends what every VM holds, then Sluice's `last` line, and closes the console
+    /// for good: nothing follows that line, not a VM's output, not another of
+    /// Sluice's lines (another CPU may be in the middle of a report), not typed
+    /// input. Called once the machine is powering off; a second call does nothing.
+    pub fn close(&mut self, last: impl Display, emit: &mut impl FnMut(&[u8])) {
+        if self.closed {
+            return;
+        }
         for vm in 0..self.ports.len() {
             self.flush(vm, emit);
             if let Some(dropped) = self.ports[vm].share.take_dropped(0, self.counter_hz, true) {
                 self.say_dropped(vm, dropped, emit);
             }
         }
+        self.log_line(last, emit);
         self.closed = true;
     }
 
@@ -354,6 +361,9 @@ impl ConsoleMux {
     /// its own, after ending any unfinished line. A `\n` inside `line` starts another
     /// `sluice: ` line.
     pub fn log_line(&mut self, line: impl Display, emit: &mut impl FnMut(&[u8])) {
+        if self.closed {
+            return;
+        }
         self.end_open_line(emit);
         self.print(format_args!("{line}\n"), emit);
     }
@@ -363,6 +373,9 @@ impl ConsoleMux {
     /// without a final newline leaves a line that the next print continues, and that
     /// VM output or a log line ends first.
     pub fn print(&mut self, text: impl Display, emit: &mut impl FnMut(&[u8])) {
+        if self.closed {
+            return;
+        }
         if matches!(self.open, Owner::Vm(_)) {
             self.end_open_line(emit);
         }
@@ -373,6 +386,9 @@ impl ConsoleMux {
 
     /// One byte typed on the UART: what to do with it.
     pub fn input(&mut self, byte: u8) -> InputAction {
+        if self.closed {
+            return InputAction::None;
+        }
         if !self.escape {
             if byte == ESCAPE {
                 self.escape = true;
@@ -738,9 +754,12 @@ mod tests {
         let mut uart = Uart::new(&["a", "b"]);
         uart.out(0, "partial").out(1, "line\r\n");
         let wire = &mut uart.wire;
-        uart.mux.close(&mut |b| wire.extend_from_slice(b));
+        uart.mux.close("exit status 1", &mut |b| wire.extend_from_slice(b));
         uart.out(0, "late\r\n").out(1, "sluice: exit status 0\r\n").out(7, "who?\r\n");
-        uart.log("exit status 1");
+        uart.log("a report from another CPU").print("its table\n");
+        let wire = &mut uart.wire;
+        uart.mux.close("exit status 0", &mut |b| wire.extend_from_slice(b));
+        assert_eq!(uart.mux.input(b'x'), InputAction::None, "input is over too");
         assert_eq!(uart.text(), "[b] line\r\n[a] partial\r\nsluice: exit status 1\r\n");
     }
 
@@ -793,7 +812,7 @@ mod tests {
         assert_eq!(uart.mux.offer_at(0, b"rest", 0, &mut emit), 0, "held, not dropped");
         // A second later the rest goes, and there is no count to say.
         assert_eq!(uart.mux.offer_at(0, b"rest\n", HZ, &mut emit), 5);
-        uart.mux.close(&mut emit);
+        uart.mux.close("exit status 0", &mut emit);
         let text = core::str::from_utf8(&uart.wire).unwrap();
         assert!(!text.contains("dropped"), "{}", &text[text.len() - 100..]);
         assert!(text.contains("rest\r\n"));
@@ -806,8 +825,8 @@ mod tests {
         let big = alloc::vec![b'y'; share::BURST as usize + 5];
         let wire = &mut uart.wire;
         uart.mux.output_at(0, &big, 0, &mut |b| wire.extend_from_slice(b));
-        uart.mux.close(&mut |b| wire.extend_from_slice(b));
-        assert!(uart.text().ends_with("sluice: vm \"flood\": 5 bytes of console output dropped (over its share of the console: 128 KiB at once, 128 KiB/s)\r\n"));
+        uart.mux.close("exit status 0", &mut |b| wire.extend_from_slice(b));
+        assert!(uart.text().ends_with("sluice: vm \"flood\": 5 bytes of console output dropped (over its share of the console: 128 KiB at once, 128 KiB/s)\r\nsluice: exit status 0\r\n"));
     }
 
     #[test]
