@@ -166,14 +166,19 @@ pub fn has_queued_input(vm: usize) -> bool {
     QUEUED.get(vm).is_some_and(|queued| queued.load(Ordering::Acquire))
 }
 
-/// Takes the oldest byte queued for VM `vm`.
-pub fn pop_input(vm: usize) -> Option<u8> {
-    let mut byte = None;
+/// Takes the oldest bytes queued for VM `vm`, as many as `buf` holds; returns how
+/// many.
+pub fn take_input(vm: usize, buf: &mut [u8]) -> usize {
+    let mut n = 0;
     with_console(|mux, _| {
-        byte = mux.pop_input(vm);
+        for slot in buf.iter_mut() {
+            let Some(byte) = mux.pop_input(vm) else { break };
+            *slot = byte;
+            n += 1;
+        }
         QUEUED[vm].store(mux.queued(vm) > 0, Ordering::Release);
     });
-    byte
+    n
 }
 
 struct Logger;

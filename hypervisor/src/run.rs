@@ -8,7 +8,7 @@
 use crate::arch::aarch64::el2::{self, power, El1Cpu};
 use crate::arch::aarch64::stacks::trap_stack_top;
 use crate::arch::aarch64::vectors::{enter_guest, kind};
-use crate::console::mux::InputAction;
+use crate::console::mux::{InputAction, INPUT_QUEUE_LEN};
 use crate::drivers::gicv3::Gic;
 use crate::guest_log;
 use crate::logger;
@@ -292,14 +292,14 @@ fn deliver_input(vm_index: usize, byte: u8) {
 /// PL011 as it makes room.
 fn refill_input(vm: &mut Vm) {
     if vm.has_virtio_console() {
-        while let Some(byte) = logger::pop_input(vm.index) {
-            vm.virtio_console_input(&[byte]);
-        }
+        let mut typed = [0u8; INPUT_QUEUE_LEN];
+        let n = logger::take_input(vm.index, &mut typed);
+        vm.virtio_console_input(&typed[..n]);
         return;
     }
-    while vm.uart.can_take_input() {
-        let Some(byte) = logger::pop_input(vm.index) else { break };
-        vm.uart.push_input(byte);
+    let mut byte = [0u8];
+    while vm.uart.can_take_input() && logger::take_input(vm.index, &mut byte) == 1 {
+        vm.uart.push_input(byte[0]);
         vm.update_uart_interrupt();
     }
 }
