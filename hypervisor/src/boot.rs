@@ -15,7 +15,7 @@ use crate::host::{bootarg, read_host_dtb, HostInfo};
 use crate::logger::{self, VmConsole};
 use crate::mm::frames::{subtract, RamAllocator};
 use crate::mm::guest_memory::{GuestMemory, RamChunk};
-use crate::run::{self, Machine, FAILED};
+use crate::run::{self, HostCpu, Machine, FAILED};
 use crate::trace;
 use crate::vm::admission;
 use crate::vm::config::{parse_bundle, DeviceKind, VmConfig};
@@ -111,7 +111,7 @@ pub fn primary_main(dtb_addr: usize) -> ! {
         Some(value) => value != "off",
         None => bundle.trace,
     };
-    trace::install(host.cpus.len(), detailed, el2::counter, el2::cpu_index);
+    let tracer = trace::install(host.cpus.len(), detailed, el2::counter, el2::cpu_index);
     report_trace_cost(detailed);
 
     let pinned: Vec<Region> = bundle
@@ -165,8 +165,18 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     let machine = run::MACHINE.call_once(|| Machine {
         vms,
         counter_hz: el2::counter_hz(),
-        cpu_mpidr: host.cpus.clone(),
-        cpu_slot,
+        cpus: host
+            .cpus
+            .iter()
+            .zip(cpu_slot)
+            .enumerate()
+            .map(|(i, (&mpidr, slot))| HostCpu {
+                mpidr,
+                slot,
+                trace: tracer.cpu(i).expect("the tracer has every host CPU"),
+            })
+            .collect(),
+        detailed_trace: detailed,
         gic,
         list_registers: el2::list_register_count(),
         uart_intid: host.uart_intid,
@@ -176,12 +186,12 @@ pub fn primary_main(dtb_addr: usize) -> ! {
         machine.gic.enable_spi(intid, host.cpus[0]);
         logger::enable_receive_interrupt();
     }
-    for (cpu, slot) in machine.cpu_slot.iter().enumerate().skip(1) {
-        let Some((vm, _)) = slot else { continue };
+    for (cpu, host_cpu) in machine.cpus.iter().enumerate().skip(1) {
+        let Some((vm, _)) = host_cpu.slot else { continue };
         let status = el2::host_cpu_on(host.cpus[cpu], secondary_entry_point(), cpu as u64);
         if status != 0 {
             error!("host CPU {cpu} did not start (PSCI CPU_ON returned {status})");
-            run::ENDS[*vm].store(FAILED, Ordering::SeqCst);
+            run::ENDS[vm].store(FAILED, Ordering::SeqCst);
         }
     }
     // Every VM refused (or its CPUs failed to start): nothing will ever stop one.

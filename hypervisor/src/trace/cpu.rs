@@ -51,6 +51,42 @@ impl CpuTrace {
         self.exit_phase.store(self.phase.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
+    /// Trap entry at counter `now`, for vCPU `vcpu` of VM `vm`: [`CpuTrace::begin`]
+    /// if the trace is `detailed`, else [`CpuTrace::begin_total`].
+    #[inline]
+    pub fn begin_exit(&self, now: u64, vm: usize, vcpu: usize, detailed: bool) {
+        if detailed {
+            self.begin(now, vm, vcpu);
+        } else {
+            self.begin_total(now);
+        }
+    }
+
+    /// The return to the guest at counter `now`: [`CpuTrace::finish`] if the trace
+    /// is `detailed`, else [`CpuTrace::finish_total`].
+    #[inline]
+    pub fn finish_exit(&self, now: u64, reason: ExitReason, detailed: bool) {
+        if detailed {
+            self.finish(now, reason, true);
+        } else {
+            self.finish_total(now, reason);
+        }
+    }
+
+    /// Trap entry at counter `now` when only the exit statistics are kept: the
+    /// entry stamp and the phase, nothing else (see [`CpuTrace::finish_total`]).
+    pub fn begin_total(&self, now: u64) {
+        self.stamps[0].store(now, Ordering::Relaxed);
+        self.exit_phase.store(self.phase.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The return to the guest at counter `now` of an exit begun with
+    /// [`CpuTrace::begin_total`]: it is counted, with its total time, in the sums.
+    pub fn finish_total(&self, now: u64, reason: ExitReason) {
+        let ticks = now.saturating_sub(self.stamps[0].load(Ordering::Relaxed));
+        self.sums.add_total(self.exit_phase.load(Ordering::Relaxed), reason, ticks);
+    }
+
     /// The exit in progress reached `stage` at counter `now` (a later stamp of the
     /// same stage replaces an earlier one).
     pub fn stamp(&self, stage: Stage, now: u64) {
@@ -156,6 +192,17 @@ mod tests {
         exit(&cpu, 0, &[], ExitReason::Wfi, false);
         assert_eq!(cpu.ring().pushed(), 0);
         assert_eq!(cpu.sums().totals(0, ExitReason::Wfi).exits, 1);
+    }
+
+    #[test]
+    fn a_counted_exit_adds_its_total_under_its_phase() {
+        let cpu = CpuTrace::new(8);
+        cpu.set_phase(3);
+        cpu.begin_total(100);
+        cpu.finish_total(140, ExitReason::Hvc);
+        let totals = cpu.sums().totals(3, ExitReason::Hvc);
+        assert_eq!((totals.exits, totals.total, totals.segments), (1, 40, [0; SEGMENTS]));
+        assert_eq!(cpu.ring().pushed(), 0);
     }
 
     #[test]

@@ -12,9 +12,12 @@
 //! not written. A guest tags its exits with a phase (a Sluice hypercall, see
 //! `platform::hypercall`) so a benchmark can tell its measured paths apart.
 //!
-//! The pure parts take timestamps as arguments and are tested on the host; the
-//! global entry points ([`begin`], [`point`], [`finish`]) read the clock and the
-//! CPU index through the functions given to [`install`], and do nothing before it.
+//! The pure parts take timestamps as arguments and are tested on the host. The trap
+//! path holds its CPU's [`CpuTrace`] and calls [`CpuTrace::begin_exit`] and
+//! [`CpuTrace::finish_exit`] itself with the counter it read; the stages in
+//! between, deep in the device models, go through [`point`], which reads the clock
+//! and the CPU index through the functions given to [`install`], and does nothing
+//! before it.
 
 pub mod cpu;
 pub mod json;
@@ -27,7 +30,6 @@ pub use record::{Record, Stage, SEGMENTS};
 pub use ring::Ring;
 pub use sums::Sums;
 
-use crate::vm::stats::ExitReason;
 use alloc::vec::Vec;
 use spin::Once;
 
@@ -80,14 +82,6 @@ pub fn tracer() -> Option<&'static Tracer> {
     TRACER.get()
 }
 
-/// Trap entry on this CPU, for vCPU `vcpu` of VM `vm`.
-#[inline]
-pub fn begin(vm: usize, vcpu: usize) {
-    if let Some(t) = TRACER.get() {
-        t.current().begin((t.clock)(), vm, vcpu);
-    }
-}
-
 /// This CPU's exit reached `stage` (ignored when tracing is not detailed).
 #[inline]
 pub fn point(stage: Stage) {
@@ -96,13 +90,6 @@ pub fn point(stage: Stage) {
             t.current().stamp(stage, (t.clock)());
         }
     }
-}
-
-/// The return to the guest: the exit is complete. Returns it, as recorded.
-#[inline]
-pub fn finish(reason: ExitReason) -> Option<Record> {
-    let t = TRACER.get()?;
-    Some(t.current().finish((t.clock)(), reason, t.detailed))
 }
 
 /// Tags this CPU's exits from the next one on with `phase`; false if out of range.

@@ -38,8 +38,10 @@ impl Default for Sums {
     }
 }
 
+/// Adds to a counter only this CPU writes (a plain load and store; 64 bits of
+/// counter ticks or exits do not wrap in centuries).
 fn bump(counter: &AtomicU64, by: u64) {
-    counter.store(counter.load(Ordering::Relaxed).saturating_add(by), Ordering::Relaxed);
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
 }
 
 impl Sums {
@@ -62,6 +64,14 @@ impl Sums {
             bump(ticks, segment);
         }
         bump(&cell.ticks[SEGMENTS], record.total());
+    }
+
+    /// Adds one exit known only by its total time (the trace is not detailed).
+    pub fn add_total(&self, phase: u8, reason: ExitReason, ticks: u64) {
+        let phase = if usize::from(phase) < MAX_PHASES { usize::from(phase) } else { 0 };
+        let cell = &self.cells[phase][reason as usize];
+        bump(&cell.exits, 1);
+        bump(&cell.ticks[SEGMENTS], ticks);
     }
 
     /// What `phase` and `reason` add up to.

@@ -213,9 +213,11 @@ impl Vgic {
 
     /// Folds `lrs` back into `vcpu`'s state; see [`Vgic::sync`].
     pub(super) fn sync_lrs(&mut self, vcpu: usize, lrs: &[u64]) -> Kick {
-        let flushed = core::mem::replace(&mut self.cpus[vcpu].flushed, Flushed::EMPTY);
+        // Only the entries are read back, not the whole (mostly unused) array.
+        let count = core::mem::take(&mut self.cpus[vcpu].flushed.count);
         let mut kick = Kick::NONE;
-        for (slot, &written) in flushed.values[..flushed.count].iter().enumerate() {
+        for slot in 0..count {
+            let written = self.cpus[vcpu].flushed.values[slot];
             let mut back = lrs.get(slot).map_or(ListReg::decode(written), |&v| ListReg::decode(v));
             let intid = ListReg::decode(written).vintid;
             // The hardware clears State when the guest completes an entry and keeps

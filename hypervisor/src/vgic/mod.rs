@@ -178,7 +178,7 @@ pub struct Vgic {
     /// GICD_CTLR.EnableGrp1.
     group1_enabled: bool,
     /// Moves on every change that could make an interrupt deliverable (any
-    /// mutable access to an interrupt, any register write or read, a reset).
+    /// mutable access to an interrupt, any register write, a reset); reads leave it.
     generation: u64,
 }
 
@@ -231,8 +231,7 @@ impl Vgic {
 
     /// A guest read of `width` at `offset` from the distributor's base (GICD,
     /// 64 KiB). Reserved offsets and widths the register does not accept read 0.
-    pub fn distributor_read(&mut self, offset: u64, width: AccessWidth) -> u64 {
-        self.touch();
+    pub fn distributor_read(&self, offset: u64, width: AccessWidth) -> u64 {
         self.gicd_read(offset, width)
     }
 
@@ -246,8 +245,7 @@ impl Vgic {
     /// A guest read of `width` at `offset` from the redistributor region's base
     /// (frame `offset / 0x2_0000` is vCPU `offset / 0x2_0000`'s). Offsets beyond the
     /// last vCPU's frame read 0.
-    pub fn redistributor_read(&mut self, offset: u64, width: AccessWidth) -> u64 {
-        self.touch();
+    pub fn redistributor_read(&self, offset: u64, width: AccessWidth) -> u64 {
         self.gicr_read(offset, width)
     }
 
@@ -306,6 +304,25 @@ impl Vgic {
             irq.hw = true;
             irq.set_pending();
         })
+    }
+
+    /// Resamples hardware-linked PPI `intid` of `vcpu` from its source: when the
+    /// timer behind it no longer asserts its interrupt (`asserted` false: the guest
+    /// disabled or masked it, or moved its deadline), a pending state not yet taken
+    /// by the guest is dropped, and the physical interrupt, still active from when
+    /// Sluice took it, is listed for deactivation ([`Vgic::take_hw_deactivations`]),
+    /// so it can fire again. A level-sensitive line behaves so on real hardware; the
+    /// list register would otherwise deliver the stale interrupt later. Called after
+    /// [`Vgic::sync`], when the list registers are folded back.
+    pub fn resample_hw(&mut self, vcpu: usize, intid: u32, asserted: bool) -> Kick {
+        if asserted || !(FIRST_PPI..FIRST_SPI).contains(&intid) || vcpu >= self.vcpu_count() {
+            return Kick::NONE;
+        }
+        let irq = self.irq(vcpu, intid);
+        if !(irq.hw && irq.latch) || irq.in_lr {
+            return Kick::NONE;
+        }
+        self.update_hw(vcpu, intid, Irq::clear_pending)
     }
 
     /// The guest on `vcpu` wrote `value` to ICC_SGI1R_EL1 (IHI 0069H, ICC_SGI1R_EL1:
@@ -389,6 +406,13 @@ impl Vgic {
     /// [`Vgic::sync`] needs back, and the ones the next flush may have to clear.
     pub fn lrs_in_use(&self, vcpu: usize) -> usize {
         self.cpus.get(vcpu).map_or(0, |cpu| cpu.flushed.count)
+    }
+
+    /// Whether a [`Vgic::flush`] for `vcpu` now would write nothing: its list
+    /// registers are empty, and nothing changed since a flush found nothing to
+    /// deliver. The caller may then leave the list registers as they are.
+    pub fn flush_is_idle(&self, vcpu: usize) -> bool {
+        self.cpus.get(vcpu).is_none_or(|cpu| cpu.flushed.count == 0 && cpu.idle_at == Some(self.generation))
     }
 
     /// Notes a change that may make an interrupt deliverable.
@@ -614,6 +638,45 @@ mod tests {
         assert!(!g.has_pending(1));
         assert_eq!(g.redistributor_write(sgi_base(1, 0x100), Word, 1), Kick::vcpu(1));
         assert!(g.has_pending(1));
+    }
+
+    #[test]
+    fn a_timer_that_stops_asserting_is_no_longer_pending() {
+        let mut g = gic(1);
+        let ispendr0 = sgi_base(0, 0x200);
+        assert_eq!(g.raise_hw(0, 27), Kick::vcpu(0));
+        let mut lrs = [0u64; 4];
+        g.flush(0, &mut lrs);
+        assert_eq!(ListReg::decode(lrs[0]).pintid, Some(27));
+        // The guest has not taken it yet; it disables its timer; the next exit
+        // folds the list register back and resamples.
+        g.sync(0, &lrs[..1]);
+        assert_eq!(g.resample_hw(0, 27, true), Kick::NONE, "still asserted: stays");
+        assert_ne!(g.redistributor_read(ispendr0, Word) & 1 << 27, 0);
+        g.resample_hw(0, 27, false);
+        assert_eq!(g.redistributor_read(ispendr0, Word) & 1 << 27, 0, "not pending any more");
+        assert!(!g.has_pending(0));
+        assert_eq!(g.take_hw_deactivations(0), 1 << 27, "the physical timer interrupt is deactivated");
+        let (lrs, _) = {
+            let mut lrs = [0xdead; 4];
+            let more = g.flush(0, &mut lrs);
+            (lrs, more)
+        };
+        assert_eq!(lrs, [ListReg::EMPTY; 4], "nothing stale is delivered later");
+    }
+
+    #[test]
+    fn a_timer_the_guest_took_is_not_resampled_away() {
+        let mut g = gic(1);
+        g.raise_hw(0, 30);
+        let mut lrs = [0u64; 4];
+        g.flush(0, &mut lrs);
+        // The guest acknowledged it: the list register comes back active.
+        let active = ListReg { state: LrState::Active, ..ListReg::decode(lrs[0]) }.encode();
+        g.sync(0, &[active]);
+        g.resample_hw(0, 30, false);
+        assert_ne!(g.redistributor_read(sgi_base(0, 0x300), Word) & 1 << 30, 0, "still active");
+        assert_eq!(g.take_hw_deactivations(0), 0, "the guest deactivates it through the link");
     }
 
     #[test]

@@ -250,7 +250,7 @@ mod tests {
         // Beyond the last frame: nothing.
         assert_eq!(g.redistributor_read(3 * FRAME_SIZE + 0x0008, Double), 0);
         assert_eq!(read(&mut g, 3 * FRAME_SIZE + 0xffe8), 0);
-        let mut one = Vgic::new(1);
+        let one = Vgic::new(1);
         assert_eq!(one.redistributor_read(0x0008, Double), 0x10);
     }
 

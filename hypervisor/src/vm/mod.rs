@@ -86,9 +86,6 @@ pub struct Vm {
     /// vCPUs (bit per index) that must be made to exit once the trap path lets go
     /// of the VM, so they see new interrupts or power states.
     pub kicks: u16,
-    /// Recent exits per vCPU a guest asked the trace dump to print (Sluice's
-    /// `TRACE_DUMP` hypercall), for the trap path to act on.
-    pub trace_dump: Option<usize>,
     /// How many times the VM has been loaded (1 after the first boot).
     pub boots: u32,
     /// A virtio device has work its budget cut short (see
@@ -132,7 +129,6 @@ impl Vm {
             config,
             memory,
             bus: MmioBus::new(),
-            trace_dump: None,
             vmid,
             uart: Pl011::new(console),
             vgic: Vgic::new(vcpus),

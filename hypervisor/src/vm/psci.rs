@@ -165,18 +165,35 @@ fn vcpu_of(target: u64, view: &impl VcpuView) -> Option<usize> {
     (affinity < view.vcpu_count() as u64).then_some(affinity as usize)
 }
 
+/// The answer to a call that depends on no VM state (a version, a feature query,
+/// an unknown function); `None` for a call about the VM's vCPUs or power.
+pub fn answer(call: PsciCall) -> Option<i64> {
+    match call {
+        PsciCall::SmcccVersion => Some(SMCCC_VERSION.into()),
+        PsciCall::SmcccArchFeatures(function) => Some(match function {
+            fid::SMCCC_VERSION | fid::SMCCC_ARCH_FEATURES => ret::SUCCESS,
+            // No firmware workarounds (ARCH_WORKAROUND_1/2/3) are offered.
+            _ => ret::NOT_SUPPORTED,
+        }),
+        PsciCall::Version => Some(PSCI_VERSION.into()),
+        PsciCall::Features(function) => Some(features(function)),
+        PsciCall::MigrateInfoType => Some(MIGRATE_NOT_REQUIRED),
+        PsciCall::Unknown(_) => Some(ret::NOT_SUPPORTED),
+        PsciCall::CpuOn { .. }
+        | PsciCall::CpuOff
+        | PsciCall::AffinityInfo { .. }
+        | PsciCall::SystemOff
+        | PsciCall::SystemReset => None,
+    }
+}
+
 /// Carries out a call for a VM described by `view`.
 pub fn handle(call: PsciCall, view: &impl VcpuView) -> PsciOutcome {
     use PsciOutcome::Return;
+    if let Some(value) = answer(call) {
+        return Return(value);
+    }
     match call {
-        PsciCall::SmcccVersion => Return(SMCCC_VERSION.into()),
-        PsciCall::SmcccArchFeatures(function) => match function {
-            fid::SMCCC_VERSION | fid::SMCCC_ARCH_FEATURES => Return(ret::SUCCESS),
-            // No firmware workarounds (ARCH_WORKAROUND_1/2/3) are offered.
-            _ => Return(ret::NOT_SUPPORTED),
-        },
-        PsciCall::Version => Return(PSCI_VERSION.into()),
-        PsciCall::Features(function) => Return(features(function)),
         PsciCall::CpuOn { target, entry, context } => match vcpu_of(target, view) {
             None => Return(ret::INVALID_PARAMETERS),
             Some(vcpu) if view.is_on(vcpu) => Return(ret::ALREADY_ON),
@@ -187,10 +204,15 @@ pub fn handle(call: PsciCall, view: &impl VcpuView) -> PsciOutcome {
             (0, Some(vcpu)) => Return(if view.is_on(vcpu) { 0 } else { 1 }),
             _ => Return(ret::INVALID_PARAMETERS),
         },
-        PsciCall::MigrateInfoType => Return(MIGRATE_NOT_REQUIRED),
         PsciCall::SystemOff => PsciOutcome::SystemOff,
         PsciCall::SystemReset => PsciOutcome::SystemReset,
-        PsciCall::Unknown(_) => Return(ret::NOT_SUPPORTED),
+        // Answered above.
+        PsciCall::SmcccVersion
+        | PsciCall::SmcccArchFeatures(_)
+        | PsciCall::Version
+        | PsciCall::Features(_)
+        | PsciCall::MigrateInfoType
+        | PsciCall::Unknown(_) => Return(ret::NOT_SUPPORTED),
     }
 }
 

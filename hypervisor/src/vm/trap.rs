@@ -5,11 +5,12 @@
 //! exception) and say how to continue. The few things it needs from the CPU come
 //! through [`GuestCpu`], so the path runs unchanged in host tests.
 
+use super::hypercall::Answer;
 use super::psci::{self, PsciOutcome, VcpuView};
 use super::stats::ExitReason;
 use super::vcpu::TrapFrame;
 use super::Vm;
-use crate::arch::aarch64::esr::{decode_trap, DecodeError, MmioAccess, SysReg, Trap, WfxKind};
+use crate::arch::aarch64::esr::{decode_trap, DecodeError, MmioAccess, SysReg, SysRegAccess, Trap, WfxKind};
 use crate::arch::aarch64::insn;
 use crate::arch::aarch64::sysreg::{self, SysRegOutcome};
 use crate::arch::inject::{inject, GuestException, Injection};
@@ -63,6 +64,12 @@ pub enum ExitAction {
     WaitForInterrupt,
     /// The vCPU called PSCI `CPU_OFF` (and another still runs): idle until `CPU_ON`.
     VcpuOff,
+    /// The guest asked for its trace (Sluice's `TRACE_DUMP`): print up to `exits`
+    /// recent exits of each of its CPUs, then return to it.
+    DumpTrace {
+        /// Exits per CPU, at most `platform::hypercall::MAX_DUMPED_EXITS`.
+        exits: u16,
+    },
 }
 
 /// ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1: writes trap to EL2 whenever
@@ -71,8 +78,16 @@ fn is_sgi_register(reg: SysReg) -> bool {
     reg.op0 == 3 && reg.op1 == 0 && reg.crn == 12 && reg.crm == 11 && matches!(reg.op2, 5..=7)
 }
 
-/// Handles one exit of vCPU 0 of `vm`, returning the reason to account it under
-/// and how to continue.
+/// Decodes a trap's syndrome.
+#[inline]
+pub fn decode(syndrome: Syndrome) -> Trap {
+    decode_trap(syndrome.esr, syndrome.far, syndrome.hpfar)
+}
+
+/// Handles one exit of vCPU `vcpu` of `vm`, returning the reason to account it
+/// under and how to continue: [`handle_on_cpu`] if it can, else
+/// [`handle_with_vm`]. (The CPU loop calls the two itself, so that it locks the VM
+/// only for the second.)
 pub fn handle_exit(
     vm: &mut Vm,
     vcpu: usize,
@@ -80,28 +95,114 @@ pub fn handle_exit(
     cpu: &mut impl GuestCpu,
     syndrome: Syndrome,
 ) -> (ExitReason, ExitAction) {
-    let trap = decode_trap(syndrome.esr, syndrome.far, syndrome.hpfar);
-    trace::point(Stage::Decoded);
+    let trap = decode(syndrome);
+    handle_on_cpu(&trap, frame, cpu).unwrap_or_else(|| handle_with_vm(vm, vcpu, frame, cpu, trap, syndrome))
+}
+
+/// Handles the exits that need nothing but the trapping vCPU's own registers: the
+/// hypercalls whose answer depends on no VM state (Sluice's own, SMCCC and PSCI
+/// queries, unknown functions), system register traps other than SGIs, WFE, and
+/// unknown exception classes. `None` for every other exit, untouched: it needs the
+/// VM ([`handle_with_vm`]). This is the trap floor: no lock, no list registers.
+/// (Inlined into the trap path, so the decoded trap never goes through memory; the
+/// longer cases are functions of their own.)
+#[inline(always)]
+pub fn handle_on_cpu(
+    trap: &Trap,
+    frame: &mut TrapFrame,
+    cpu: &mut impl GuestCpu,
+) -> Option<(ExitReason, ExitAction)> {
+    match *trap {
+        Trap::Hvc { imm } => Some((ExitReason::Hvc, hypercall_on_cpu(frame, imm, "hvc")?)),
+        Trap::Smc { imm } => {
+            let action = hypercall_on_cpu(frame, imm, "smc")?;
+            // A trapped SMC returns to the SMC itself (Arm ARM D1.11.2); step past it.
+            frame.skip_instruction();
+            Some((ExitReason::Smc, action))
+        }
+        Trap::Wfx(WfxKind::Wfe | WfxKind::Wfet) => {
+            // Never sleeps the physical CPU: an event may come from anywhere.
+            frame.skip_instruction();
+            Some((ExitReason::Wfi, ExitAction::Resume))
+        }
+        Trap::SysReg(access) if !is_sgi_register(access.reg) || access.read => {
+            sysreg_on_cpu(access, frame, cpu);
+            Some((ExitReason::SysReg, ExitAction::Resume))
+        }
+        Trap::Other { ec } => {
+            unknown_exception(ec, frame, cpu);
+            Some((ExitReason::Other, ExitAction::Resume))
+        }
+        _ => None,
+    }
+}
+
+/// A system register access other than an SGI: an ID register read gets its
+/// sanitised value, what Sluice ignores is stepped past, the rest is undefined.
+#[inline(never)]
+fn sysreg_on_cpu(access: SysRegAccess, frame: &mut TrapFrame, cpu: &mut impl GuestCpu) {
+    match sysreg::emulate(access, |reg| cpu.read_id_register(reg)) {
+        SysRegOutcome::Read(value) => {
+            frame.set_reg(access.rt, value);
+            frame.skip_instruction();
+        }
+        SysRegOutcome::Ignored => frame.skip_instruction(),
+        SysRegOutcome::Undefined => {
+            guest_log!(
+                Kind::Fault,
+                Debug,
+                "{} of {} at pc {:#x} is undefined",
+                if access.read { "read" } else { "write" },
+                access.reg,
+                frame.elr
+            );
+            deliver(frame, cpu, GuestException::Undefined);
+        }
+    }
+}
+
+/// An exception class Sluice does not expect: an undefined instruction for the guest.
+#[inline(never)]
+fn unknown_exception(ec: u8, frame: &mut TrapFrame, cpu: &mut impl GuestCpu) {
+    guest_log!(
+        Kind::Fault,
+        Warn,
+        "unexpected trap (exception class {ec:#x}) at pc {:#x}; injecting an undefined instruction",
+        frame.elr
+    );
+    deliver(frame, cpu, GuestException::Undefined);
+}
+
+/// Handles an exit [`handle_on_cpu`] left: one that reads or changes the VM (its
+/// memory, devices, vGIC or vCPUs' power states).
+pub fn handle_with_vm(
+    vm: &mut Vm,
+    vcpu: usize,
+    frame: &mut TrapFrame,
+    cpu: &mut impl GuestCpu,
+    trap: Trap,
+    syndrome: Syndrome,
+) -> (ExitReason, ExitAction) {
     match trap {
         Trap::DataAbort(Ok(access)) => (ExitReason::Mmio, mmio(vm, frame, cpu, access, syndrome.far)),
         Trap::DataAbort(Err(e)) => (ExitReason::Mmio, refused_data_abort(vm, frame, cpu, e, syndrome.far)),
         Trap::InstructionAbort { far, ipa, fsc } => {
             (ExitReason::InstructionAbort, prefetch_abort(vm, frame, cpu, far, ipa, fsc))
         }
-        Trap::Hvc { imm } => (ExitReason::Hvc, hypercall(vm, vcpu, frame, imm, "hvc")),
-        Trap::Smc { imm } => {
-            // A trapped SMC returns to the SMC itself (Arm ARM D1.11.2); step past it.
+        Trap::Hvc { .. } => (ExitReason::Hvc, psci_with_vm(vm, vcpu, frame)),
+        Trap::Smc { .. } => {
             frame.skip_instruction();
-            (ExitReason::Smc, hypercall(vm, vcpu, frame, imm, "smc"))
+            (ExitReason::Smc, psci_with_vm(vm, vcpu, frame))
         }
         Trap::Wfx(kind) => {
             frame.skip_instruction();
             let idle = matches!(kind, WfxKind::Wfi | WfxKind::Wfit) && !vm.vgic.has_pending(vcpu);
             (ExitReason::Wfi, if idle { ExitAction::WaitForInterrupt } else { ExitAction::Resume })
         }
-        Trap::SysReg(access) if is_sgi_register(access.reg) && !access.read => {
+        Trap::SysReg(access) => {
+            // A write to an SGI register: ICC_SGI0R_EL1 (op2 7) raises Group 0 SGIs;
+            // the other two, any group.
             let value = frame.reg(access.rt);
-            // ICC_SGI0R_EL1 (op2 7) raises Group 0 SGIs; the other two, any group.
             let kick = if access.reg.op2 == 7 {
                 vm.vgic.send_sgi0(vcpu, value)
             } else {
@@ -111,36 +212,9 @@ pub fn handle_exit(
             frame.skip_instruction();
             (ExitReason::SysReg, ExitAction::Resume)
         }
-        Trap::SysReg(access) => {
-            match sysreg::emulate(access, |reg| cpu.read_id_register(reg)) {
-                SysRegOutcome::Read(value) => {
-                    frame.set_reg(access.rt, value);
-                    frame.skip_instruction();
-                }
-                SysRegOutcome::Ignored => frame.skip_instruction(),
-                SysRegOutcome::Undefined => {
-                    guest_log!(
-                        Kind::Fault,
-                        Debug,
-                        "{} of {} at pc {:#x} is undefined",
-                        if access.read { "read" } else { "write" },
-                        access.reg,
-                        frame.elr
-                    );
-                    deliver(frame, cpu, GuestException::Undefined);
-                }
-            }
-            (ExitReason::SysReg, ExitAction::Resume)
-        }
-        Trap::Other { ec } => {
-            guest_log!(
-                Kind::Fault,
-                Warn,
-                "unexpected trap (exception class {ec:#x}) at pc {:#x}; injecting an undefined instruction",
-                frame.elr
-            );
-            deliver(frame, cpu, GuestException::Undefined);
-            (ExitReason::Other, ExitAction::Resume)
+        Trap::Other { .. } => {
+            // handle_on_cpu takes every one; a caller that skipped it gets the same.
+            handle_on_cpu(&trap, frame, cpu).unwrap_or((ExitReason::Other, ExitAction::Resume))
         }
     }
 }
@@ -345,8 +419,32 @@ fn refused_data_abort(
     ExitAction::Resume
 }
 
-/// An HVC or trapped SMC: PSCI and SMCCC calls (SMCCC wants `#0`).
-fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit: &str) -> ExitAction {
+/// An HVC or trapped SMC (SMCCC wants `#0`) answered without the VM: Sluice's own
+/// calls and the SMCCC and PSCI calls whose answer is fixed. `None`, with the frame
+/// untouched, for a PSCI call about the VM's vCPUs or power ([`psci_with_vm`]).
+#[inline]
+fn hypercall_on_cpu(frame: &mut TrapFrame, imm: u16, conduit: &str) -> Option<ExitAction> {
+    if imm == 0 {
+        // Sluice's own calls first: the null call is the trap floor.
+        match super::hypercall::handle([frame.x[0], frame.x[1]]) {
+            Some(Answer::Return(value)) => {
+                frame.x[0] = value as u64;
+                return Some(ExitAction::Resume);
+            }
+            Some(Answer::DumpTrace { exits }) => {
+                frame.x[0] = psci::ret::SUCCESS as u64;
+                return Some(ExitAction::DumpTrace { exits });
+            }
+            None => {}
+        }
+    }
+    smccc_on_cpu(frame, imm, conduit)
+}
+
+/// The rest of [`hypercall_on_cpu`]: SMCCC and PSCI calls, and calls that are not
+/// SMCCC at all. Kept apart so the null call's path stays short.
+#[inline(never)]
+fn smccc_on_cpu(frame: &mut TrapFrame, imm: u16, conduit: &str) -> Option<ExitAction> {
     if imm != 0 {
         guest_log!(
             Kind::Hypercall,
@@ -355,13 +453,10 @@ fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit:
             frame.elr
         );
         frame.x[0] = psci::ret::NOT_SUPPORTED as u64;
-        return ExitAction::Resume;
-    }
-    if let Some(value) = super::hypercall::handle(vm, [frame.x[0], frame.x[1]]) {
-        frame.x[0] = value as u64;
-        return ExitAction::Resume;
+        return Some(ExitAction::Resume);
     }
     let call = psci::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
+    let value = psci::answer(call)?;
     if let psci::PsciCall::Unknown(function) = call {
         if psci::is_well_formed(function) {
             // A real service Sluice doesn't offer (Linux probes TRNG, vendor UIDs...).
@@ -379,6 +474,14 @@ fn hypercall(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame, imm: u16, conduit:
             );
         }
     }
+    frame.x[0] = value as u64;
+    Some(ExitAction::Resume)
+}
+
+/// A PSCI call about the VM's vCPUs or power (`CPU_ON`, `CPU_OFF`,
+/// `AFFINITY_INFO`, `SYSTEM_OFF`, `SYSTEM_RESET`).
+fn psci_with_vm(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame) -> ExitAction {
+    let call = psci::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
     let outcome = psci::handle(call, &*vm);
     if let (psci::PsciCall::CpuOn { target, .. }, PsciOutcome::Return(code)) = (call, outcome) {
         guest_log!(Kind::Psci, Debug, "CPU_ON of MPIDR {target:#x} refused (PSCI error {code})");
@@ -632,22 +735,22 @@ mod tests {
         let mut call = |vm: &mut Vm, function: u32, arg: u64| {
             frame.x[0] = u64::from(function);
             frame.x[1] = arg;
-            assert_eq!(
-                run(vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0),
-                (ExitReason::Hvc, ExitAction::Resume)
-            );
-            frame.x[0] as i64
+            let (reason, action) = run(vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0);
+            assert_eq!(reason, ExitReason::Hvc);
+            (frame.x[0] as i64, action)
         };
-        assert_eq!(call(&mut vm, NULL, 0), 0);
-        assert_eq!(call(&mut vm, TRACE_PHASE, 15), 0);
-        assert_eq!(call(&mut vm, TRACE_PHASE, 16), -2, "phases are 0 to 15");
-        assert_eq!(call(&mut vm, TRACE_PHASE, 1 << 32), 0, "SMC32: only the low half counts");
-        assert_eq!(vm.trace_dump, None);
-        assert_eq!(call(&mut vm, TRACE_DUMP, 5), 0);
-        assert_eq!(vm.trace_dump, Some(5));
-        assert_eq!(call(&mut vm, TRACE_DUMP, 1 << 20), 0);
-        assert_eq!(vm.trace_dump, Some(1024), "the dump is capped");
-        assert_eq!(call(&mut vm, NULL + 3, 0), -1, "unknown vendor calls are NOT_SUPPORTED");
+        let resumed = |value: i64| (value, ExitAction::Resume);
+        assert_eq!(call(&mut vm, NULL, 0), resumed(0));
+        assert_eq!(call(&mut vm, TRACE_PHASE, 15), resumed(0));
+        assert_eq!(call(&mut vm, TRACE_PHASE, 16), resumed(-2), "phases are 0 to 15");
+        assert_eq!(call(&mut vm, TRACE_PHASE, 1 << 32), resumed(0), "SMC32: only the low half counts");
+        assert_eq!(call(&mut vm, TRACE_DUMP, 5), (0, ExitAction::DumpTrace { exits: 5 }));
+        assert_eq!(
+            call(&mut vm, TRACE_DUMP, 1 << 20),
+            (0, ExitAction::DumpTrace { exits: 1024 }),
+            "the dump is capped"
+        );
+        assert_eq!(call(&mut vm, NULL + 3, 0), resumed(-1), "unknown vendor calls are NOT_SUPPORTED");
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub const fn with_trigger(word: u32, intid: u32, trigger: Trigger) -> u32 {
 #[cfg(bare_metal)]
 pub use self::hw::{
     acknowledge, disable_spi, enable_private, enable_spi, end_of_interrupt, init_cpu, init_distributor,
-    send_sgi, spis,
+    is_pending_private, send_sgi, spis,
 };
 
 #[cfg(bare_metal)]
@@ -171,6 +171,7 @@ mod hw {
         pub const IGROUPR0: usize = SGI_BASE + 0x0080;
         pub const ISENABLER0: usize = SGI_BASE + 0x0100;
         pub const ICENABLER0: usize = SGI_BASE + 0x0180;
+        pub const ISPENDR0: usize = SGI_BASE + 0x0200;
         pub const IPRIORITYR: usize = SGI_BASE + 0x0400;
         /// CTLR.RWP: a write to ICENABLER0 is still taking effect.
         pub const CTLR_RWP: u32 = 1 << 3;
@@ -371,6 +372,14 @@ mod hw {
         set_bits(reg32(rd, gicr::IGROUPR0), bit);
         set_priority(rd + gicr::IPRIORITYR, intid);
         reg32(rd, gicr::ISENABLER0).write(bit);
+    }
+
+    /// Whether SGI or PPI `intid` (0..32) of the calling CPU is pending, as its
+    /// redistributor says (GICR_ISPENDR0).
+    pub fn is_pending_private(intid: u32) -> bool {
+        assert!(intid < FIRST_SPI, "gic: {intid} is no SGI or PPI");
+        let (_, bit) = bit_of(intid);
+        reg32(redistributor(), gicr::ISPENDR0).read() & bit != 0
     }
 
     /// Enables SPI `intid` (32 and up), in Group 1 at [`DEFAULT_PRIORITY`] with

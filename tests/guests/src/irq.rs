@@ -86,6 +86,15 @@ pub fn is_disabled() -> bool {
     daif & (1 << 7) != 0
 }
 
+/// Whether an IRQ is pending at the calling CPU's interface, masked or not
+/// (ISR_EL1.I): under a hypervisor, a virtual IRQ in its list registers.
+pub fn pending() -> bool {
+    let isr: u64;
+    // SAFETY: reading ISR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack, preserves_flags)) };
+    isr & (1 << 7) != 0
+}
+
 /// Masks IRQs until the guard is dropped, then restores the mask as it was.
 pub struct Masked {
     was_disabled: bool,

@@ -42,6 +42,8 @@ pub mod virtio;
 #[cfg(bare_metal)]
 mod boot;
 #[cfg(bare_metal)]
+pub mod el1_timer;
+#[cfg(bare_metal)]
 pub mod exceptions;
 #[cfg(bare_metal)]
 pub mod image;

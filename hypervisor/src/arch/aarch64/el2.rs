@@ -172,6 +172,7 @@ pub fn reset_el1_state() {
 }
 
 /// The CPU's counter, read in order with the instructions around it.
+#[inline]
 pub fn counter() -> u64 {
     barrier::isb(barrier::SY);
     CNTPCT_EL0.get()
@@ -183,6 +184,7 @@ pub fn counter_hz() -> u64 {
 }
 
 /// Syndrome registers of the current trap.
+#[inline]
 pub fn syndrome() -> (u64, u64, u64) {
     (ESR_EL2.get(), FAR_EL2.get(), HPFAR_EL2.get())
 }
@@ -390,6 +392,19 @@ pub fn disable_el1_timers() {
     barrier::isb(barrier::SY);
 }
 
+/// Whether the guest's EL1 timer with interrupt `intid` (the virtual or the physical
+/// one, see [`super::intid`]) asserts its interrupt now: enabled, its condition met
+/// (ISTATUS) and not masked (IMASK). Any other INTID: false.
+pub fn el1_timer_asserts(intid: u32) -> bool {
+    let ctl = match intid {
+        super::intid::VIRTUAL_TIMER => CNTV_CTL_EL0.get(),
+        super::intid::PHYSICAL_TIMER => CNTP_CTL_EL0.get(),
+        _ => return false,
+    };
+    // ENABLE (bit 0) and ISTATUS (bit 2) set, IMASK (bit 1) clear.
+    ctl & 0b111 == 0b101
+}
+
 /// Arms the EL2 physical timer (CNTHP, PPI 10) to interrupt this CPU `ticks` of the
 /// counter from now: Sluice's own alarm, which no guest can see or touch.
 pub fn arm_hyp_timer(ticks: u64) {
@@ -437,6 +452,7 @@ pub fn wait_for_interrupt() {
 
 /// This CPU's index in the host DTB's `/cpus`, as [`set_cpu_index`] recorded it in
 /// TPIDR_EL2.
+#[inline]
 pub fn cpu_index() -> usize {
     TPIDR_EL2.get() as usize
 }

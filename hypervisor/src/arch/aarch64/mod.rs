@@ -5,6 +5,7 @@ pub mod el2_tables;
 pub mod esr;
 pub mod inject;
 pub mod insn;
+pub mod intid;
 pub mod sysreg;
 
 #[cfg(bare_metal)]

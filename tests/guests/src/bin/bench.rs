@@ -4,7 +4,7 @@
 //! (`test_guests::latency`).
 //!
 //! Each path runs `warmup` untimed iterations, then `iterations` timed ones
-//! (bootargs `iterations=N warmup=N`, defaults 1000 and 50), timed with the
+//! (bootargs `iterations=N warmup=N flood=N`, defaults 1000, 50 and [`FLOOD`]), timed with the
 //! virtual counter (CNTVCT_EL0, read after an `isb`). The timed iterations are
 //! tagged with the path's phase through Sluice's `TRACE_PHASE` hypercall, so the
 //! hypervisor's per-stage sums can be matched to the path (on plain QEMU the call
@@ -86,13 +86,19 @@ mod guest {
     struct Plan {
         iterations: usize,
         warmup: usize,
+        /// Unknown hypercalls made before timing (`flood=N`, default [`FLOOD`]).
+        flood: u32,
     }
 
     fn plan(dtb: usize) -> Plan {
         let args = BootInfo::read(dtb).ok().and_then(|info| info.bootargs).unwrap_or("");
         let number =
             |key, default| bootargs::value(args, key).and_then(|v| v.parse().ok()).unwrap_or(default);
-        Plan { iterations: number("iterations", 1000).clamp(1, MAX_ITERATIONS), warmup: number("warmup", 50) }
+        Plan {
+            iterations: number("iterations", 1000).clamp(1, MAX_ITERATIONS),
+            warmup: number("warmup", 50),
+            flood: number("flood", FLOOD as usize) as u32,
+        }
     }
 
     fn main(dtb: usize) -> ! {
@@ -118,10 +124,10 @@ mod guest {
             if sluice { "Sluice's hypercalls answer" } else { "no Sluice hypercalls (plain QEMU?)" }
         );
 
-        for _ in 0..FLOOD {
+        for _ in 0..plan.flood {
             call(UNKNOWN_FUNCTION, 0);
         }
-        println!("bench: {FLOOD} unknown hypercalls made before timing");
+        println!("bench: {} unknown hypercalls made before timing", plan.flood);
         measure(&plan, 1, ["hvc-null"], || {
             let start = timer::counter();
             call(hypercall::NULL, 0);

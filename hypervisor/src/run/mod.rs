@@ -1,0 +1,33 @@
+//! Each CPU's life after boot: run its vCPU, handle its traps and physical
+//! interrupts, idle while its vCPU is off, and stop, restart or power off VMs.
+//!
+//! A CPU holds its VM's lock only for the exits that need the VM, never while it
+//! sleeps; the exits that need only the trapping CPU (the null hypercall, ID
+//! register reads) take no lock at all. Work for another CPU (a new pending
+//! interrupt, a `CPU_ON`, a stop) is left in the VM and signalled with the kick
+//! SGI, which makes that CPU exit and look.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`machine`] | what the CPUs share: the VMs, the GIC, how each VM ended |
+//! | [`kicks`] | making another CPU exit its guest |
+//! | [`power`] | powering the machine off, and fatal errors |
+//! | [`console_input`] | typed input handed to the VM in focus |
+//! | [`interrupts`] | physical interrupts at EL2, and the list registers |
+//! | [`cpu`] | a CPU's loop: start its vCPU, idle, park |
+//! | [`lifecycle`] | stopping and restarting a VM |
+//! | [`exit`] | the trap path: every exit from a guest |
+
+mod console_input;
+mod cpu;
+mod exit;
+mod interrupts;
+mod kicks;
+mod lifecycle;
+mod machine;
+mod power;
+
+pub use cpu::{cpu_main, current_vm};
+pub use exit::{hypervisor_fault, trap_from_guest};
+pub use machine::{HostCpu, Machine, VmLock, CLEAN, ENDS, FAILED, MACHINE, RUNNING};
+pub use power::{fatal, power_off_if_done};
