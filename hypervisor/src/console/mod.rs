@@ -1,9 +1,10 @@
 //! Where guest console output goes.
 //!
-//! Emulated UARTs (and later virtio-console) write through a [`ConsoleOutput`]; the
+//! The emulated PL011s and virtio-consoles write through a [`ConsoleOutput`]; the
 //! hypervisor's implementation forwards to the physical PL011 through the console
-//! multiplexer ([`mux::ConsoleMux`]), which tags lines per VM and routes input; tests
-//! collect the bytes.
+//! multiplexer ([`mux::ConsoleMux`]), which tags lines per VM, shows control
+//! characters ([`escape`]), holds each VM to its share of the line ([`share`]) and
+//! routes typed input ([`ring`] queues it); tests collect the bytes.
 
 use alloc::boxed::Box;
 

@@ -139,7 +139,7 @@ impl GuestMemory {
     pub fn zero(&self, ipa: u64, len: u64) -> Result<(), GuestMemoryError> {
         for (host, len) in self.spans(ipa, len)? {
             // SAFETY: `spans` returned a range inside one chunk (see `new`).
-            unsafe { volatile_zero(host as *mut u8, len) };
+            unsafe { zero_bytes(host as *mut u8, len) };
         }
         Ok(())
     }
@@ -336,6 +336,65 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
         unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
         i += 1;
     }
+}
+
+/// Writes `len` zero bytes at `dst`. In the bare-metal build the whole cache blocks
+/// in the middle go with `DC ZVA`, one instruction per block (64 bytes on QEMU's
+/// CPUs, where it is a host memset), the unaligned edges with [`volatile_zero`]:
+/// zeroing a VM's RAM at load is then a fraction of a second, not seconds, under
+/// emulation. (RAM is Normal memory in EL2's tables, as `DC ZVA` requires.)
+///
+/// # Safety
+///
+/// `dst` must be valid for `len` bytes of writes.
+unsafe fn zero_bytes(dst: *mut u8, len: usize) {
+    #[cfg(bare_metal)]
+    if let Some(block) = zva_block_size() {
+        let (start, end) = ((dst as usize).next_multiple_of(block), (dst as usize + len) / block * block);
+        if start < end {
+            // SAFETY: both edges lie inside [dst, dst + len) (caller's contract).
+            unsafe {
+                volatile_zero(dst, start - dst as usize);
+                volatile_zero(end as *mut u8, dst as usize + len - end);
+            }
+            let mut at = start;
+            // Four blocks a step while they fit, then one.
+            while at + 4 * block <= end {
+                // SAFETY: the four blocks lie inside [dst, dst + len), which the
+                // caller lets us write; DC ZVA writes zeros to exactly one block.
+                unsafe {
+                    core::arch::asm!(
+                        "dc zva, {a}", "dc zva, {b}", "dc zva, {c}", "dc zva, {d}",
+                        a = in(reg) at, b = in(reg) at + block, c = in(reg) at + 2 * block, d = in(reg) at + 3 * block,
+                        options(nostack, preserves_flags)
+                    )
+                };
+                at += 4 * block;
+            }
+            while at < end {
+                // SAFETY: as above, for one block.
+                unsafe { core::arch::asm!("dc zva, {}", in(reg) at, options(nostack, preserves_flags)) };
+                at += block;
+            }
+            // SAFETY: a barrier only; the zeros are seen before what follows.
+            unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+            return;
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { volatile_zero(dst, len) }
+}
+
+/// The bytes `DC ZVA` zeroes (DCZID_EL0.BS words), or `None` where it is prohibited
+/// (DCZID_EL0.DZP).
+#[cfg(bare_metal)]
+fn zva_block_size() -> Option<usize> {
+    let dczid: u64;
+    // SAFETY: reading DCZID_EL0 has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags))
+    };
+    (dczid & (1 << 4) == 0).then(|| 4 << (dczid & 0xf))
 }
 
 /// Writes `len` zero bytes with volatile accesses.

@@ -1,7 +1,8 @@
 //! Virtual machines: what Sluice keeps per guest.
 //!
-//! A [`Vm`] owns its RAM ([`GuestMemory`]), its stage-2 tables, its MMIO bus of
-//! emulated devices and its exit statistics. It is built from a checked
+//! A [`Vm`] owns its RAM ([`GuestMemory`]), its stage-2 tables, its emulated
+//! devices (vGIC, PL011, virtio-mmio slots) and its vCPUs' power states; its exit
+//! statistics live in its CPUs' traces (`crate::trace`). It is built from a checked
 //! [`config::VmConfig`] and can be (re)loaded from it, which is how PSCI
 //! `SYSTEM_RESET` restarts a VM alone.
 

@@ -1,11 +1,10 @@
 //! Per-VM exit statistics, in the spirit of Jailhouse's `jailhouse cell stats`.
 //!
-//! The trap path calls [`ExitStats::record`] once per exit with the reason and the
-//! counter ticks (CNTPCT_EL0 / CNTVCT_EL0) spent handling it. Recording is a couple of
-//! saturating additions into fixed arrays: no allocation, no locking (each vCPU keeps
-//! its own `ExitStats`, or the VM's is behind its lock). [`ExitStats::write_report`]
-//! turns the counters into a table, converting ticks with the counter frequency
-//! (CNTFRQ_EL0).
+//! Every exit is counted, with the counter ticks it took, in its CPU's trace sums
+//! (`crate::trace`: per-CPU atomics, no lock, no allocation); when a VM stops, the
+//! sums of its CPUs are added into an [`ExitStats`] ([`ExitStats::add`]), and
+//! [`ExitStats::write_report`] turns them into a table, converting ticks with the
+//! counter frequency (CNTFRQ_EL0). [`ExitReason`] is the classification both use.
 
 use core::fmt;
 
@@ -94,6 +93,7 @@ impl ExitStats {
 
     /// Counts one exit for `reason` that took `ticks` counter ticks to handle.
     /// Counters saturate instead of wrapping.
+    #[cfg(test)]
     pub fn record(&mut self, reason: ExitReason, ticks: u64) {
         self.add(reason, 1, ticks);
     }

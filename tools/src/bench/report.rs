@@ -85,9 +85,9 @@ fn clock_section(report: &Report, clock: Clock) -> String {
     };
     let reference = find(report, Side::Reference, clock, false);
     let untraced = find(report, Side::Sluice, clock, false);
-    text += "| path | Sluice p50 | plain QEMU p50 | ratio | Sluice min | Sluice p99 | Sluice max \
-             | plain QEMU p99 | tracing cost |\n";
-    text += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    text += "| path | Sluice p50 | untraced p50 | plain QEMU p50 | ratio | Sluice min | Sluice p99 \
+             | Sluice max | plain QEMU p99 | tracing cost |\n";
+    text += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
     for path in &sluice.paths {
         let same = |run: Option<&Run>| run?.paths.iter().find(|p| p.name == path.name).cloned();
         let reference = same(reference);
@@ -96,12 +96,13 @@ fn clock_section(report: &Report, clock: Clock) -> String {
             .as_ref()
             .filter(|r| r.p50 != 0)
             .map(|r| format!("{:.2}x", path.p50 as f64 / r.p50 as f64));
-        let cost = untraced.map(|u| format!("{:+}", path.p50 as i128 - u.p50 as i128));
+        let cost = untraced.as_ref().map(|u| format!("{:+}", path.p50 as i128 - u.p50 as i128));
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             path.name,
             path.p50,
+            or_na(untraced.as_ref().map(|u| u.p50)),
             or_na(reference.as_ref().map(|r| r.p50)),
             or_na(ratio),
             path.min,
@@ -353,17 +354,17 @@ mod tests {
         let expected = "\
 ### -icount shift=0 (1 ns = 1 guest instruction)
 
-| path | Sluice p50 | plain QEMU p50 | ratio | Sluice min | Sluice p99 | Sluice max | plain QEMU p99 | tracing cost |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| hvc-null | 336 | 120 | 2.80x | 320 | 400 | 1200 | 130 | +6 |
-| mmio-read | 78 | n/a | n/a | 70 | 95 | 300 | n/a | -10 |
-| nop | 12 | n/a | n/a | 10 | 14 | 20 | n/a | n/a |
+| path | Sluice p50 | untraced p50 | plain QEMU p50 | ratio | Sluice min | Sluice p99 | Sluice max | plain QEMU p99 | tracing cost |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| hvc-null | 336 | 330 | 120 | 2.80x | 320 | 400 | 1200 | 130 | +6 |
+| mmio-read | 78 | 88 | n/a | n/a | 70 | 95 | 300 | n/a | -10 |
+| nop | 12 | n/a | n/a | n/a | 10 | 14 | 20 | n/a | n/a |
 
 ### wall clock (ns, noisy under TCG)
 
-| path | Sluice p50 | plain QEMU p50 | ratio | Sluice min | Sluice p99 | Sluice max | plain QEMU p99 | tracing cost |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| hvc-null | 5000 | n/a | n/a | 4000 | 9000 | 20000 | n/a | n/a |
+| path | Sluice p50 | untraced p50 | plain QEMU p50 | ratio | Sluice min | Sluice p99 | Sluice max | plain QEMU p99 | tracing cost |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| hvc-null | 5000 | n/a | n/a | n/a | 4000 | 9000 | 20000 | n/a | n/a |
 
 ### per-stage breakdown: Sluice, -icount shift=0, traced (ns per iteration)
 

@@ -73,11 +73,6 @@ impl Console {
         Self { out, held: ByteRing::new(), dropped: 0, sending: None }
     }
 
-    /// Bytes of input waiting for receive buffers.
-    pub fn held_input(&self) -> usize {
-        self.held.len()
-    }
-
     /// Moves held input into posted receive buffers, a chain at a time.
     fn deliver(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<(), QueueError> {
         while !self.held.is_empty() {

@@ -299,12 +299,6 @@ impl VirtioMmio {
         self.backend.as_ref()
     }
 
-    /// The backend, to change what it emulates (then call
-    /// [`config_changed`](Self::config_changed) if its configuration changed).
-    pub fn backend_mut(&mut self) -> &mut dyn VirtioBackend {
-        self.backend.as_mut()
-    }
-
     /// Host-side input for the device (console keystrokes): the backend takes what it
     /// can (a console holds a bounded amount until the driver posts buffers) and, if
     /// the device is live, fills posted buffers at once and raises the used-buffer

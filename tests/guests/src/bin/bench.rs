@@ -24,6 +24,8 @@
 //! | 9 | `vtimer-wfi` | the same, waiting in `wfi` |
 //! | 10 | `hvc-unknown` | `hvc #0` with a function nobody offers, round trip (Sluice answers NOT_SUPPORTED and logs it, rate-limited) |
 //! | 11 | `hvc-psci-version` | `hvc #0` with PSCI_VERSION, round trip: a known call to set `hvc-unknown` against |
+//! | 12 | `gicd-read` | one trapped read of a GIC distributor register (GICD_IIDR) |
+//! | 13 | `first-instruction` | one sample: the counter when the guest's `main` starts, i.e. the time from the machine's start (counter 0) to the guest's first instructions: Sluice's start-up, or plain QEMU's |
 //!
 //! Before `hvc-null`, untimed, the guest floods Sluice with [`FLOOD`] unknown
 //! hypercalls: the log lines they cause are rate-limited, so neither `hvc-null` nor
@@ -75,6 +77,8 @@ mod guest {
 
     /// Offset of QueueSel in a virtio-mmio register block (virtio 1.2 §4.2.2).
     const QUEUE_SEL: usize = 0x030;
+    /// GICD_IIDR's offset in the distributor.
+    const GICD_IIDR: usize = 0x008;
 
     /// The samples of the path being timed (two figures per iteration at most).
     static SAMPLES: [[AtomicU64; MAX_ITERATIONS]; 2] =
@@ -102,6 +106,8 @@ mod guest {
     }
 
     fn main(dtb: usize) -> ! {
+        // The virtual counter starts at 0 with the machine (Sluice leaves CNTVOFF at 0).
+        let first_instruction = timer::counter();
         let plan = plan(dtb);
         let slots = virtio::read_slots(dtb)
             .unwrap_or_else(|e| fail(format_args!("cannot read the DTB at {dtb:#x}: {e}")));
@@ -180,6 +186,15 @@ mod guest {
             [timer::counter() - start]
         });
 
+        let iidr = gicd_iidr();
+        measure(&plan, 12, ["gicd-read"], || {
+            let start = timer::counter();
+            core::hint::black_box(iidr.read());
+            [timer::counter() - start]
+        });
+        SAMPLES[0][0].store(first_instruction, Ordering::Relaxed);
+        report("first-instruction", 13, &SAMPLES[0][..1]);
+
         println!("bench: done");
         psci::system_off()
     }
@@ -197,6 +212,15 @@ mod guest {
         // register. Writing 0 selects queue 0, the blk driver's only queue, which
         // the driver touches only through QueueNotify (which names its queue).
         unsafe { Reg32::new(slot.base as usize + QUEUE_SEL) }
+    }
+
+    /// GICD_IIDR, the GIC distributor's implementer register: a read with no side
+    /// effects.
+    #[allow(unsafe_code)]
+    fn gicd_iidr() -> Reg32 {
+        // SAFETY: the distributor is at QEMU virt's GICD base (device memory, mapped:
+        // the MMU is off) and GICD_IIDR is an aligned, read-only 32-bit register.
+        unsafe { Reg32::new(platform::qemu_virt::GICD.base as usize + GICD_IIDR) }
     }
 
     /// Runs `once` `warmup` times, then `iterations` times tagged with `phase`,
