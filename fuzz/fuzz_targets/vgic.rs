@@ -405,7 +405,7 @@ impl Harness {
             let intid = lr.vintid;
             let (word, bit) = (u64::from(intid / 32) * 4, intid % 32);
             let frame = vcpu as u64 * GICR_FRAME_SIZE + GICR_SGI_BASE;
-            let mut read = |offset: u64, width| {
+            let read = |offset: u64, width| {
                 if intid < 32 {
                     self.gic.redistributor_read(frame + offset, width)
                 } else {

@@ -24,11 +24,13 @@ use std::sync::OnceLock;
 use hypervisor::console::ConsoleOutput;
 use hypervisor::devices::virtio::blk::Blk;
 use hypervisor::devices::virtio::console::Console;
+use hypervisor::devices::virtio::mmio::reg;
 use hypervisor::devices::virtio::{status, VirtioMmio, MAX_QUEUE_SIZE};
 use hypervisor::devices::{AccessWidth, MmioDevice};
 use hypervisor::mm::guest_memory::GuestMemory;
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use platform::qemu_virt::VIRTIO_MMIO_SLOT_SIZE;
 use sluice_fuzz::ram::GuardedRam;
 use sluice_fuzz::Width;
 
@@ -42,33 +44,6 @@ const RAM_LAYOUT: [(u64, usize); 3] =
 const RAM_SPAN: u64 = 0x5000;
 /// The disk: 16 sectors.
 const DISK_BYTES: usize = 16 * 512;
-
-/// Register offsets (virtio 1.2 §4.2.2, §4.2.4).
-mod reg {
-    pub const MAGIC: u64 = 0x000;
-    pub const VERSION: u64 = 0x004;
-    pub const DEVICE_ID: u64 = 0x008;
-    pub const VENDOR_ID: u64 = 0x00c;
-    pub const DEVICE_FEATURES: u64 = 0x010;
-    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
-    pub const DRIVER_FEATURES: u64 = 0x020;
-    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
-    pub const GUEST_PAGE_SIZE: u64 = 0x028;
-    pub const QUEUE_SEL: u64 = 0x030;
-    pub const QUEUE_NUM: u64 = 0x038;
-    pub const QUEUE_ALIGN: u64 = 0x03c;
-    pub const QUEUE_PFN: u64 = 0x040;
-    pub const QUEUE_READY: u64 = 0x044;
-    pub const QUEUE_NOTIFY: u64 = 0x050;
-    pub const INTERRUPT_STATUS: u64 = 0x060;
-    pub const INTERRUPT_ACK: u64 = 0x064;
-    pub const STATUS: u64 = 0x070;
-    pub const QUEUE_DESC: u64 = 0x080;
-    pub const QUEUE_DRIVER: u64 = 0x090;
-    pub const QUEUE_DEVICE: u64 = 0x0a0;
-    /// One virtio-mmio slot.
-    pub const SLOT: u64 = 0x200;
-}
 
 /// Where the request ops put their buffers: away from the queues of `BringUp`
 /// (blk at +0, console at +0x1000 and +0x4000, each under 0x210 bytes).
@@ -410,13 +385,13 @@ impl Harness {
     fn apply(&mut self, op: &Op) {
         match op {
             Op::Read { dev, offset, width } => {
-                let offset = u64::from(*offset) % reg::SLOT;
+                let offset = u64::from(*offset) % VIRTIO_MMIO_SLOT_SIZE;
                 let width = width.get();
                 let value = self.device_op(*dev, |d| d.mmio.read(offset, width));
                 assert!(value <= width.mask(), "read {value:#x} as {width:?} at {offset:#x}");
             }
             Op::Write { dev, offset, width, value } => {
-                let offset = u64::from(*offset) % reg::SLOT;
+                let offset = u64::from(*offset) % VIRTIO_MMIO_SLOT_SIZE;
                 self.device_op(*dev, |d| d.write(offset, width.get(), *value));
             }
             Op::Negotiate { dev, features, offered } => {
@@ -860,7 +835,7 @@ fn setup_queue(
         (desc, avail, used)
     } else {
         for (offset, addr) in
-            [(reg::QUEUE_DESC, desc.0), (reg::QUEUE_DRIVER, avail.0), (reg::QUEUE_DEVICE, used.0)]
+            [(reg::QUEUE_DESC_LOW, desc.0), (reg::QUEUE_DRIVER_LOW, avail.0), (reg::QUEUE_DEVICE_LOW, used.0)]
         {
             d.write32(offset, addr as u32);
             d.write32(offset + 4, (addr >> 32) as u32);
@@ -899,8 +874,11 @@ fn ready_queues(d: &mut Device) -> Vec<QueueLayout> {
             let used = (avail + 6 + 2 * size).next_multiple_of(u64::from(d.read(reg::QUEUE_ALIGN)));
             queues.push(QueueLayout { size, desc, avail, used });
         } else if d.read(reg::QUEUE_READY) == 1 {
-            let (desc, avail, used) =
-                (pair(d, reg::QUEUE_DESC), pair(d, reg::QUEUE_DRIVER), pair(d, reg::QUEUE_DEVICE));
+            let (desc, avail, used) = (
+                pair(d, reg::QUEUE_DESC_LOW),
+                pair(d, reg::QUEUE_DRIVER_LOW),
+                pair(d, reg::QUEUE_DEVICE_LOW),
+            );
             queues.push(QueueLayout { size, desc, avail, used });
         }
     }

@@ -174,7 +174,8 @@ fn unknown_exception(ec: u8, frame: &mut TrapFrame, cpu: &mut impl GuestCpu) {
 }
 
 /// Handles an exit [`handle_on_cpu`] left: one that reads or changes the VM (its
-/// memory, devices, vGIC or vCPUs' power states).
+/// memory, devices, vGIC or vCPUs' power states). An `hvc` or `smc` here must be
+/// one [`handle_on_cpu`] turned down (a PSCI call about the VM's vCPUs or power).
 pub fn handle_with_vm(
     vm: &mut Vm,
     vcpu: usize,
@@ -199,9 +200,8 @@ pub fn handle_with_vm(
             let idle = matches!(kind, WfxKind::Wfi | WfxKind::Wfit) && !vm.vgic.has_pending(vcpu);
             (ExitReason::Wfi, if idle { ExitAction::WaitForInterrupt } else { ExitAction::Resume })
         }
-        Trap::SysReg(access) => {
-            // A write to an SGI register: ICC_SGI0R_EL1 (op2 7) raises Group 0 SGIs;
-            // the other two, any group.
+        Trap::SysReg(access) if is_sgi_register(access.reg) && !access.read => {
+            // ICC_SGI0R_EL1 (op2 7) raises Group 0 SGIs; the other two, any group.
             let value = frame.reg(access.rt);
             let kick = if access.reg.op2 == 7 {
                 vm.vgic.send_sgi0(vcpu, value)
@@ -212,8 +212,9 @@ pub fn handle_with_vm(
             frame.skip_instruction();
             (ExitReason::SysReg, ExitAction::Resume)
         }
-        Trap::Other { .. } => {
-            // handle_on_cpu takes every one; a caller that skipped it gets the same.
+        // Other system registers and unknown classes: handle_on_cpu takes every one,
+        // and a caller that skipped it gets the same.
+        Trap::SysReg(_) | Trap::Other { .. } => {
             handle_on_cpu(&trap, frame, cpu).unwrap_or((ExitReason::Other, ExitAction::Resume))
         }
     }

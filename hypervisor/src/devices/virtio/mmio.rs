@@ -49,8 +49,9 @@ use crate::devices::{AccessWidth, MmioDevice};
 use crate::mm::guest_memory::GuestMemory;
 use crate::trace::{self, Stage};
 
-/// Register offsets (§4.2.2, and §4.2.4 for the legacy ones).
-mod reg {
+/// Register offsets (§4.2.2, and §4.2.4 for the legacy ones); the fuzz target drives
+/// the device through them too.
+pub mod reg {
     pub const MAGIC: u64 = 0x000;
     pub const VERSION: u64 = 0x004;
     pub const DEVICE_ID: u64 = 0x008;
