@@ -7,7 +7,7 @@ use crate::arch::aarch64::el2;
 use crate::arch::aarch64::stacks::MAX_CPUS;
 use crate::devices::virtio::blk::Blk;
 use crate::devices::virtio::console::Console;
-use crate::devices::virtio::{VirtioBackend, VirtioMmio};
+use crate::devices::virtio::VirtioBackend;
 use crate::drivers::gicv3::Gic;
 use crate::drivers::pl011::Uart;
 use crate::guest_log::{self, GuestLog};
@@ -146,7 +146,7 @@ pub fn primary_main(dtb_addr: usize) -> ! {
                 for (vcpu, &cpu) in vm.config.cpus.iter().enumerate() {
                     cpu_slot[cpu as usize] = Some((index, vcpu));
                 }
-                vms.push(Some(crate::run::VmLock::new(vm)));
+                vms.push(Some(vm));
             }
             Err(why) => {
                 error!("vm[{index}] refused: {why}");
@@ -159,7 +159,7 @@ pub fn primary_main(dtb_addr: usize) -> ! {
     let names: Vec<String> = vms
         .iter()
         .enumerate()
-        .map(|(i, vm)| vm.as_ref().map_or(alloc::format!("vm{i}"), |vm| String::from(vm.lock().name())))
+        .map(|(i, vm)| vm.as_ref().map_or(alloc::format!("vm{i}"), |vm| String::from(vm.name())))
         .collect();
     logger::set_vms(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let machine = run::MACHINE.call_once(|| Machine {
@@ -265,7 +265,7 @@ fn build_vm(
     // SAFETY: the chunks are free RAM (allocated or checked free above), identity-mapped
     // at EL2 and given to this VM alone.
     let memory = unsafe { GuestMemory::new(chunks) };
-    let mut virtio = Vec::new();
+    let mut backends = Vec::new();
     for (slot, device) in config.devices.iter().enumerate() {
         let backend: Box<dyn VirtioBackend> = match device.kind {
             DeviceKind::Blk { size, image, read_only, serial } => {
@@ -274,11 +274,11 @@ fn build_vm(
             }
             DeviceKind::Console => Box::new(Console::new(Box::new(VmConsole { vm: index }))),
         };
-        virtio.push(VirtioMmio::new(backend, memory.clone(), device.legacy));
+        backends.push(backend);
     }
-    let mut vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), virtio)
+    let vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), backends)
         .map_err(|e| alloc::format!("{e}"))?;
-    vm.load().map_err(|e| alloc::format!("{e}"))?;
+    vm.load(&mut vm.power().lock()).map_err(|e| alloc::format!("{e}"))?;
     Ok(vm)
 }
 

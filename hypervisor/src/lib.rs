@@ -18,6 +18,7 @@ pub mod guest_dtb;
 pub mod guest_log;
 pub mod host;
 pub mod mm;
+pub mod sync;
 pub mod trace;
 pub mod vgic;
 pub mod vm;

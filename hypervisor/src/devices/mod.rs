@@ -1,13 +1,18 @@
-//! Emulated devices and the MMIO bus that routes trapped accesses to them.
+//! Emulated devices, the MMIO bus that says which one owns an address, and the
+//! interrupt lines they drive.
 //!
 //! A device is a state machine over register offsets: the trap path reaches it only
-//! through [`MmioDevice::read`] and [`MmioDevice::write`].
+//! through [`MmioDevice::read`] and [`MmioDevice::write`], and hears its interrupt
+//! line through [`Wired`], which pushes each change of level to an
+//! [`InterruptSink`] (the VM's vGIC).
 
 pub mod bus;
+pub mod irq;
 pub mod pl011;
 pub mod virtio;
 
 pub use bus::{BusError, MmioBus};
+pub use irq::{InterruptSink, Unwired, Wired};
 
 /// Width of one MMIO access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,4 +64,8 @@ pub trait MmioDevice: Send {
     fn read(&mut self, offset: u64, width: AccessWidth) -> u64;
     /// A store of the low `width` bytes of `value` at `offset`.
     fn write(&mut self, offset: u64, width: AccessWidth, value: u64);
+    /// Whether the device asserts its interrupt line now.
+    fn interrupt_level(&self) -> bool;
+    /// Returns the device to its reset state (its line goes low).
+    fn reset(&mut self);
 }

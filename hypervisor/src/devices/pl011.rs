@@ -9,9 +9,9 @@
 //!
 //! The interrupt model follows QEMU's PL011: writing UARTDR raises the transmit
 //! interrupt (TXRIS), receiving a byte raises the receive interrupt (RXRIS) until the
-//! FIFO is drained, and UARTICR clears either. The owner samples
-//! [`Pl011::interrupt_pending`] (UARTMIS != 0, the combined UARTINTR line) after each
-//! access or input to drive the guest's interrupt. Modem lines, break, errors, IrDA
+//! FIFO is drained, and UARTICR clears either. [`Pl011::interrupt_pending`] is the
+//! combined UARTINTR line (UARTMIS != 0); `devices::Wired` drives the guest's
+//! interrupt from it after each access or input. Modem lines, break, errors, IrDA
 //! and DMA have no effect; their registers hold what the guest writes.
 
 use crate::guest_log;
@@ -309,6 +309,14 @@ impl MmioDevice for Pl011 {
             return;
         }
         self.write_reg(offset, (value & width.mask()) as u32);
+    }
+
+    fn interrupt_level(&self) -> bool {
+        self.interrupt_pending()
+    }
+
+    fn reset(&mut self) {
+        Pl011::reset(self);
     }
 }
 

@@ -1,11 +1,13 @@
 //! Typed console input: escape keys acted on, bytes handed to the VM in focus.
 
-use super::kicks::{send_kicks, KICK_SGI};
-use super::machine::{cpus_of, machine};
+use super::kicks::send_kicks;
+use super::machine::machine;
 use super::power::{current_status, power_off};
-use crate::arch::aarch64::el2;
+use crate::arch::aarch64::el2::ThisCpuInterface;
+use crate::arch::aarch64::virtual_interface::VirtualInterface;
 use crate::console::mux::{InputAction, INPUT_QUEUE_LEN};
 use crate::logger;
+use crate::vgic::VgicSession;
 use crate::vm::Vm;
 use log::info;
 
@@ -34,32 +36,26 @@ pub(super) fn console_input() {
 /// Moves queued console input into the VM: all of it into a running virtio-console
 /// (Linux's hvc0; it holds or drops what its driver hasn't taken), else into the
 /// PL011 as it makes room.
-pub(super) fn refill_input(vm: &mut Vm) {
-    if vm.has_virtio_console() {
+pub(super) fn refill_input<I: VirtualInterface>(vm: &Vm, gic: &mut VgicSession<'_, I>) {
+    if vm.devices.has_virtio_console() {
         let mut typed = [0u8; INPUT_QUEUE_LEN];
         let n = logger::take_input(vm.index, &mut typed);
-        vm.virtio_console_input(&typed[..n]);
+        vm.devices.virtio_console_input(&typed[..n], gic);
         return;
     }
-    let mut byte = [0u8];
-    while vm.uart.can_take_input() && logger::take_input(vm.index, &mut byte) == 1 {
-        vm.uart.push_input(byte[0]);
-        vm.update_uart_interrupt();
-    }
+    vm.devices.uart_input(gic, || {
+        let mut byte = [0u8];
+        (logger::take_input(vm.index, &mut byte) == 1).then_some(byte[0])
+    });
 }
 
-/// Queues a typed byte for VM `vm_index` and hands it over if the VM's lock is
-/// free. Console input never waits for a VM: a guest may hold its lock (a trap in
-/// progress) while this CPU's own VM, and Ctrl-A x, wait for the input handler. If
-/// the lock is taken, the VM's CPUs are kicked, and its next exit takes the input.
+/// Queues a typed byte for VM `vm_index` and hands it over. No CPU holds a device
+/// lock for longer than one access, so this waits only that long; the vCPUs the
+/// input concerns are kicked.
 fn deliver_input(vm_index: usize, byte: u8) {
-    let Some(Some(slot)) = machine().vms.get(vm_index) else { return };
+    let Some(Some(vm)) = machine().vms.get(vm_index) else { return };
     logger::queue_input(vm_index, byte);
-    match slot.try_lock() {
-        Some(mut vm) => {
-            refill_input(&mut vm);
-            send_kicks(&mut vm, None);
-        }
-        None => cpus_of(vm_index).for_each(|cpu| el2::send_sgi(KICK_SGI, machine().cpus[cpu].mpidr)),
-    }
+    let mut gic = VgicSession::<ThisCpuInterface>::remote(vm.devices.vgic());
+    refill_input(vm, &mut gic);
+    send_kicks(vm, gic.finish());
 }

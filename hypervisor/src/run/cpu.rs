@@ -3,7 +3,7 @@
 
 use super::interrupts::service_interrupts;
 use super::kicks::KICK_SGI;
-use super::machine::{lock_vm, machine, vm_ended, MACHINE};
+use super::machine::{machine, vm, vm_ended, MACHINE};
 use super::power::fatal;
 use crate::arch::aarch64::el2;
 use crate::arch::aarch64::intid::{HYP_TIMER, MAINTENANCE, PHYSICAL_TIMER, VIRTUAL_TIMER};
@@ -51,14 +51,15 @@ pub(super) fn wait_for_start(cpu: usize, vm_index: usize, vcpu: usize) -> TrapFr
             park(cpu);
         }
         {
-            let mut vm = lock_vm(vm_index);
-            match vm.vcpus[vcpu] {
+            let vm = vm(vm_index);
+            let mut power = vm.power().lock();
+            match power.vcpus[vcpu] {
                 VcpuPower::StartPending { entry, context } => {
-                    vm.vcpus[vcpu] = VcpuPower::On;
-                    prepare_vcpu(cpu, &vm, vcpu);
+                    power.vcpus[vcpu] = VcpuPower::On;
+                    prepare_vcpu(cpu, vm, vcpu);
                     return TrapFrame::boot(entry, context);
                 }
-                VcpuPower::Stopping => vm.vcpus[vcpu] = VcpuPower::Off,
+                VcpuPower::Stopping => power.vcpus[vcpu] = VcpuPower::Off,
                 VcpuPower::Off | VcpuPower::On => {}
             }
         }

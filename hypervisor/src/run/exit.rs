@@ -1,24 +1,30 @@
 //! The trap path: every exit from a guest, from the vector's call to the return.
+//!
+//! Three ways through, each touching only what it needs: exits that need nothing
+//! but the vCPU's registers ([`handle_on_cpu`]), MMIO accesses (the device reached,
+//! and the vGIC if that changes), and the rest ([`exit_with_vm`]: interrupts, power
+//! calls, faults), which fold the list registers in and look at the vCPU's power
+//! state.
 
 use super::console_input::refill_input;
 use super::cpu::{park, wait_for_start};
-use super::interrupts::{
-    finish_maintenance, flush_list_registers, service_interrupts, sync_list_registers, Taken,
-};
+use super::interrupts::{finish_maintenance, service_interrupts, Taken};
 use super::kicks::send_kicks;
 use super::lifecycle::{dump_trace, restart_vm, stop_other_vcpus, stop_vm};
-use super::machine::{lock_vm, machine, vm_ended, CLEAN, FAILED};
+use super::machine::{machine, vm, vm_ended, CLEAN, FAILED};
 use super::power::fatal;
-use crate::arch::aarch64::el2::{self, El1Cpu};
-use crate::arch::aarch64::esr::Trap;
+use crate::arch::aarch64::el2::{self, El1Cpu, ThisCpuInterface};
+use crate::arch::aarch64::esr::{MmioAccess, Trap};
 use crate::arch::aarch64::intid::{PHYSICAL_TIMER, VIRTUAL_TIMER};
 use crate::arch::aarch64::vectors::kind;
 use crate::guest_log;
 use crate::logger;
 use crate::trace::{self, CpuTrace, Stage};
+use crate::vgic::VgicSession;
 use crate::vm::stats::ExitReason;
 use crate::vm::trap::{self, handle_on_cpu, handle_with_vm, ExitAction, Syndrome};
 use crate::vm::vcpu::{TrapFrame, VcpuPower};
+use crate::vm::Vm;
 use log::{error, info};
 
 /// How long a guest runs between two budgets of its devices' left-over work: a
@@ -29,8 +35,7 @@ const BACKLOG_SLICES_PER_SECOND: u64 = 10_000;
 /// time for 256 bytes of it.
 const WAITING_SLICES_PER_SECOND: u64 = 500;
 
-/// Handles a trap from the guest running on this CPU: on the CPU alone if the exit
-/// needs nothing of the VM (see [`handle_on_cpu`]), else with the VM locked.
+/// Handles a trap from the guest running on this CPU.
 pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     let cpu = el2::cpu_index();
     let m = machine();
@@ -45,9 +50,13 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
         exit.stamp(Stage::Decoded);
         if let Some((reason, action)) = handle_on_cpu(&trap, frame, &mut El1Cpu) {
             if let ExitAction::DumpTrace { exits } = action {
-                dump_trace(&lock_vm(vm_index), exits.into());
+                dump_trace(vm(vm_index), exits.into());
             }
             exit.finish(reason);
+            return;
+        }
+        if let Trap::DataAbort(Ok(access)) = trap {
+            mmio_exit(exit, vm(vm_index), vcpu, frame, access, far);
             return;
         }
         Some((trap, syndrome))
@@ -79,7 +88,49 @@ impl Exit {
     }
 }
 
-/// The rest of the exits: interrupts, and traps that read or change the VM.
+/// The vGIC session of the vCPU exiting on this CPU.
+#[inline]
+fn local_vgic(vm: &Vm, vcpu: usize) -> VgicSession<'_, ThisCpuInterface> {
+    VgicSession::local(vm.devices.vgic(), vcpu, ThisCpuInterface { list_registers: machine().list_registers })
+}
+
+/// An emulated MMIO access: only the device it reaches is locked, and the vGIC
+/// only if the access reads or changes it (a GIC register, an interrupt line that
+/// moved). Anything the VM's other vCPUs must see comes to them with a kick; a vCPU
+/// asked to stop meanwhile learns it from that kick, at its next exit.
+#[inline(never)]
+fn mmio_exit(exit: Exit, vm: &Vm, vcpu: usize, frame: &mut TrapFrame, access: MmioAccess, far: u64) {
+    let mut gic = local_vgic(vm, vcpu);
+    if vm.devices.has_backlog() {
+        // One more budget of the work a notify left (devices::virtio::budget).
+        vm.devices.work_on_backlog(&mut gic);
+    }
+    trap::mmio(vm, frame, &mut El1Cpu, access, far, &mut gic);
+    if logger::has_queued_input(vm.index) {
+        // The guest may have read its UART and made room.
+        refill_input(vm, &mut gic);
+    }
+    if vm.devices.has_backlog() {
+        arm_backlog_alarm(vm);
+    }
+    let kicks = gic.finish();
+    trace::point(Stage::Injected);
+    send_kicks(vm, kicks);
+    exit.finish(ExitReason::Mmio);
+}
+
+/// Makes this CPU exit after a slice of guest time, for the next budget of its
+/// devices' left-over work: the guest, other vCPUs and console input get their turn
+/// in between, and the work goes on even if the guest never exits by itself (a
+/// driver that spins on its used ring).
+fn arm_backlog_alarm(vm: &Vm) {
+    let slices =
+        if vm.devices.backlog_waits() { WAITING_SLICES_PER_SECOND } else { BACKLOG_SLICES_PER_SECOND };
+    el2::arm_hyp_timer(machine().counter_hz / slices);
+}
+
+/// The rest of the exits: interrupts, and traps that read or change the VM's
+/// vCPUs, power or memory.
 #[inline(never)]
 fn exit_with_vm(
     cpu: usize,
@@ -92,77 +143,48 @@ fn exit_with_vm(
 ) {
     let is_interrupt = matches!(trap_kind, kind::IRQ | kind::FIQ);
     let taken = if is_interrupt { service_interrupts(cpu, true) } else { Taken::default() };
-
-    let mut vm = lock_vm(vm_index);
-    let in_hardware = sync_list_registers(&mut vm, vcpu);
-    // The `decode` segment of these exits includes the lock and the sync.
+    let vm = vm(vm_index);
+    let mut gic = local_vgic(vm, vcpu);
+    gic.sync();
+    // The `decode` segment of these exits includes the sync.
     exit.stamp(Stage::Decoded);
-    if vm_ended(vm_index) || vm.vcpus[vcpu] != VcpuPower::On {
-        // Asked to leave: the VM stops or restarts, or this vCPU was turned off.
-        if vm.vcpus[vcpu] == VcpuPower::Stopping {
-            vm.vcpus[vcpu] = VcpuPower::Off;
-        }
-        drop(vm);
-        el2::disable_virtual_interface();
-        finish_maintenance(&taken);
-        exit.finish(if is_interrupt { ExitReason::Irq } else { ExitReason::Other });
-        *frame = wait_for_start(cpu, vm_index, vcpu);
+    if !still_running(vm, vcpu) {
+        leave(cpu, exit, vm, vcpu, frame, gic, &taken, is_interrupt);
         return;
     }
     for intid in [VIRTUAL_TIMER, PHYSICAL_TIMER] {
-        // A timer the guest disabled or masked since is no longer pending.
-        let kick = vm.vgic.resample_hw(vcpu, intid, el2::el1_timer_asserts(intid));
-        vm.kick(kick.0);
         if taken.timers & (1 << intid) != 0 {
-            let kick = vm.vgic.raise_hw(vcpu, intid);
-            vm.kick(kick.0);
+            gic.update(|v| v.raise_hw(vcpu, intid));
         }
     }
-    if vm.virtio_backlog {
+    if vm.devices.has_backlog() {
         // One more budget of the work a notify left (devices::virtio::budget).
-        vm.work_on_virtio_backlog();
+        vm.devices.work_on_backlog(&mut gic);
     }
     if is_interrupt && logger::has_queued_input(vm_index) {
-        // Input queued while this VM's lock was taken (the kick that came with it).
-        refill_input(&mut vm);
+        // Input queued for this VM (the kick that came with it).
+        refill_input(vm, &mut gic);
     }
     let (reason, action) = match trap {
-        Some((trap, syndrome)) => handle_with_vm(&mut vm, vcpu, frame, &mut El1Cpu, trap, syndrome),
+        Some((trap, syndrome)) => handle_with_vm(vm, vcpu, frame, &mut El1Cpu, trap, syndrome, &mut gic),
         None if trap_kind == kind::SERROR => {
             error!("vm \"{}\" stopped: SError (asynchronous abort) at pc {:#x}", vm.name(), frame.elr);
             (ExitReason::Other, ExitAction::Fault)
         }
         None => (ExitReason::Irq, ExitAction::Resume),
     };
-    if reason == ExitReason::Mmio && logger::has_queued_input(vm_index) {
-        // The guest may have read its UART and made room.
-        refill_input(&mut vm);
-    }
     if let ExitAction::DumpTrace { exits } = action {
-        dump_trace(&vm, exits.into());
-    }
-    if !matches!(action, ExitAction::Resume | ExitAction::WaitForInterrupt | ExitAction::DumpTrace { .. }) {
-        exit.finish(reason);
+        dump_trace(vm, exits.into());
     }
     match action {
         ExitAction::Resume | ExitAction::WaitForInterrupt | ExitAction::DumpTrace { .. } => {
-            if vm.virtio_backlog {
-                // Exit again after a slice of guest time, for the next budget: the
-                // guest, other vCPUs and console input get their turn in between,
-                // and the work goes on even if the guest never exits by itself (a
-                // driver that spins on its used ring).
-                let slices = if vm.virtio_backlog_waits {
-                    WAITING_SLICES_PER_SECOND
-                } else {
-                    BACKLOG_SLICES_PER_SECOND
-                };
-                el2::arm_hyp_timer(machine().counter_hz / slices);
+            if vm.devices.has_backlog() {
+                arm_backlog_alarm(vm);
             }
-            flush_list_registers(&mut vm, vcpu, in_hardware);
+            let kicks = gic.finish();
             trace::point(Stage::Injected);
             finish_maintenance(&taken);
-            send_kicks(&mut vm, Some(vcpu));
-            drop(vm);
+            send_kicks(vm, kicks);
             exit.finish(reason);
             if action == ExitAction::WaitForInterrupt {
                 logger::flush_vm_output(vm_index);
@@ -172,36 +194,95 @@ fn exit_with_vm(
                 el2::wait_for_interrupt();
             }
         }
-        ExitAction::VcpuOff => {
-            el2::disable_virtual_interface();
-            finish_maintenance(&taken);
-            vm.vcpus[vcpu] = VcpuPower::Off;
-            send_kicks(&mut vm, Some(vcpu));
-            drop(vm);
-            *frame = wait_for_start(cpu, vm_index, vcpu);
+        ExitAction::VcpuOff | ExitAction::Reset | ExitAction::PowerOff | ExitAction::Fault => {
+            exit.finish(reason);
+            end_vcpu(cpu, vm, vcpu, frame, gic, &taken, action);
         }
+    }
+}
+
+/// Whether the vCPU may go on: its VM runs, and nobody turned it off or told it to
+/// stop (a reset or power-off from another vCPU).
+fn still_running(vm: &Vm, vcpu: usize) -> bool {
+    !vm_ended(vm.index) && vm.power().lock().vcpus[vcpu] == VcpuPower::On
+}
+
+/// The vCPU was asked to leave (the VM stops or restarts, or it was turned off):
+/// it waits to be started again, or its CPU parks if the VM ends.
+#[allow(clippy::too_many_arguments)]
+fn leave(
+    cpu: usize,
+    exit: Exit,
+    vm: &Vm,
+    vcpu: usize,
+    frame: &mut TrapFrame,
+    mut gic: VgicSession<'_, ThisCpuInterface>,
+    taken: &Taken,
+    is_interrupt: bool,
+) {
+    {
+        let mut power = vm.power().lock();
+        if power.vcpus[vcpu] == VcpuPower::Stopping {
+            power.vcpus[vcpu] = VcpuPower::Off;
+        }
+    }
+    send_kicks(vm, gic.abandon());
+    el2::disable_virtual_interface();
+    finish_maintenance(taken);
+    exit.finish(if is_interrupt { ExitReason::Irq } else { ExitReason::Other });
+    *frame = wait_for_start(cpu, vm.index, vcpu);
+}
+
+/// The vCPU stops: it was turned off (PSCI `CPU_OFF`), or it resets, powers off or
+/// faults its VM. Returns with a new frame when the vCPU is started again.
+fn end_vcpu(
+    cpu: usize,
+    vm: &Vm,
+    vcpu: usize,
+    frame: &mut TrapFrame,
+    mut gic: VgicSession<'_, ThisCpuInterface>,
+    taken: &Taken,
+    action: ExitAction,
+) {
+    el2::disable_virtual_interface();
+    finish_maintenance(taken);
+    let kicks = gic.abandon();
+    let mut power = vm.power().lock();
+    if vm_ended(vm.index) || power.vcpus[vcpu] != VcpuPower::On {
+        // Another vCPU stopped or reset the VM first: that one is what happens, once.
+        if power.vcpus[vcpu] == VcpuPower::Stopping {
+            power.vcpus[vcpu] = VcpuPower::Off;
+        }
+        drop(power);
+        send_kicks(vm, kicks);
+        *frame = wait_for_start(cpu, vm.index, vcpu);
+        return;
+    }
+    power.vcpus[vcpu] = VcpuPower::Off;
+    match action {
         ExitAction::Reset => {
-            el2::disable_virtual_interface();
-            finish_maintenance(&taken);
             info!("vm \"{}\": system reset", vm.name());
             // Every other vCPU is told to leave before the lock is let go: one that
             // asks for a reset (or a power-off) at the same moment finds itself
             // stopping when it gets the lock, so the VM restarts exactly once.
-            vm.vcpus[vcpu] = VcpuPower::Off;
-            stop_other_vcpus(&mut vm, vcpu);
-            drop(vm);
-            if !restart_vm(vm_index, vcpu) {
+            let kicks = kicks | stop_other_vcpus(&mut power, vcpu);
+            drop(power);
+            send_kicks(vm, kicks);
+            if !restart_vm(vm.index, vcpu) {
                 park(cpu);
             }
-            *frame = wait_for_start(cpu, vm_index, vcpu);
         }
         ExitAction::PowerOff | ExitAction::Fault => {
-            el2::disable_virtual_interface();
-            finish_maintenance(&taken);
-            stop_vm(vm, vcpu, if action == ExitAction::PowerOff { CLEAN } else { FAILED });
+            send_kicks(vm, kicks);
+            stop_vm(vm, power, vcpu, if action == ExitAction::PowerOff { CLEAN } else { FAILED });
             park(cpu)
         }
+        _ => {
+            drop(power);
+            send_kicks(vm, kicks);
+        }
     }
+    *frame = wait_for_start(cpu, vm.index, vcpu);
 }
 
 /// An exception taken at EL2 itself: a hypervisor bug.

@@ -2,17 +2,15 @@
 
 use super::machine::machine;
 use crate::arch::aarch64::el2;
+use crate::vgic::Kick;
 use crate::vm::Vm;
 
 /// SGI one CPU sends another to make it exit its guest and look at its VM.
 pub(super) const KICK_SGI: u32 = 0;
 
-/// Makes the vCPUs the VM marked exit (except `current`, which is exiting anyway).
-pub(super) fn send_kicks(vm: &mut Vm, current: Option<usize>) {
-    let mut kicks = core::mem::take(&mut vm.kicks);
-    if let Some(current) = current {
-        kicks &= !(1 << current);
-    }
+/// Makes the vCPUs of `vm` in `kicks` exit.
+pub(super) fn send_kicks(vm: &Vm, kicks: Kick) {
+    let mut kicks = kicks.0;
     while kicks != 0 {
         let vcpu = kicks.trailing_zeros() as usize;
         kicks &= kicks - 1;

@@ -2,19 +2,19 @@
 //! trace printed, how it ended recorded.
 
 use super::kicks::send_kicks;
-use super::machine::{cpus_of, lock_vm, machine, vm_ended, CLEAN, ENDS, FAILED};
+use super::machine::{cpus_of, machine, vm, vm_ended, CLEAN, ENDS, FAILED};
 use super::power::power_off_if_done;
-use crate::arch::aarch64::el2;
 use crate::guest_log;
 use crate::logger;
+use crate::sync::{self, LockGuard};
 use crate::trace;
+use crate::vgic::Kick;
 use crate::vm::stats::ExitStats;
 use crate::vm::vcpu::VcpuPower;
-use crate::vm::Vm;
+use crate::vm::{Power, Vm};
 use alloc::string::String;
 use core::sync::atomic::Ordering;
 use log::{error, info};
-use spin::MutexGuard;
 
 /// Prints the VM's trace as JSON lines: the sums of each of its CPUs, and up to
 /// `exits` of each one's most recent exits.
@@ -32,15 +32,18 @@ pub(super) fn dump_trace(vm: &Vm, exits: usize) {
     logger::print(format_args!("{text}"));
 }
 
-/// Makes every other vCPU of the VM leave the guest and waits until they have.
-pub(super) fn stop_other_vcpus(vm: &mut MutexGuard<'_, Vm>, vcpu: usize) {
-    for other in 0..vm.vcpus.len() {
-        if other != vcpu && vm.vcpus[other] != VcpuPower::Off {
-            vm.vcpus[other] = VcpuPower::Stopping;
-            vm.kick(1 << other);
+/// Makes every other vCPU of the VM leave the guest (their power states, in
+/// `power`, say they are stopping); they are kicked once `power` is let go, as
+/// `send_kicks` does with what this returns.
+pub(super) fn stop_other_vcpus(power: &mut Power, vcpu: usize) -> Kick {
+    let mut kicks = Kick::NONE;
+    for other in 0..power.vcpus.len() {
+        if other != vcpu && power.vcpus[other] != VcpuPower::Off {
+            power.vcpus[other] = VcpuPower::Stopping;
+            kicks |= Kick::vcpu(other);
         }
     }
-    send_kicks(vm, Some(vcpu));
+    kicks
 }
 
 /// Restarts a VM from its images (PSCI `SYSTEM_RESET` on `vcpu`, which has told the
@@ -48,41 +51,43 @@ pub(super) fn stop_other_vcpus(vm: &mut MutexGuard<'_, Vm>, vcpu: usize) {
 /// 0 again. False if the VM ended instead (it stopped meanwhile, or reloading it
 /// failed): the caller parks its CPU.
 pub(super) fn restart_vm(vm_index: usize, vcpu: usize) -> bool {
+    let vm = vm(vm_index);
     loop {
         // Neither sleeping nor reloading with another vCPU still in the guest.
-        let mut vm = lock_vm(vm_index);
+        let mut power = vm.power().lock();
         if vm_ended(vm_index) {
             return false;
         }
-        if vm.vcpus.iter().all(|p| *p == VcpuPower::Off) {
-            match vm.load() {
+        if power.vcpus.iter().all(|p| *p == VcpuPower::Off) {
+            match vm.load(&mut power) {
                 Ok(()) => {
-                    vm.kick(1);
-                    send_kicks(&mut vm, None);
+                    drop(power);
+                    send_kicks(vm, Kick::vcpu(0));
                     return true;
                 }
                 Err(e) => {
                     error!("vm \"{}\" stopped: reloading it failed: {e}", vm.name());
-                    stop_vm(vm, vcpu, FAILED);
+                    stop_vm(vm, power, vcpu, FAILED);
                     return false;
                 }
             }
         }
-        drop(vm);
-        <el2::Yield as spin::relax::RelaxStrategy>::relax();
+        drop(power);
+        sync::relax();
     }
 }
 
-/// Stops the VM `vcpu` belongs to: its other vCPUs leave the guest, its statistics
-/// are printed, how it ended is recorded; powers the machine off if it was the last
-/// VM. The caller then parks its CPU.
-pub(super) fn stop_vm(mut vm: MutexGuard<'_, Vm>, vcpu: usize, end: u8) {
+/// Stops `vm`, whose power states `power` holds locked, from `vcpu`: its other
+/// vCPUs leave the guest, its statistics are printed, how it ended is recorded;
+/// powers the machine off if it was the last VM. The caller then parks its CPU.
+pub(super) fn stop_vm(vm: &Vm, mut power: LockGuard<'_, Power>, vcpu: usize, end: u8) {
     logger::flush_vm_output(vm.index);
     if end == CLEAN {
         info!("vm \"{}\" powered off", vm.name());
     }
-    vm.vcpus[vcpu] = VcpuPower::Off;
-    stop_other_vcpus(&mut vm, vcpu);
+    power.vcpus[vcpu] = VcpuPower::Off;
+    let kicks = stop_other_vcpus(&mut power, vcpu);
+    send_kicks(vm, kicks);
     // One print, so another CPU's output can't split the table.
     let mut report = String::new();
     let _ = exit_stats(vm.index).write_report(&mut report, vm.name(), machine().counter_hz);
@@ -95,10 +100,10 @@ pub(super) fn stop_vm(mut vm: MutexGuard<'_, Vm>, vcpu: usize, end: u8) {
         }
     }
     logger::print(format_args!("{report}"));
-    dump_trace(&vm, 0);
+    dump_trace(vm, 0);
     // Recorded only now, so the machine can't power off under the report.
     ENDS[vm.index].store(end, Ordering::SeqCst);
-    drop(vm);
+    drop(power);
     power_off_if_done();
 }
 

@@ -1,21 +1,18 @@
 //! What the CPUs share, set up once by the boot CPU, and how each VM ended.
 
-use crate::arch::aarch64::el2;
 use crate::drivers::gicv3::Gic;
 use crate::trace::CpuTrace;
 use crate::vm::Vm;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 use platform::bundle::MAX_VMS;
-use spin::{MutexGuard, Once};
-
-/// A VM's lock: a spin lock whose waiters `yield` (see [`el2::Yield`]).
-pub type VmLock = spin::mutex::Mutex<Vm, el2::Yield>;
+use spin::Once;
 
 /// Everything the CPUs share, set up once by the boot CPU.
 pub struct Machine {
-    /// The VMs by index; `None` for a VM that was refused.
-    pub vms: Vec<Option<VmLock>>,
+    /// The VMs by index; `None` for a VM that was refused. Each VM locks its own
+    /// parts (see [`Vm`]).
+    pub vms: Vec<Option<Vm>>,
     /// Counter frequency, for reports.
     pub counter_hz: u64,
     /// The host CPUs, by index in the host DTB's `/cpus`.
@@ -60,8 +57,9 @@ pub(super) fn machine() -> &'static Machine {
     MACHINE.get().expect("CPUs run only after boot")
 }
 
-pub(super) fn lock_vm(index: usize) -> MutexGuard<'static, Vm> {
-    machine().vms[index].as_ref().expect("a CPU only runs a VM that was built").lock()
+/// VM `index`, which was built (a CPU only runs a VM that was).
+pub(super) fn vm(index: usize) -> &'static Vm {
+    machine().vms[index].as_ref().expect("a CPU only runs a VM that was built")
 }
 
 pub(super) fn vm_ended(index: usize) -> bool {

@@ -29,5 +29,5 @@ mod power;
 
 pub use cpu::{cpu_main, current_vm};
 pub use exit::{hypervisor_fault, trap_from_guest};
-pub use machine::{HostCpu, Machine, VmLock, CLEAN, ENDS, FAILED, MACHINE, RUNNING};
+pub use machine::{HostCpu, Machine, CLEAN, ENDS, FAILED, MACHINE, RUNNING};
 pub use power::{fatal, power_off_if_done};

@@ -161,9 +161,19 @@ impl Vgic {
             lrs.fill(ListReg::EMPTY);
             return false;
         }
-        let mut keys = [0u32; NR_INTIDS as usize];
+        // Only interrupts that are pending, active or in a list register can be
+        // listed; usually a handful, so the keys live on the stack unless many are.
+        let live = self.live_intids(vcpu);
+        let mut few = [0u32; 2 * MAX_LIST_REGS];
+        let mut all;
+        let keys: &mut [u32] = if live.count_ones() as usize <= few.len() {
+            &mut few
+        } else {
+            all = [0u32; NR_INTIDS as usize];
+            &mut all
+        };
         let mut count = 0;
-        for intid in 0..NR_INTIDS {
+        for intid in super::intids(live) {
             if intid >= FIRST_SPI && self.owner(vcpu, intid) != vcpu {
                 continue;
             }

@@ -23,11 +23,12 @@
 //!
 //! # How the caller drives it
 //!
-//! The VM's [`Vgic`] is shared by its vCPUs (behind the VM's lock). For each vCPU:
+//! The VM's [`Vgic`] is shared by its vCPUs behind a lock of its own;
+//! [`VgicSession`] follows these steps for one exit. For each vCPU:
 //!
-//! 1. On every exit, [`Vgic::sync`] folds the list registers read from the hardware
-//!    back into the state, before the exit is handled.
-//! 2. Before every entry, [`Vgic::flush`] fills the list registers; when it returns
+//! 1. On an exit that reads or changes the vGIC, [`Vgic::sync`] first folds the
+//!    list registers read from the hardware back into the state.
+//! 2. Before entry, after such an exit, [`Vgic::flush`] fills the list registers; when it returns
 //!    `true` the caller sets ICH_HCR_EL2.NPIE. The caller enables the maintenance
 //!    interrupt (ICH_HCR_EL2.En) and treats it as a plain exit: entries written with
 //!    `ICH_LR<n>_EL2.EOI` raise it when the guest deactivates them.
@@ -35,7 +36,7 @@
 //!    vCPUs that must exit (an SGI to their physical CPU) so their next flush sees
 //!    it. The bit of the vCPU that caused the operation may be set; it is already
 //!    outside the guest and may be ignored.
-//! 4. Before entry, [`Vgic::take_hw_deactivations`] lists the physical PPIs whose
+//! 4. Before that flush, [`Vgic::take_hw_deactivations`] lists the physical PPIs whose
 //!    hardware link was dropped without the guest deactivating them; the caller
 //!    deactivates them (ICC_DIR_EL1) on that vCPU's physical CPU.
 //!
@@ -50,6 +51,7 @@ mod irq;
 mod irq_regs;
 mod list_regs;
 mod redistributor;
+pub mod session;
 mod sgi;
 
 use alloc::vec;
@@ -62,6 +64,7 @@ use list_regs::Flushed;
 
 pub use list_regs::{ListReg, LrState};
 pub use redistributor::{FRAME_SIZE as GICR_FRAME_SIZE, SGI_BASE as GICR_SGI_BASE};
+pub use session::VgicSession;
 pub use sgi::{SgiRequest, SgiTargets};
 
 /// Most vCPUs a [`Vgic`] serves (SGI target lists cover Aff0 0-15).
@@ -148,6 +151,12 @@ struct VcpuState {
     /// The vGIC's generation when a flush last found nothing to deliver: until the
     /// generation moves, the next flush finds nothing either and skips its scan.
     idle_at: Option<u64>,
+    /// SGIs and PPIs (bit per INTID) that are pending, active or in a list
+    /// register, as of the last [`Vgic::refresh_live`]: the only ones a flush or
+    /// a WFI has to look at.
+    live: u32,
+    /// SGIs and PPIs changed since then (their `live` bit may be stale).
+    dirty: u32,
 }
 
 impl VcpuState {
@@ -160,6 +169,8 @@ impl VcpuState {
             hw_deactivate: 0,
             flushed: Flushed::EMPTY,
             idle_at: None,
+            live: 0,
+            dirty: 0,
         }
     }
 }
@@ -180,6 +191,10 @@ pub struct Vgic {
     /// Moves on every change that could make an interrupt deliverable (any
     /// mutable access to an interrupt, any register write, a reset); reads leave it.
     generation: u64,
+    /// [`VcpuState::live`] for the SPIs (bit 0 = INTID 32).
+    live_spis: u128,
+    /// [`VcpuState::dirty`] for the SPIs.
+    dirty_spis: u128,
 }
 
 impl Vgic {
@@ -199,6 +214,8 @@ impl Vgic {
             group0_enabled: false,
             group1_enabled: false,
             generation: 0,
+            live_spis: 0,
+            dirty_spis: 0,
         }
     }
 
@@ -222,6 +239,7 @@ impl Vgic {
         self.routes.fill(0);
         self.group0_enabled = false;
         self.group1_enabled = false;
+        (self.live_spis, self.dirty_spis) = (0, 0);
     }
 
     /// Number of vCPUs.
@@ -393,13 +411,44 @@ impl Vgic {
         if vcpu >= self.vcpu_count() {
             return false;
         }
-        (0..NR_INTIDS).any(|intid| {
+        // A stale `live` bit is in `dirty`, so the two together miss nothing.
+        let cpu = &self.cpus[vcpu];
+        let private = cpu.live | cpu.dirty;
+        let candidates = u128::from(private) | (self.live_spis | self.dirty_spis) << FIRST_SPI;
+        intids(candidates).any(|intid| {
             let irq = self.irq(vcpu, intid);
             (intid < FIRST_SPI || self.owner(vcpu, intid) == vcpu)
                 && irq.pending_visible()
                 && irq.enabled
                 && self.group_enabled(irq.group1)
         })
+    }
+
+    /// The INTIDs vCPU `vcpu` has to look at to fill its list registers: its SGIs
+    /// and PPIs and the SPIs that are pending, active or in a list register.
+    /// Brings the `live` bits up to date first.
+    fn live_intids(&mut self, vcpu: usize) -> u128 {
+        self.refresh_live(vcpu);
+        u128::from(self.cpus[vcpu].live) | self.live_spis << FIRST_SPI
+    }
+
+    /// Recomputes the `live` bits of what changed: `vcpu`'s SGIs and PPIs, and
+    /// the SPIs.
+    fn refresh_live(&mut self, vcpu: usize) {
+        let is_live = |irq: &Irq| irq.active || irq.in_lr || irq.pending_visible();
+        let cpu = &mut self.cpus[vcpu];
+        let mut dirty = core::mem::take(&mut cpu.dirty);
+        while dirty != 0 {
+            let i = dirty.trailing_zeros();
+            dirty &= dirty - 1;
+            cpu.live = (cpu.live & !(1 << i)) | u32::from(is_live(&cpu.irqs[i as usize])) << i;
+        }
+        let mut dirty = core::mem::take(&mut self.dirty_spis);
+        while dirty != 0 {
+            let i = dirty.trailing_zeros();
+            dirty &= dirty - 1;
+            self.live_spis = (self.live_spis & !(1 << i)) | u128::from(is_live(&self.spis[i as usize])) << i;
+        }
     }
 
     /// List registers the last [`Vgic::flush`] for `vcpu` filled: the ones
@@ -454,8 +503,15 @@ impl Vgic {
     fn irq_mut(&mut self, vcpu: usize, intid: u32) -> &mut Irq {
         self.touch();
         match intid.checked_sub(FIRST_SPI) {
-            None => &mut self.cpus[vcpu].irqs[intid as usize],
-            Some(spi) => &mut self.spis[spi as usize],
+            None => {
+                let cpu = &mut self.cpus[vcpu];
+                cpu.dirty |= 1 << intid;
+                &mut cpu.irqs[intid as usize]
+            }
+            Some(spi) => {
+                self.dirty_spis |= 1 << spi;
+                &mut self.spis[spi as usize]
+            }
         }
     }
 
@@ -534,6 +590,15 @@ impl Vgic {
     }
 }
 
+/// The INTIDs whose bits are set in `bits`, lowest first.
+fn intids(mut bits: u128) -> impl Iterator<Item = u32> {
+    core::iter::from_fn(move || {
+        let intid = (bits != 0).then(|| bits.trailing_zeros())?;
+        bits &= bits - 1;
+        Some(intid)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,6 +622,39 @@ mod tests {
 
     fn pending_sgis(g: &mut Vgic, vcpu: u64) -> u64 {
         g.redistributor_read(sgi_base(vcpu, 0x200), Word) & 0xffff
+    }
+
+    #[test]
+    fn many_pending_interrupts_are_listed_by_priority_in_rounds() {
+        let mut g = gic(1);
+        // SPIs 32..72 Group 1 and enabled; 52..72 at priority 0x40, the rest 0x80.
+        for reg in 1..3u64 {
+            g.distributor_write(0x080 + 4 * reg, Word, 0xffff_ffff);
+            g.distributor_write(0x100 + 4 * reg, Word, 0xffff_ffff);
+        }
+        for n in 0..40u32 {
+            let intid = FIRST_SPI + n;
+            let priority = if n >= 20 { 0x40 } else { 0x80 };
+            g.distributor_write(0x400 + u64::from(intid), AccessWidth::Byte, priority);
+            g.raise_edge(0, intid);
+        }
+        assert!(g.has_pending(0));
+        let listed = |lrs: &[u64]| lrs.iter().map(|&lr| ListReg::decode(lr).vintid).collect::<Vec<_>>();
+        let mut lrs = [0u64; 16];
+        assert!(g.flush(0, &mut lrs), "24 are left over");
+        assert_eq!(listed(&lrs), (52..68).collect::<Vec<_>>());
+        // The guest completes them all; the rest come next, by priority then INTID.
+        g.sync(0, &[0; 16]);
+        assert!(g.flush(0, &mut lrs), "8 are left over");
+        assert_eq!(listed(&lrs), (68..72).chain(32..44).collect::<Vec<_>>());
+        g.sync(0, &[0; 16]);
+        assert!(!g.flush(0, &mut lrs));
+        assert_eq!(listed(&lrs[..8]), (44..52).collect::<Vec<_>>());
+        assert_eq!(lrs[8..], [ListReg::EMPTY; 8]);
+        g.sync(0, &[0; 16]);
+        assert!(!g.has_pending(0));
+        assert!(!g.flush(0, &mut lrs));
+        assert_eq!(lrs, [ListReg::EMPTY; 16]);
     }
 
     #[test]

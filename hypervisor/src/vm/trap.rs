@@ -5,22 +5,22 @@
 //! exception) and say how to continue. The few things it needs from the CPU come
 //! through [`GuestCpu`], so the path runs unchanged in host tests.
 
+use super::devices::Access;
 use super::hypercall::Answer;
 use super::psci::{self, PsciOutcome, VcpuView};
 use super::stats::ExitReason;
 use super::vcpu::TrapFrame;
-use super::Vm;
+use super::{Power, Vm};
 use crate::arch::aarch64::esr::{decode_trap, DecodeError, MmioAccess, SysReg, SysRegAccess, Trap, WfxKind};
 use crate::arch::aarch64::insn;
 use crate::arch::aarch64::sysreg::{self, SysRegOutcome};
+use crate::arch::aarch64::virtual_interface::VirtualInterface;
 use crate::arch::inject::{inject, GuestException, Injection};
-use crate::devices::{BusError, MmioDevice};
 use crate::guest_log;
 use crate::guest_log::Kind;
-use crate::trace::{self, Stage};
+use crate::vgic::VgicSession;
 use crate::vm::vcpu::VcpuPower;
 use log::error;
-use platform::{qemu_virt, Region};
 
 /// The syndrome registers of one trap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,17 +86,19 @@ pub fn decode(syndrome: Syndrome) -> Trap {
 
 /// Handles one exit of vCPU `vcpu` of `vm`, returning the reason to account it
 /// under and how to continue: [`handle_on_cpu`] if it can, else
-/// [`handle_with_vm`]. (The CPU loop calls the two itself, so that it locks the VM
-/// only for the second.)
-pub fn handle_exit(
-    vm: &mut Vm,
+/// [`handle_with_vm`]. (The CPU loop calls the two itself, so that the first
+/// touches nothing shared.)
+pub fn handle_exit<I: VirtualInterface>(
+    vm: &Vm,
     vcpu: usize,
     frame: &mut TrapFrame,
     cpu: &mut impl GuestCpu,
     syndrome: Syndrome,
+    gic: &mut VgicSession<'_, I>,
 ) -> (ExitReason, ExitAction) {
     let trap = decode(syndrome);
-    handle_on_cpu(&trap, frame, cpu).unwrap_or_else(|| handle_with_vm(vm, vcpu, frame, cpu, trap, syndrome))
+    handle_on_cpu(&trap, frame, cpu)
+        .unwrap_or_else(|| handle_with_vm(vm, vcpu, frame, cpu, trap, syndrome, gic))
 }
 
 /// Handles the exits that need nothing but the trapping vCPU's own registers: the
@@ -174,41 +176,42 @@ fn unknown_exception(ec: u8, frame: &mut TrapFrame, cpu: &mut impl GuestCpu) {
 }
 
 /// Handles an exit [`handle_on_cpu`] left: one that reads or changes the VM (its
-/// memory, devices, vGIC or vCPUs' power states). An `hvc` or `smc` here must be
-/// one [`handle_on_cpu`] turned down (a PSCI call about the VM's vCPUs or power).
-pub fn handle_with_vm(
-    vm: &mut Vm,
+/// memory, devices, vGIC or vCPUs' power states), through `gic` for the vGIC. An
+/// `hvc` or `smc` here must be one [`handle_on_cpu`] turned down (a PSCI call about
+/// the VM's vCPUs or power).
+pub fn handle_with_vm<I: VirtualInterface>(
+    vm: &Vm,
     vcpu: usize,
     frame: &mut TrapFrame,
     cpu: &mut impl GuestCpu,
     trap: Trap,
     syndrome: Syndrome,
+    gic: &mut VgicSession<'_, I>,
 ) -> (ExitReason, ExitAction) {
     match trap {
-        Trap::DataAbort(Ok(access)) => (ExitReason::Mmio, mmio(vm, frame, cpu, access, syndrome.far)),
+        Trap::DataAbort(Ok(access)) => (ExitReason::Mmio, mmio(vm, frame, cpu, access, syndrome.far, gic)),
         Trap::DataAbort(Err(e)) => (ExitReason::Mmio, refused_data_abort(vm, frame, cpu, e, syndrome.far)),
         Trap::InstructionAbort { far, ipa, fsc } => {
             (ExitReason::InstructionAbort, prefetch_abort(vm, frame, cpu, far, ipa, fsc))
         }
-        Trap::Hvc { .. } => (ExitReason::Hvc, psci_with_vm(vm, vcpu, frame)),
+        Trap::Hvc { .. } => (ExitReason::Hvc, psci_with_vm(vm, vcpu, frame, gic)),
         Trap::Smc { .. } => {
             frame.skip_instruction();
-            (ExitReason::Smc, psci_with_vm(vm, vcpu, frame))
+            (ExitReason::Smc, psci_with_vm(vm, vcpu, frame, gic))
         }
         Trap::Wfx(kind) => {
             frame.skip_instruction();
-            let idle = matches!(kind, WfxKind::Wfi | WfxKind::Wfit) && !vm.vgic.has_pending(vcpu);
+            let idle = matches!(kind, WfxKind::Wfi | WfxKind::Wfit) && !gic.lock().has_pending(vcpu);
             (ExitReason::Wfi, if idle { ExitAction::WaitForInterrupt } else { ExitAction::Resume })
         }
         Trap::SysReg(access) if is_sgi_register(access.reg) && !access.read => {
             // ICC_SGI0R_EL1 (op2 7) raises Group 0 SGIs; the other two, any group.
             let value = frame.reg(access.rt);
-            let kick = if access.reg.op2 == 7 {
-                vm.vgic.send_sgi0(vcpu, value)
+            if access.reg.op2 == 7 {
+                gic.update(|v| v.send_sgi0(vcpu, value));
             } else {
-                vm.vgic.send_sgi(vcpu, value)
-            };
-            vm.kick(kick.0);
+                gic.update(|v| v.send_sgi(vcpu, value));
+            }
             frame.skip_instruction();
             (ExitReason::SysReg, ExitAction::Resume)
         }
@@ -220,117 +223,43 @@ pub fn handle_with_vm(
     }
 }
 
-/// Emulates a decoded access, or refuses it with an abort when nothing is there.
-fn mmio(
-    vm: &mut Vm,
+/// Emulates a decoded access on the device that owns its address (locking that
+/// device alone), or refuses it with an abort when nothing is there.
+#[inline]
+pub fn mmio<I: VirtualInterface>(
+    vm: &Vm,
     frame: &mut TrapFrame,
     cpu: &mut impl GuestCpu,
     access: MmioAccess,
     far: u64,
+    gic: &mut VgicSession<'_, I>,
 ) -> ExitAction {
-    let value = access.store_value(frame.reg(access.reg));
-    match dispatch(vm, access, value) {
-        Ok(raw) => {
+    let store = access.write.then(|| access.store_value(frame.reg(access.reg)));
+    match vm.devices.access(Access { ipa: access.ipa, width: access.width, store }, gic) {
+        Some(raw) => {
             if !access.write {
                 frame.set_reg(access.reg, access.load_result(raw));
             }
             frame.skip_instruction();
         }
-        Err(_) => {
-            guest_log!(
-                Kind::Mmio,
-                Warn,
-                "{}-byte {} at {:#x} (pc {:#x}) is outside its memory and devices; injecting an abort",
-                access.width.bytes(),
-                if access.write { "write" } else { "read" },
-                access.ipa,
-                frame.elr
-            );
-            deliver(frame, cpu, GuestException::DataAbort { far, write: access.write });
-        }
+        None => unmapped_access(frame, cpu, access, far),
     }
     ExitAction::Resume
 }
 
-/// Routes an access to the VM's GIC distributor or redistributors, its UART, or
-/// its bus of other devices; returns what a read reads (0 for a write).
-fn dispatch(vm: &mut Vm, access: MmioAccess, value: u64) -> Result<u64, BusError> {
-    let (ipa, width) = (access.ipa, access.width);
-    let gicr = Region::new(qemu_virt::GICR_BASE, vm.vcpu_count() as u64 * qemu_virt::GICR_FRAME_SIZE);
-    if qemu_virt::GICD.contains(ipa) {
-        trace::point(Stage::Dispatched);
-        let offset = ipa - qemu_virt::GICD.base;
-        if access.write {
-            let kick = vm.vgic.distributor_write(offset, width, value);
-            vm.kick(kick.0);
-            return Ok(0);
-        }
-        return Ok(vm.vgic.distributor_read(offset, width));
-    }
-    if gicr.contains(ipa) {
-        trace::point(Stage::Dispatched);
-        let offset = ipa - gicr.base;
-        if access.write {
-            let kick = vm.vgic.redistributor_write(offset, width, value);
-            vm.kick(kick.0);
-            return Ok(0);
-        }
-        return Ok(vm.vgic.redistributor_read(offset, width));
-    }
-    if qemu_virt::UART.contains(ipa) {
-        trace::point(Stage::Dispatched);
-        let offset = ipa - qemu_virt::UART.base;
-        let raw = if access.write {
-            vm.uart.write(offset, width, value);
-            0
-        } else {
-            vm.uart.read(offset, width)
-        };
-        vm.update_uart_interrupt();
-        return Ok(raw);
-    }
-    let slots =
-        Region::new(qemu_virt::VIRTIO_MMIO_BASE, vm.virtio.len() as u64 * qemu_virt::VIRTIO_MMIO_SLOT_SIZE);
-    if slots.contains(ipa) {
-        let slot = ((ipa - slots.base) / qemu_virt::VIRTIO_MMIO_SLOT_SIZE) as usize;
-        let offset = (ipa - slots.base) % qemu_virt::VIRTIO_MMIO_SLOT_SIZE;
-        trace::point(Stage::Dispatched);
-        let raw = if access.write {
-            vm.virtio[slot].write(offset, width, value);
-            if vm.virtio[slot].has_backlog() {
-                vm.note_virtio_backlog();
-            }
-            0
-        } else {
-            vm.virtio[slot].read(offset, width)
-        };
-        vm.update_virtio_interrupt(slot);
-        return Ok(raw);
-    }
-    let all_slots = Region::new(
-        qemu_virt::VIRTIO_MMIO_BASE,
-        u64::from(qemu_virt::VIRTIO_MMIO_SLOTS) * qemu_virt::VIRTIO_MMIO_SLOT_SIZE,
+/// An access no device answers: the guest gets an abort.
+#[inline(never)]
+fn unmapped_access(frame: &mut TrapFrame, cpu: &mut impl GuestCpu, access: MmioAccess, far: u64) {
+    guest_log!(
+        Kind::Mmio,
+        Warn,
+        "{}-byte {} at {:#x} (pc {:#x}) is outside its memory and devices; injecting an abort",
+        access.width.bytes(),
+        if access.write { "write" } else { "read" },
+        access.ipa,
+        frame.elr
     );
-    if all_slots.contains(ipa) {
-        return Ok(if access.write { 0 } else { empty_virtio_slot(ipa % qemu_virt::VIRTIO_MMIO_SLOT_SIZE) });
-    }
-    if access.write {
-        vm.bus.write(ipa, width, value).map(|()| 0)
-    } else {
-        vm.bus.read(ipa, width)
-    }
-}
-
-/// A virtio-mmio slot with no device, as QEMU virt's empty transports answer: the
-/// magic value, version 2 and DeviceID 0 ("no device"); everything else reads as zero
-/// and ignores writes (virtio 1.2 §4.2.2).
-fn empty_virtio_slot(offset: u64) -> u64 {
-    match offset {
-        0x000 => 0x7472_6976,
-        0x004 => 2,
-        0x00c => u64::from(crate::devices::virtio::VENDOR_ID),
-        _ => 0,
-    }
+    deliver(frame, cpu, GuestException::DataAbort { far, write: access.write });
 }
 
 /// An instruction fetch from a guest-physical address without RAM: the guest gets an
@@ -480,10 +409,22 @@ fn smccc_on_cpu(frame: &mut TrapFrame, imm: u16, conduit: &str) -> Option<ExitAc
 }
 
 /// A PSCI call about the VM's vCPUs or power (`CPU_ON`, `CPU_OFF`,
-/// `AFFINITY_INFO`, `SYSTEM_OFF`, `SYSTEM_RESET`).
-fn psci_with_vm(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame) -> ExitAction {
+/// `AFFINITY_INFO`, `SYSTEM_OFF`, `SYSTEM_RESET`); a vCPU it starts is kicked
+/// through `gic`.
+fn psci_with_vm<I: VirtualInterface>(
+    vm: &Vm,
+    vcpu: usize,
+    frame: &mut TrapFrame,
+    gic: &mut VgicSession<'_, I>,
+) -> ExitAction {
     let call = psci::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
-    let outcome = psci::handle(call, &*vm);
+    let mut power = vm.power().lock();
+    if power.vcpus[vcpu] != VcpuPower::On {
+        // Told to stop since the exit began (another vCPU resets or stops the VM):
+        // the call is moot; the kick that said so makes it leave.
+        return ExitAction::Resume;
+    }
+    let outcome = psci::handle(call, &*power);
     if let (psci::PsciCall::CpuOn { target, .. }, PsciOutcome::Return(code)) = (call, outcome) {
         guest_log!(Kind::Psci, Debug, "CPU_ON of MPIDR {target:#x} refused (PSCI error {code})");
     }
@@ -495,7 +436,7 @@ fn psci_with_vm(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame) -> ExitAction {
         PsciOutcome::SystemOff => ExitAction::PowerOff,
         PsciOutcome::SystemReset => ExitAction::Reset,
         PsciOutcome::CpuOff => {
-            let others_on = vm.vcpus.iter().enumerate().any(|(i, p)| i != vcpu && p.is_on());
+            let others_on = power.vcpus.iter().enumerate().any(|(i, p)| i != vcpu && p.is_on());
             // The last vCPU going off leaves nothing to run: that is a power-off.
             if others_on {
                 ExitAction::VcpuOff
@@ -505,8 +446,8 @@ fn psci_with_vm(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame) -> ExitAction {
         }
         PsciOutcome::CpuOn { vcpu: target, entry, context } => {
             if vm.memory.contains(entry, 4) {
-                vm.vcpus[target] = VcpuPower::StartPending { entry, context };
-                vm.kick(1 << target);
+                power.vcpus[target] = VcpuPower::StartPending { entry, context };
+                gic.kick(1 << target);
                 frame.x[0] = psci::ret::SUCCESS as u64;
             } else {
                 guest_log!(
@@ -521,7 +462,7 @@ fn psci_with_vm(vm: &mut Vm, vcpu: usize, frame: &mut TrapFrame) -> ExitAction {
     }
 }
 
-impl VcpuView for Vm {
+impl VcpuView for Power {
     fn vcpu_count(&self) -> usize {
         self.vcpus.len()
     }
@@ -542,6 +483,7 @@ fn deliver(frame: &mut TrapFrame, cpu: &mut impl GuestCpu, exception: GuestExcep
 #[allow(unsafe_code)]
 mod tests {
     use super::*;
+    use crate::arch::aarch64::virtual_interface::NoListRegisters;
     use crate::console::ConsoleOutput;
     use crate::mm::guest_memory::{GuestMemory, RamChunk};
     use crate::vm::config::VmConfig;
@@ -607,8 +549,12 @@ mod tests {
             RamChunk { ipa: RAM, pa: 0x8000_0000, host: backing.as_mut_ptr() as usize, size: RAM_SIZE };
         // SAFETY: `backing` outlives the VM in every test and is touched only through it.
         let memory = unsafe { GuestMemory::new(vec![chunk]) };
-        let mut vm = Vm::new(0, config, memory, Box::new(sink.clone()), Vec::new()).unwrap();
-        vm.load().unwrap();
+        let vm = Vm::new(0, config, memory, Box::new(sink.clone()), Vec::new()).unwrap();
+        let mut power = vm.power().lock();
+        vm.load(&mut power).unwrap();
+        // vCPU 0 is running, as the CPU loop leaves it when it enters the guest.
+        power.vcpus[0] = VcpuPower::On;
+        drop(power);
         vm
     }
 
@@ -626,30 +572,27 @@ mod tests {
     }
 
     fn run(
-        vm: &mut Vm,
+        vm: &Vm,
         frame: &mut TrapFrame,
         cpu: &mut FakeCpu,
         esr: u64,
         far: u64,
         hpfar: u64,
     ) -> (ExitReason, ExitAction) {
-        handle_exit(vm, 0, frame, cpu, Syndrome { esr, far, hpfar })
+        let mut gic = VgicSession::local(vm.devices.vgic(), 0, NoListRegisters);
+        let out = handle_exit(vm, 0, frame, cpu, Syndrome { esr, far, hpfar }, &mut gic);
+        gic.finish();
+        out
     }
 
     #[test]
     fn an_mmio_store_reaches_the_uart_and_steps_past() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM, 0);
         frame.x[1] = b'A' as u64;
-        let out = run(
-            &mut vm,
-            &mut frame,
-            &mut FakeCpu::default(),
-            word_access(true),
-            0x0900_0000,
-            hpfar(0x0900_0000),
-        );
+        let out =
+            run(&vm, &mut frame, &mut FakeCpu::default(), word_access(true), 0x0900_0000, hpfar(0x0900_0000));
         assert_eq!(out, (ExitReason::Mmio, ExitAction::Resume));
         assert_eq!(frame.elr, RAM + 4);
         assert_eq!(*sink.0.lock().unwrap(), b"A");
@@ -658,21 +601,21 @@ mod tests {
     #[test]
     fn an_mmio_load_fills_the_register() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM, 0);
         frame.x[1] = u64::MAX;
         // PL011 PeriphID0 at 0xfe0 reads 0x11.
-        run(&mut vm, &mut frame, &mut FakeCpu::default(), word_access(false), 0xfe0, hpfar(0x0900_0000));
+        run(&vm, &mut frame, &mut FakeCpu::default(), word_access(false), 0xfe0, hpfar(0x0900_0000));
         assert_eq!(frame.x[1], 0x11);
     }
 
     #[test]
     fn an_access_to_nothing_injects_an_abort() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM + 0x100, 0);
         let mut cpu = FakeCpu::default();
-        let out = run(&mut vm, &mut frame, &mut cpu, word_access(false), 0x5000_0000, hpfar(0x5000_0000));
+        let out = run(&vm, &mut frame, &mut cpu, word_access(false), 0x5000_0000, hpfar(0x5000_0000));
         assert_eq!(out, (ExitReason::Mmio, ExitAction::Resume));
         let injected = cpu.injected.unwrap();
         assert_eq!(injected.elr_el1, RAM + 0x100);
@@ -685,11 +628,11 @@ mod tests {
     #[test]
     fn isv0_is_refused_with_an_abort() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM, 0);
         let mut cpu = FakeCpu::default();
         // EC 0x24, IL, no ISV: an ldp at the UART.
-        run(&mut vm, &mut frame, &mut cpu, 0x9200_0006, 0x0900_0000, hpfar(0x0900_0000));
+        run(&vm, &mut frame, &mut cpu, 0x9200_0006, 0x0900_0000, hpfar(0x0900_0000));
         assert!(cpu.injected.is_some());
         assert!(sink.0.lock().unwrap().is_empty());
     }
@@ -697,43 +640,37 @@ mod tests {
     #[test]
     fn psci_calls_over_hvc_and_smc() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut cpu = FakeCpu::default();
         let mut frame = TrapFrame::boot(RAM + 8, 0);
         frame.x[0] = 0x8400_0000;
         // HVC #0: ELR already points past it.
-        assert_eq!(
-            run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0),
-            (ExitReason::Hvc, ExitAction::Resume)
-        );
+        assert_eq!(run(&vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0), (ExitReason::Hvc, ExitAction::Resume));
         assert_eq!((frame.x[0], frame.elr), (0x1_0001, RAM + 8));
         // SMC #0: trapped at the SMC, so the PC steps past it.
         frame.x[0] = 0x8400_0000;
-        assert_eq!(
-            run(&mut vm, &mut frame, &mut cpu, 0x5e00_0000, 0, 0),
-            (ExitReason::Smc, ExitAction::Resume)
-        );
+        assert_eq!(run(&vm, &mut frame, &mut cpu, 0x5e00_0000, 0, 0), (ExitReason::Smc, ExitAction::Resume));
         assert_eq!((frame.x[0], frame.elr), (0x1_0001, RAM + 12));
         frame.x[0] = 0xdead_beef;
-        run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0);
+        run(&vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0);
         assert_eq!(frame.x[0], u64::MAX, "NOT_SUPPORTED is -1");
         frame.x[0] = 0x8400_0000;
-        run(&mut vm, &mut frame, &mut cpu, 0x5a00_1234, 0, 0);
+        run(&vm, &mut frame, &mut cpu, 0x5a00_1234, 0, 0);
         assert_eq!(frame.x[0], u64::MAX, "a non-zero immediate is not an SMCCC call");
         frame.x[0] = 0x8400_0009;
-        assert_eq!(run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::Reset);
+        assert_eq!(run(&vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::Reset);
         frame.x[0] = 0x8400_0008;
-        assert_eq!(run(&mut vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::PowerOff);
+        assert_eq!(run(&vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0).1, ExitAction::PowerOff);
     }
 
     #[test]
     fn sluice_hypercalls() {
         use platform::hypercall::{NULL, TRACE_DUMP, TRACE_PHASE};
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut cpu = FakeCpu::default();
         let mut frame = TrapFrame::boot(RAM + 8, 0);
-        let mut call = |vm: &mut Vm, function: u32, arg: u64| {
+        let mut call = |vm: &Vm, function: u32, arg: u64| {
             frame.x[0] = u64::from(function);
             frame.x[1] = arg;
             let (reason, action) = run(vm, &mut frame, &mut cpu, 0x5a00_0000, 0, 0);
@@ -741,28 +678,28 @@ mod tests {
             (frame.x[0] as i64, action)
         };
         let resumed = |value: i64| (value, ExitAction::Resume);
-        assert_eq!(call(&mut vm, NULL, 0), resumed(0));
-        assert_eq!(call(&mut vm, TRACE_PHASE, 15), resumed(0));
-        assert_eq!(call(&mut vm, TRACE_PHASE, 16), resumed(-2), "phases are 0 to 15");
-        assert_eq!(call(&mut vm, TRACE_PHASE, 1 << 32), resumed(0), "SMC32: only the low half counts");
-        assert_eq!(call(&mut vm, TRACE_DUMP, 5), (0, ExitAction::DumpTrace { exits: 5 }));
+        assert_eq!(call(&vm, NULL, 0), resumed(0));
+        assert_eq!(call(&vm, TRACE_PHASE, 15), resumed(0));
+        assert_eq!(call(&vm, TRACE_PHASE, 16), resumed(-2), "phases are 0 to 15");
+        assert_eq!(call(&vm, TRACE_PHASE, 1 << 32), resumed(0), "SMC32: only the low half counts");
+        assert_eq!(call(&vm, TRACE_DUMP, 5), (0, ExitAction::DumpTrace { exits: 5 }));
         assert_eq!(
-            call(&mut vm, TRACE_DUMP, 1 << 20),
+            call(&vm, TRACE_DUMP, 1 << 20),
             (0, ExitAction::DumpTrace { exits: 1024 }),
             "the dump is capped"
         );
-        assert_eq!(call(&mut vm, NULL + 3, 0), resumed(-1), "unknown vendor calls are NOT_SUPPORTED");
+        assert_eq!(call(&vm, NULL + 3, 0), resumed(-1), "unknown vendor calls are NOT_SUPPORTED");
     }
 
     #[test]
     fn an_empty_virtio_slot_reads_like_qemus() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM, 0);
         let mut cpu = FakeCpu::default();
         for (offset, expected) in [(0x000, 0x7472_6976), (0x004, 2), (0x008, 0), (0x070, 0)] {
             frame.x[1] = u64::MAX;
-            let out = run(&mut vm, &mut frame, &mut cpu, word_access(false), offset, hpfar(0x0a00_3e00));
+            let out = run(&vm, &mut frame, &mut cpu, word_access(false), offset, hpfar(0x0a00_3e00));
             assert_eq!(out, (ExitReason::Mmio, ExitAction::Resume));
             assert_eq!(frame.x[1], expected, "offset {offset:#x}");
         }
@@ -772,11 +709,11 @@ mod tests {
     #[test]
     fn a_fetch_outside_ram_is_an_instruction_abort_in_the_guest() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(0x1000, 0);
         let mut cpu = FakeCpu::default();
         // EC 0x20 (instruction abort from EL1, seen at EL2), IL, IFSC 0x05 (translation, level 1).
-        let out = run(&mut vm, &mut frame, &mut cpu, 0x8200_0005, 0x1000, hpfar(0x1000));
+        let out = run(&vm, &mut frame, &mut cpu, 0x8200_0005, 0x1000, hpfar(0x1000));
         assert_eq!(out, (ExitReason::InstructionAbort, ExitAction::Resume));
         let injected = cpu.injected.unwrap();
         // Taken at EL1 from EL1: EC 0x21, IL, synchronous external abort.
@@ -788,11 +725,11 @@ mod tests {
     #[test]
     fn a_fetch_fault_at_the_guests_own_vector_stops_the_vm() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let vector = RAM + 0x1000 + 0x200;
         let mut frame = TrapFrame::boot(vector, 0);
         let mut cpu = FakeCpu::default();
-        let out = run(&mut vm, &mut frame, &mut cpu, 0x8200_0005, vector, hpfar(vector));
+        let out = run(&vm, &mut frame, &mut cpu, 0x8200_0005, vector, hpfar(vector));
         assert_eq!(out, (ExitReason::InstructionAbort, ExitAction::Fault));
         assert!(cpu.injected.is_none());
     }
@@ -800,44 +737,41 @@ mod tests {
     #[test]
     fn wfi_waits_and_steps_past() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM, 0);
         let mut cpu = FakeCpu::default();
-        let wfi = run(&mut vm, &mut frame, &mut cpu, 0x0600_0000, 0, 0);
+        let wfi = run(&vm, &mut frame, &mut cpu, 0x0600_0000, 0, 0);
         assert_eq!(wfi, (ExitReason::Wfi, ExitAction::WaitForInterrupt));
         assert_eq!(frame.elr, RAM + 4);
         // WFE never sleeps the physical CPU.
-        let wfe = run(&mut vm, &mut frame, &mut cpu, 0x0600_0001, 0, 0);
+        let wfe = run(&vm, &mut frame, &mut cpu, 0x0600_0001, 0, 0);
         assert_eq!(wfe, (ExitReason::Wfi, ExitAction::Resume));
     }
 
     #[test]
     fn sysreg_traps_read_sanitised_values_or_inject_undef() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM, 0);
         let mut cpu = FakeCpu::default();
         // mrs x3, id_aa64isar0_el1 (S3_0_C0_C6_0).
         let iss = (3 << 20) | (3 << 5) | (6 << 1) | 1;
         let esr = (0x18 << 26) | (1 << 25) | iss;
-        assert_eq!(run(&mut vm, &mut frame, &mut cpu, esr, 0, 0), (ExitReason::SysReg, ExitAction::Resume));
+        assert_eq!(run(&vm, &mut frame, &mut cpu, esr, 0, 0), (ExitReason::SysReg, ExitAction::Resume));
         assert_eq!((frame.x[3], frame.elr), (0x1111, RAM + 4));
         // An implementation-defined register: undefined in the guest.
         let iss = (3 << 20) | (15 << 10) | (2 << 1) | 1;
-        run(&mut vm, &mut frame, &mut cpu, (0x18 << 26) | (1 << 25) | iss, 0, 0);
+        run(&vm, &mut frame, &mut cpu, (0x18 << 26) | (1 << 25) | iss, 0, 0);
         assert_eq!(cpu.injected.unwrap().esr_el1, 0x0200_0000);
     }
 
     #[test]
     fn unknown_exception_classes_become_undefined_instructions() {
         let (mut mem, sink) = (backing(), Sink::default());
-        let mut vm = vm(&mut mem, &sink);
+        let vm = vm(&mut mem, &sink);
         let mut frame = TrapFrame::boot(RAM, 0);
         let mut cpu = FakeCpu::default();
-        assert_eq!(
-            run(&mut vm, &mut frame, &mut cpu, 0x3c << 26, 0, 0),
-            (ExitReason::Other, ExitAction::Resume)
-        );
+        assert_eq!(run(&vm, &mut frame, &mut cpu, 0x3c << 26, 0, 0), (ExitReason::Other, ExitAction::Resume));
         assert_eq!(cpu.injected.unwrap().esr_el1, 0x0200_0000);
     }
 }

@@ -405,6 +405,35 @@ pub fn el1_timer_asserts(intid: u32) -> bool {
     ctl & 0b111 == 0b101
 }
 
+/// The virtual CPU interface of the CPU this runs on, over its registers.
+pub struct ThisCpuInterface {
+    /// ICH_VTR_EL2.ListRegs + 1, capped at what the vGIC uses.
+    pub list_registers: usize,
+}
+
+impl super::virtual_interface::VirtualInterface for ThisCpuInterface {
+    #[inline]
+    fn list_register_count(&self) -> usize {
+        self.list_registers
+    }
+    fn read_lr(&self, index: usize) -> u64 {
+        read_lr(index)
+    }
+    fn write_lr(&mut self, index: usize, value: u64) {
+        write_lr(index, value);
+    }
+    fn enable(&mut self, more_pending: bool) {
+        set_virtual_interface(more_pending);
+    }
+    fn deactivate_physical(&mut self, intid: u32) {
+        deactivate(intid);
+    }
+    #[inline]
+    fn timer_asserts(&self, intid: u32) -> bool {
+        el1_timer_asserts(intid)
+    }
+}
+
 /// Arms the EL2 physical timer (CNTHP, PPI 10) to interrupt this CPU `ticks` of the
 /// counter from now: Sluice's own alarm, which no guest can see or touch.
 pub fn arm_hyp_timer(ticks: u64) {

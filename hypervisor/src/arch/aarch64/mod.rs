@@ -7,6 +7,7 @@ pub mod inject;
 pub mod insn;
 pub mod intid;
 pub mod sysreg;
+pub mod virtual_interface;
 
 #[cfg(bare_metal)]
 pub mod boot;

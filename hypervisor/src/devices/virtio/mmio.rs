@@ -279,8 +279,8 @@ impl VirtioMmio {
         self.after_backend(result.map(|_| ()));
     }
 
-    /// Whether the slot's interrupt line is asserted (InterruptStatus != 0): the
-    /// caller drives the VM's SPI from this after each access, notify or input.
+    /// Whether the slot's interrupt line is asserted (InterruptStatus != 0); see
+    /// `devices::Wired`, which drives the VM's SPI from it.
     pub fn interrupt_level(&self) -> bool {
         self.interrupt_status != 0
     }
@@ -754,6 +754,14 @@ impl MmioDevice for VirtioMmio {
             return;
         }
         self.write_register(offset, value as u32);
+    }
+
+    fn interrupt_level(&self) -> bool {
+        VirtioMmio::interrupt_level(self)
+    }
+
+    fn reset(&mut self) {
+        VirtioMmio::reset(self);
     }
 }
 
