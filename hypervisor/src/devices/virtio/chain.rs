@@ -41,9 +41,17 @@ impl core::fmt::Debug for Chain {
 }
 
 impl Chain {
-    /// An empty chain starting at descriptor `head`.
-    pub(crate) fn new(head: u16) -> Self {
+    /// An empty chain starting at descriptor `head`. It is 4 KiB: a device keeps
+    /// one (boxed) and [`Queue::pop_into`](super::queue::Queue::pop_into) refills
+    /// it, rather than making and moving a new one per request.
+    pub fn new(head: u16) -> Self {
         Self { head, count: 0, readable: 0, buffers: [Buffer::default(); MAX_QUEUE_SIZE as usize] }
+    }
+
+    /// Empties the chain for one starting at descriptor `head` (the old buffers
+    /// stay in memory, unreachable: only the first `count` are ever read).
+    pub(crate) fn restart(&mut self, head: u16) {
+        (self.head, self.count, self.readable) = (head, 0, 0);
     }
 
     /// Appends a buffer; `limit` is the queue size, the longest chain allowed.
@@ -183,6 +191,48 @@ impl<'a> Cursor<'a> {
         while let Some((addr, len)) = self.next_span(data.len() - done) {
             mem.write(addr, &data[done..done + len])?;
             done += len;
+        }
+        Ok(done)
+    }
+
+    /// Copies `len` bytes of `src` at `src_at` (a disk) into the next bytes, as
+    /// much as fits; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As for [`read`](Self::read), or if `src` is not that long.
+    pub fn write_from(
+        &mut self,
+        mem: &GuestMemory,
+        src: &GuestMemory,
+        src_at: u64,
+        len: u64,
+    ) -> Result<u64, GuestMemoryError> {
+        let mut done = 0;
+        while let Some((addr, n)) = self.next_span(usize::try_from(len - done).unwrap_or(usize::MAX)) {
+            mem.copy_from(addr, src, src_at + done, n as u64)?;
+            done += n as u64;
+        }
+        Ok(done)
+    }
+
+    /// Copies the next bytes, at most `len`, into `dst` at `dst_at` (a disk);
+    /// returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As for [`read`](Self::read), or if `dst` is not that long.
+    pub fn read_into(
+        &mut self,
+        mem: &GuestMemory,
+        dst: &GuestMemory,
+        dst_at: u64,
+        len: u64,
+    ) -> Result<u64, GuestMemoryError> {
+        let mut done = 0;
+        while let Some((addr, n)) = self.next_span(usize::try_from(len - done).unwrap_or(usize::MAX)) {
+            dst.copy_from(dst_at + done, mem, addr, n as u64)?;
+            done += n as u64;
         }
         Ok(done)
     }

@@ -25,6 +25,7 @@ use super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
 use crate::console::ring::ByteRing;
 use crate::console::BoxedConsole;
 use crate::mm::guest_memory::GuestMemory;
+use alloc::boxed::Box;
 
 /// Feature bits (§5.3.3).
 pub mod feature {
@@ -52,31 +53,39 @@ mod config {
     pub const LEN: usize = 12;
 }
 
-/// A transmit chain partly sent when a call's budget ran out.
-struct Sending {
-    chain: Chain,
-    /// Bytes of it already sent.
-    sent: u64,
-}
-
 /// A virtio console with one port.
 pub struct Console {
     out: BoxedConsole,
     held: ByteRing<INPUT_CAPACITY>,
     dropped: u64,
-    sending: Option<Sending>,
+    /// The receive chain being filled (see [`Chain::new`]: made once, reused).
+    receiving: Box<Chain>,
+    /// The transmit chain being sent, and how many of its bytes were, if a call's
+    /// budget ran out in the middle of it.
+    sending: Box<Chain>,
+    sent: Option<u64>,
 }
 
 impl Console {
     /// A console whose output goes to `out`.
     pub fn new(out: BoxedConsole) -> Self {
-        Self { out, held: ByteRing::new(), dropped: 0, sending: None }
+        Self {
+            out,
+            held: ByteRing::new(),
+            dropped: 0,
+            receiving: Box::new(Chain::new(0)),
+            sending: Box::new(Chain::new(0)),
+            sent: None,
+        }
     }
 
     /// Moves held input into posted receive buffers, a chain at a time.
     fn deliver(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<(), QueueError> {
         while !self.held.is_empty() {
-            let Some(chain) = q.pop(mem)? else { break };
+            if !q.pop_into(mem, &mut self.receiving)? {
+                break;
+            }
+            let chain = &self.receiving;
             let mut writer = chain.writer();
             let mut written = 0;
             loop {
@@ -105,18 +114,20 @@ impl Console {
         let mut budget = Budget::per_call();
         let mut bounce = [0u8; 256];
         loop {
-            let sending = match self.sending.as_mut() {
-                Some(sending) => sending,
+            let sent = match self.sent.as_mut() {
+                Some(sent) => sent,
                 None => {
                     if !budget.take_chain() {
                         return Ok(Progress::More);
                     }
-                    let Some(chain) = q.pop(mem)? else { return Ok(Progress::Done) };
-                    self.sending.insert(Sending { chain, sent: 0 })
+                    if !q.pop_into(mem, &mut self.sending)? {
+                        return Ok(Progress::Done);
+                    }
+                    self.sent.insert(0)
                 }
             };
-            let mut reader = sending.chain.reader();
-            reader.skip(sending.sent);
+            let mut reader = self.sending.reader();
+            reader.skip(*sent);
             loop {
                 let room = bounce.len().min(usize::try_from(budget.bytes_left()).unwrap_or(usize::MAX));
                 if room == 0 {
@@ -129,15 +140,14 @@ impl Console {
                 // The console takes what the VM's share allows; the rest waits in
                 // the guest's buffer for a later call.
                 let taken = self.out.offer(&bounce[..n]);
-                sending.sent += taken as u64;
+                *sent += taken as u64;
                 budget.spend_bytes(n as u64);
                 if taken < n {
                     return Ok(Progress::Waiting);
                 }
             }
-            let head = sending.chain.head();
-            self.sending = None;
-            q.push_used(mem, head, 0)?;
+            self.sent = None;
+            q.push_used(mem, self.sending.head(), 0)?;
         }
     }
 }
@@ -177,7 +187,7 @@ impl VirtioBackend for Console {
 
     fn reset(&mut self) {
         self.held.clear();
-        self.sending = None;
+        self.sent = None;
     }
 
     fn process_queue(
