@@ -208,12 +208,7 @@ impl<'a> Cursor<'a> {
         src_at: u64,
         len: u64,
     ) -> Result<u64, GuestMemoryError> {
-        let mut done = 0;
-        while let Some((addr, n)) = self.next_span(usize::try_from(len - done).unwrap_or(usize::MAX)) {
-            mem.copy_from(addr, src, src_at + done, n as u64)?;
-            done += n as u64;
-        }
-        Ok(done)
+        self.each_span(len, |addr, done, n| mem.copy_from(addr, src, src_at + done, n))
     }
 
     /// Copies the next bytes, at most `len`, into `dst` at `dst_at` (a disk);
@@ -229,9 +224,19 @@ impl<'a> Cursor<'a> {
         dst_at: u64,
         len: u64,
     ) -> Result<u64, GuestMemoryError> {
+        self.each_span(len, |addr, done, n| dst.copy_from(dst_at + done, mem, addr, n))
+    }
+
+    /// Calls `f(guest address, bytes before it, length)` for the next contiguous
+    /// runs, at most `len` bytes in all, moving past them; returns how many.
+    fn each_span(
+        &mut self,
+        len: u64,
+        mut f: impl FnMut(u64, u64, u64) -> Result<(), GuestMemoryError>,
+    ) -> Result<u64, GuestMemoryError> {
         let mut done = 0;
         while let Some((addr, n)) = self.next_span(usize::try_from(len - done).unwrap_or(usize::MAX)) {
-            dst.copy_from(dst_at + done, mem, addr, n as u64)?;
+            f(addr, done, n as u64)?;
             done += n as u64;
         }
         Ok(done)

@@ -26,6 +26,7 @@
 //! | 11 | `hvc-psci-version` | `hvc #0` with PSCI_VERSION, round trip: a known call to set `hvc-unknown` against |
 //! | 12 | `gicd-read` | one trapped read of a GIC distributor register (GICD_IIDR) |
 //! | 13 | `first-instruction` | one sample: the counter when the guest's `main` starts, i.e. the time from the machine's start (counter 0) to the guest's first instructions: Sluice's start-up, or plain QEMU's |
+//! | 14 | `sgi` | an SGI from CPU 0 (a write of ICC_SGI1R_EL1) to CPU 1, waiting in `wfi`, until CPU 1's handler runs (only with 2 CPUs in the DTB) |
 //!
 //! Before `hvc-null`, untimed, the guest floods Sluice with [`FLOOD`] unknown
 //! hypercalls: the log lines they cause are rate-limited, so neither `hvc-null` nor
@@ -57,7 +58,7 @@ mod guest {
     use test_guests::latency::{self, Summary};
     use test_guests::shared::IrqShared;
     use test_guests::virtio::{self, Slot};
-    use test_guests::{bootargs, gic, irq, println, psci, smccc, timer};
+    use test_guests::{bootargs, cpu, gic, irq, println, psci, smccc, smp, timer};
 
     type Blk = VirtioBlk<&'static BumpHal, MmioTransport>;
 
@@ -79,6 +80,8 @@ mod guest {
     const QUEUE_SEL: usize = 0x030;
     /// GICD_IIDR's offset in the distributor.
     const GICD_IIDR: usize = 0x008;
+    /// The SGI of path `sgi`.
+    const SGI: u32 = 3;
 
     /// The samples of the path being timed (two figures per iteration at most).
     static SAMPLES: [[AtomicU64; MAX_ITERATIONS]; 2] =
@@ -92,16 +95,20 @@ mod guest {
         warmup: usize,
         /// Unknown hypercalls made before timing (`flood=N`, default [`FLOOD`]).
         flood: u32,
+        /// The MPIDR affinity of the DTB's second CPU, if it has one (path `sgi`).
+        second_cpu: Option<u64>,
     }
 
     fn plan(dtb: usize) -> Plan {
         let args = BootInfo::read(dtb).ok().and_then(|info| info.bootargs).unwrap_or("");
+        let second_cpu = BootInfo::read(dtb).ok().filter(|info| info.cpus >= 2).and_then(|info| info.cpu_id(1));
         let number =
             |key, default| bootargs::value(args, key).and_then(|v| v.parse().ok()).unwrap_or(default);
         Plan {
             iterations: number("iterations", 1000).clamp(1, MAX_ITERATIONS),
             warmup: number("warmup", 50),
             flood: number("flood", FLOOD as usize) as u32,
+            second_cpu,
         }
     }
 
@@ -194,6 +201,9 @@ mod guest {
         });
         SAMPLES[0][0].store(first_instruction, Ordering::Relaxed);
         report("first-instruction", 13, &SAMPLES[0][..1]);
+        if let Some(cpu1) = plan.second_cpu {
+            sgi_round_trip(&plan, cpu1);
+        }
 
         println!("bench: done");
         psci::system_off()
@@ -371,6 +381,59 @@ mod guest {
         TIMER_AT.store(timer::counter(), Ordering::Relaxed);
         timer::stop();
         FIRED.store(true, Ordering::Release);
+    }
+
+    /// The counter when CPU 1's SGI handler ran, and whether it has since the last
+    /// SGI was sent.
+    static SGI_AT: AtomicU64 = AtomicU64::new(0);
+    static SGI_TAKEN: AtomicBool = AtomicBool::new(false);
+    /// CPU 1 is up, its SGI enabled.
+    static CPU1_READY: AtomicBool = AtomicBool::new(false);
+
+    /// CPU 1: takes SGIs in `wfi`, for ever (the VM powers off under it).
+    fn cpu1_main(_slot: usize) -> ! {
+        gic::init_cpu().unwrap_or_else(|e| fail(format_args!("gic on cpu1: {e}")));
+        irq::register(SGI, on_sgi);
+        gic::enable_private(SGI);
+        irq::enable();
+        CPU1_READY.store(true, Ordering::Release);
+        loop {
+            irq::wait_unless(|| false);
+        }
+    }
+
+    fn on_sgi(_intid: u32) {
+        SGI_AT.store(timer::counter(), Ordering::Relaxed);
+        SGI_TAKEN.store(true, Ordering::Release);
+    }
+
+    /// Path `sgi`: CPU 0 sends CPU 1 (affinity `cpu1`) an SGI; one sample is the
+    /// time until CPU 1's handler reads the counter (both read the same virtual
+    /// counter).
+    fn sgi_round_trip(plan: &Plan, cpu1: u64) {
+        if let Err(e) = smp::start_cpu(cpu1, cpu1_main) {
+            fail(format_args!("starting cpu1 (mpidr {cpu1:#x}): {e}"));
+        }
+        let give_up = timer::Deadline::after_ms(ITERATION_TIMEOUT_MS);
+        while !CPU1_READY.load(Ordering::Acquire) {
+            if give_up.expired() {
+                fail(format_args!("cpu1 did not come up in {ITERATION_TIMEOUT_MS} ms"));
+            }
+            cpu::relax();
+        }
+        measure(plan, 14, ["sgi"], || {
+            SGI_TAKEN.store(false, Ordering::Relaxed);
+            let give_up = timer::Deadline::after_ms(ITERATION_TIMEOUT_MS);
+            let start = timer::counter();
+            gic::send_sgi(SGI, cpu1);
+            while !SGI_TAKEN.load(Ordering::Acquire) {
+                if give_up.expired() {
+                    fail(format_args!("cpu1 did not take the SGI in {ITERATION_TIMEOUT_MS} ms"));
+                }
+                cpu::relax();
+            }
+            [SGI_AT.load(Ordering::Relaxed).saturating_sub(start)]
+        });
     }
 
     /// Paths `vtimer` and `vtimer-wfi`: deadline to handler entry.
