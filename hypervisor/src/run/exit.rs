@@ -56,7 +56,8 @@ pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
             return;
         }
         if let Trap::DataAbort(Ok(access)) = trap {
-            mmio_exit(exit, vm(vm_index), vcpu, frame, access, far);
+            let interface = ThisCpuInterface { list_registers: m.list_registers };
+            mmio_exit(exit, vm(vm_index), vcpu, interface, frame, access, far);
             return;
         }
         Some((trap, syndrome))
@@ -99,8 +100,16 @@ fn local_vgic(vm: &Vm, vcpu: usize) -> VgicSession<'_, ThisCpuInterface> {
 /// moved). Anything the VM's other vCPUs must see comes to them with a kick; a vCPU
 /// asked to stop meanwhile learns it from that kick, at its next exit.
 #[inline(never)]
-fn mmio_exit(exit: Exit, vm: &Vm, vcpu: usize, frame: &mut TrapFrame, access: MmioAccess, far: u64) {
-    let mut gic = local_vgic(vm, vcpu);
+fn mmio_exit(
+    exit: Exit,
+    vm: &Vm,
+    vcpu: usize,
+    interface: ThisCpuInterface,
+    frame: &mut TrapFrame,
+    access: MmioAccess,
+    far: u64,
+) {
+    let mut gic = VgicSession::local(vm.devices.vgic(), vcpu, interface);
     if vm.devices.has_backlog() {
         // One more budget of the work a notify left (devices::virtio::budget).
         vm.devices.work_on_backlog(&mut gic);

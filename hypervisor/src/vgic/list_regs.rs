@@ -164,7 +164,7 @@ impl Vgic {
         // Only interrupts that are pending, active or in a list register can be
         // listed; usually a handful, so the keys live on the stack unless many are.
         let live = self.live_intids(vcpu);
-        let mut few = [0u32; 2 * MAX_LIST_REGS];
+        let mut few = [0u32; 8];
         let mut all;
         let keys: &mut [u32] = if live.count_ones() as usize <= few.len() {
             &mut few
@@ -190,7 +190,7 @@ impl Vgic {
         let capacity = lrs.len().min(MAX_LIST_REGS);
         let left_over = count > capacity;
         let mut any_pending = false;
-        let mut flushed = Flushed::EMPTY;
+        self.cpus[vcpu].flushed.count = 0;
         for (slot, lr) in lrs.iter_mut().enumerate() {
             let Some(&key) = keys.get(slot).filter(|_| slot < capacity) else {
                 *lr = ListReg::EMPTY;
@@ -214,10 +214,10 @@ impl Vgic {
             // ICH_HCR_EL2.NPIE): a pending-and-active entry does not count.
             any_pending |= pending && !active;
             *lr = reg.encode();
+            let flushed = &mut self.cpus[vcpu].flushed;
             flushed.values[slot] = *lr;
             flushed.count = slot + 1;
         }
-        self.cpus[vcpu].flushed = flushed;
         left_over && any_pending
     }
 

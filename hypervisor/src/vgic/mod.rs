@@ -79,6 +79,9 @@ pub const FIRST_SPI: u32 = 32;
 pub const NR_INTIDS: u32 = 128;
 /// Number of SPIs.
 const NR_SPIS: usize = (NR_INTIDS - FIRST_SPI) as usize;
+/// Offsets of the set- and clear-pending and -active registers, in the
+/// distributor and in a redistributor's SGI_base page alike.
+const PENDING_AND_ACTIVE_REGS: core::ops::Range<u64> = 0x200..0x400;
 
 /// Which vCPUs must be made to exit so they pick up new pending state (bit i =
 /// vCPU i).
@@ -251,6 +254,21 @@ impl Vgic {
     /// 64 KiB). Reserved offsets and widths the register does not accept read 0.
     pub fn distributor_read(&self, offset: u64, width: AccessWidth) -> u64 {
         self.gicd_read(offset, width)
+    }
+
+    /// Whether a read of the distributor register at `offset` shows pending or
+    /// active states (GICD_I{S,C}{PEND,ACTIVE}R<n>), which the list registers of
+    /// a running vCPU may hold: the caller folds them in first ([`Vgic::sync`]).
+    /// Other registers read the same either way.
+    pub fn distributor_read_shows_lrs(offset: u64) -> bool {
+        (PENDING_AND_ACTIVE_REGS).contains(&offset)
+    }
+
+    /// [`Vgic::distributor_read_shows_lrs`] for the redistributor region
+    /// (GICR_I{S,C}{PEND,ACTIVE}R0 in each frame's SGI_base page).
+    pub fn redistributor_read_shows_lrs(offset: u64) -> bool {
+        let inner = offset % GICR_FRAME_SIZE;
+        inner.checked_sub(GICR_SGI_BASE).is_some_and(|sgi| PENDING_AND_ACTIVE_REGS.contains(&sgi))
     }
 
     /// A guest write of the low `width` bytes of `value` at `offset` from the
@@ -655,6 +673,18 @@ mod tests {
         assert!(!g.has_pending(0));
         assert!(!g.flush(0, &mut lrs));
         assert_eq!(lrs, [ListReg::EMPTY; 16]);
+    }
+
+    #[test]
+    fn only_pending_and_active_registers_need_the_list_registers() {
+        for (offset, shows) in [(0x000, false), (0x008, false), (0x1fc, false), (0x200, true), (0x3fc, true)]
+        {
+            assert_eq!(Vgic::distributor_read_shows_lrs(offset), shows, "GICD {offset:#x}");
+        }
+        assert!(!Vgic::redistributor_read_shows_lrs(0x200), "RD_base page: GICR_* control registers");
+        assert!(Vgic::redistributor_read_shows_lrs(GICR_SGI_BASE + 0x200));
+        assert!(Vgic::redistributor_read_shows_lrs(GICR_FRAME_SIZE + GICR_SGI_BASE + 0x300));
+        assert!(!Vgic::redistributor_read_shows_lrs(GICR_FRAME_SIZE + GICR_SGI_BASE + 0x100));
     }
 
     #[test]

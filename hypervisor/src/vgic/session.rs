@@ -69,6 +69,12 @@ impl<'a, I: VirtualInterface> VgicSession<'a, I> {
         vgic
     }
 
+    /// The vGIC, locked, as it is: for reading what the list registers cannot
+    /// change (see [`Vgic::distributor_read_shows_lrs`]). Nothing is written back.
+    pub fn peek(&self) -> LockGuard<'a, Vgic> {
+        self.vgic.lock()
+    }
+
     /// Runs `change` on the vGIC (see [`Self::lock`]); the vCPUs it names are kicked.
     pub fn update(&mut self, change: impl FnOnce(&mut Vgic) -> Kick) {
         let kick = change(&mut self.lock());
@@ -153,8 +159,16 @@ fn fill_list_registers<I: VirtualInterface>(vgic: &mut Vgic, local: &mut Local<I
         return;
     }
     let n = local.interface.list_register_count().min(MAX_LIST_REGS);
-    let mut lrs = [0u64; MAX_LIST_REGS];
-    let more = vgic.flush(vcpu, &mut lrs[..n]);
+    // QEMU's CPUs have 4 list registers: no need to clear room for 16 then.
+    let mut four = [0u64; 4];
+    let mut all;
+    let lrs: &mut [u64] = if n <= four.len() {
+        &mut four[..n]
+    } else {
+        all = [0u64; MAX_LIST_REGS];
+        &mut all[..n]
+    };
+    let more = vgic.flush(vcpu, lrs);
     // The ones filled now, and the ones filled before that must be cleared; the
     // rest are empty already.
     let written = in_hardware.max(vgic.lrs_in_use(vcpu)).min(n);

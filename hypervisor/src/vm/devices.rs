@@ -140,12 +140,18 @@ impl Devices {
         trace::point(Stage::Dispatched);
         let width = access.width;
         Some(match (device, access.store) {
-            (DeviceId::Gicd, None) => gic.lock().distributor_read(offset, width),
+            (DeviceId::Gicd, None) if Vgic::distributor_read_shows_lrs(offset) => {
+                gic.lock().distributor_read(offset, width)
+            }
+            (DeviceId::Gicd, None) => gic.peek().distributor_read(offset, width),
             (DeviceId::Gicd, Some(value)) => {
                 gic.update(|v| v.distributor_write(offset, width, value));
                 0
             }
-            (DeviceId::Gicr, None) => gic.lock().redistributor_read(offset, width),
+            (DeviceId::Gicr, None) if Vgic::redistributor_read_shows_lrs(offset) => {
+                gic.lock().redistributor_read(offset, width)
+            }
+            (DeviceId::Gicr, None) => gic.peek().redistributor_read(offset, width),
             (DeviceId::Gicr, Some(value)) => {
                 gic.update(|v| v.redistributor_write(offset, width, value));
                 0

@@ -101,7 +101,8 @@ mod guest {
 
     fn plan(dtb: usize) -> Plan {
         let args = BootInfo::read(dtb).ok().and_then(|info| info.bootargs).unwrap_or("");
-        let second_cpu = BootInfo::read(dtb).ok().filter(|info| info.cpus >= 2).and_then(|info| info.cpu_id(1));
+        let second_cpu =
+            BootInfo::read(dtb).ok().filter(|info| info.cpus >= 2).and_then(|info| info.cpu_id(1));
         let number =
             |key, default| bootargs::value(args, key).and_then(|v| v.parse().ok()).unwrap_or(default);
         Plan {
