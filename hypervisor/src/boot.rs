@@ -58,9 +58,12 @@ fn image_region() -> Region {
     Region::new(start, end - start)
 }
 
-/// The boot CPU's Rust entry, on its boot stack, with the host DTB's address.
+/// The boot CPU's Rust entry, on its boot stack, with the host DTB's address: the
+/// entry code (`arch::aarch64::boot`) calls it by this name.
 #[allow(unsafe_code)]
-pub fn primary_main(dtb_addr: usize) -> ! {
+// SAFETY (no_mangle): the name is Sluice's alone, and only the entry code calls it.
+#[no_mangle]
+pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
     crate::mm::heap::init();
     let dtb = host_dtb(dtb_addr);
     let Ok(host) = read_host_dtb(dtb) else {
@@ -228,8 +231,12 @@ fn report_trace_cost(detailed: bool) {
     );
 }
 
-/// A secondary CPU's Rust entry, on its own boot stack.
-pub fn secondary_main(cpu: usize) -> ! {
+/// A secondary CPU's Rust entry, on its own boot stack: the entry code calls it by
+/// this name.
+#[allow(unsafe_code)]
+// SAFETY (no_mangle): the name is Sluice's alone, and only the entry code calls it.
+#[no_mangle]
+pub extern "C" fn sluice_secondary_main(cpu: usize) -> ! {
     el2::mmu_on();
     run::cpu_main(cpu)
 }

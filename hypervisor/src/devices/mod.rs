@@ -11,47 +11,9 @@ pub mod irq;
 pub mod pl011;
 pub mod virtio;
 
+pub use crate::arch::aarch64::esr::AccessWidth;
 pub use bus::{BusError, MmioBus};
 pub use irq::{InterruptSink, Unwired, Wired};
-
-/// Width of one MMIO access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AccessWidth {
-    /// 8 bits.
-    Byte = 1,
-    /// 16 bits.
-    Half = 2,
-    /// 32 bits.
-    Word = 4,
-    /// 64 bits.
-    Double = 8,
-}
-
-impl AccessWidth {
-    /// Number of bytes accessed.
-    pub const fn bytes(self) -> u64 {
-        self as u64
-    }
-
-    /// The width of an access of `bytes` bytes, if it is 1, 2, 4 or 8.
-    pub const fn from_bytes(bytes: u64) -> Option<Self> {
-        match bytes {
-            1 => Some(Self::Byte),
-            2 => Some(Self::Half),
-            4 => Some(Self::Word),
-            8 => Some(Self::Double),
-            _ => None,
-        }
-    }
-
-    /// Mask of the bits an access of this width carries.
-    pub const fn mask(self) -> u64 {
-        match self {
-            Self::Double => u64::MAX,
-            w => (1u64 << (w.bytes() * 8)) - 1,
-        }
-    }
-}
 
 /// An emulated device behind a range of guest-physical addresses.
 ///

@@ -8,8 +8,9 @@ use super::power::fatal;
 use crate::arch::aarch64::el2;
 use crate::arch::aarch64::intid::{HYP_TIMER, MAINTENANCE, PHYSICAL_TIMER, VIRTUAL_TIMER};
 use crate::arch::aarch64::stacks::trap_stack_top;
+use crate::arch::aarch64::trap_frame::TrapFrame;
 use crate::arch::aarch64::vectors::enter_guest;
-use crate::vm::vcpu::{TrapFrame, VcpuPower};
+use crate::vm::vcpu::VcpuPower;
 use crate::vm::Vm;
 
 /// A CPU's life after its EL2 set-up: run the vCPU it is given, or idle.

@@ -16,14 +16,15 @@ use super::power::fatal;
 use crate::arch::aarch64::el2::{self, El1Cpu, ThisCpuInterface};
 use crate::arch::aarch64::esr::{MmioAccess, Trap};
 use crate::arch::aarch64::intid::{PHYSICAL_TIMER, VIRTUAL_TIMER};
+use crate::arch::aarch64::trap_frame::TrapFrame;
 use crate::arch::aarch64::vectors::kind;
 use crate::guest_log;
 use crate::logger;
+use crate::trace::stats::ExitReason;
 use crate::trace::{self, CpuTrace, Stage};
 use crate::vgic::VgicSession;
-use crate::vm::stats::ExitReason;
 use crate::vm::trap::{self, handle_on_cpu, handle_with_vm, ExitAction, Syndrome};
-use crate::vm::vcpu::{TrapFrame, VcpuPower};
+use crate::vm::vcpu::VcpuPower;
 use crate::vm::Vm;
 use log::{error, info};
 
@@ -35,8 +36,12 @@ const BACKLOG_SLICES_PER_SECOND: u64 = 10_000;
 /// time for 256 bytes of it.
 const WAITING_SLICES_PER_SECOND: u64 = 500;
 
-/// Handles a trap from the guest running on this CPU.
-pub fn trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
+/// Handles a trap from the guest running on this CPU: the exception vectors
+/// (`arch::aarch64::vectors`) call it by this name with the frame they saved.
+#[allow(unsafe_code)]
+// SAFETY (no_mangle): the name is Sluice's alone, and only the vector table calls it.
+#[no_mangle]
+pub extern "C" fn sluice_trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) {
     let cpu = el2::cpu_index();
     let m = machine();
     let host = &m.cpus[cpu];
@@ -294,8 +299,12 @@ fn end_vcpu(
     *frame = wait_for_start(cpu, vm.index, vcpu);
 }
 
-/// An exception taken at EL2 itself: a hypervisor bug.
-pub fn hypervisor_fault(frame: &mut TrapFrame, trap_kind: u64) {
+/// An exception taken at EL2 itself: a hypervisor bug. The exception vectors call
+/// it by this name.
+#[allow(unsafe_code)]
+// SAFETY (no_mangle): the name is Sluice's alone, and only the vector table calls it.
+#[no_mangle]
+pub extern "C" fn sluice_hypervisor_fault(frame: &mut TrapFrame, trap_kind: u64) {
     let (esr, far, _) = el2::syndrome();
     fatal(format_args!(
         "exception at EL2 (kind {trap_kind}): ESR {esr:#x}, ELR {:#x}, FAR {far:#x}",

@@ -28,6 +28,5 @@ mod machine;
 mod power;
 
 pub use cpu::{cpu_main, current_vm};
-pub use exit::{hypervisor_fault, trap_from_guest};
 pub use machine::{HostCpu, Machine, CLEAN, ENDS, FAILED, MACHINE, RUNNING};
 pub use power::{fatal, power_off_if_done};

@@ -3,7 +3,7 @@
 use super::record::{Record, Stage, SEGMENTS};
 use super::ring::Ring;
 use super::sums::Sums;
-use crate::vm::stats::ExitReason;
+use crate::trace::stats::ExitReason;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// A stage not stamped during the current exit.

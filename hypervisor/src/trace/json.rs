@@ -14,7 +14,7 @@
 use super::record::{Record, Stage, SEGMENTS};
 use super::sums::Sums;
 use super::MAX_PHASES;
-use crate::vm::stats::ExitReason;
+use crate::trace::stats::ExitReason;
 use core::fmt::{self, Write};
 use platform::counter::ticks_to_ns;
 

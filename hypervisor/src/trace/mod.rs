@@ -23,6 +23,7 @@ pub mod cpu;
 pub mod json;
 pub mod record;
 pub mod ring;
+pub mod stats;
 pub mod sums;
 
 pub use cpu::CpuTrace;

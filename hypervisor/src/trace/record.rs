@@ -1,7 +1,7 @@
 //! One exit as the trace keeps it: the counter at trap entry and how far into the
 //! exit each later stage was reached.
 
-use crate::vm::stats::ExitReason;
+use crate::trace::stats::ExitReason;
 
 /// A point on the trap path, in the order an exit passes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

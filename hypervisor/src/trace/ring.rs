@@ -85,7 +85,7 @@ impl Ring {
 mod tests {
     use super::*;
     use crate::trace::record::SEGMENTS;
-    use crate::vm::stats::ExitReason;
+    use crate::trace::stats::ExitReason;
     use alloc::vec::Vec;
 
     fn record(entry: u64) -> Record {

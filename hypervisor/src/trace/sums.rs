@@ -3,7 +3,7 @@
 
 use super::record::{Record, SEGMENTS};
 use super::MAX_PHASES;
-use crate::vm::stats::{ExitReason, ExitStats};
+use crate::trace::stats::{ExitReason, ExitStats};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 const REASONS: usize = ExitReason::ALL.len();

@@ -12,7 +12,6 @@ pub mod config;
 pub mod devices;
 pub mod hypercall;
 pub mod psci;
-pub mod stats;
 pub mod trap;
 pub mod vcpu;
 

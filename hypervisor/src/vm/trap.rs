@@ -8,16 +8,17 @@
 use super::devices::Access;
 use super::hypercall::Answer;
 use super::psci::{self, PsciOutcome, VcpuView};
-use super::stats::ExitReason;
-use super::vcpu::TrapFrame;
 use super::{Power, Vm};
 use crate::arch::aarch64::esr::{decode_trap, DecodeError, MmioAccess, SysReg, SysRegAccess, Trap, WfxKind};
+use crate::arch::aarch64::guest_cpu::GuestCpu;
 use crate::arch::aarch64::insn;
 use crate::arch::aarch64::sysreg::{self, SysRegOutcome};
+use crate::arch::aarch64::trap_frame::TrapFrame;
 use crate::arch::aarch64::virtual_interface::VirtualInterface;
-use crate::arch::inject::{inject, GuestException, Injection};
+use crate::arch::inject::{inject, GuestException};
 use crate::guest_log;
 use crate::guest_log::Kind;
+use crate::trace::stats::ExitReason;
 use crate::vgic::VgicSession;
 use crate::vm::vcpu::VcpuPower;
 use log::error;
@@ -31,21 +32,6 @@ pub struct Syndrome {
     pub far: u64,
     /// HPFAR_EL2.
     pub hpfar: u64,
-}
-
-/// The trapping vCPU's state that is not in its [`TrapFrame`].
-pub trait GuestCpu {
-    /// VBAR_EL1.
-    fn vbar_el1(&self) -> u64;
-    /// SCTLR_EL1.
-    fn sctlr_el1(&self) -> u64;
-    /// Writes ELR_EL1, SPSR_EL1, ESR_EL1 and FAR_EL1 for an injected exception.
-    fn set_exception_registers(&mut self, injection: &Injection);
-    /// The real value of an ID register.
-    fn read_id_register(&self, reg: SysReg) -> u64;
-    /// The guest-physical address of guest virtual address `va` (stage 1 only), if
-    /// the guest's own tables map it.
-    fn guest_va_to_ipa(&self, va: u64) -> Option<u64>;
 }
 
 /// How the vCPU goes on after an exit.
@@ -484,6 +470,7 @@ fn deliver(frame: &mut TrapFrame, cpu: &mut impl GuestCpu, exception: GuestExcep
 mod tests {
     use super::*;
     use crate::arch::aarch64::virtual_interface::NoListRegisters;
+    use crate::arch::inject::Injection;
     use crate::console::ConsoleOutput;
     use crate::mm::guest_memory::{GuestMemory, RamChunk};
     use crate::vm::config::VmConfig;

@@ -3,7 +3,8 @@
 //! QEMU's `-kernel` loads Sluice like a Linux kernel (Linux
 //! `Documentation/arch/arm64/booting.rst`): at EL2, MMU and caches off, the host DTB's
 //! address in x0. The entry checks that, clears .bss, sets up the boot stack and the
-//! EL2 vectors, and calls [`crate::boot::primary_main`].
+//! EL2 vectors, and calls `sluice_primary_main` (defined in `crate::boot`, reached
+//! through the linker, not an import).
 #![allow(unsafe_code)]
 
 use crate::arch::aarch64::stacks::{BOOT_STACKS, STACK_SIZE};
@@ -58,7 +59,7 @@ core::arch::global_asm!(
     "    msr     vbar_el2, x1",
     "    isb",
     "    mov     x0, x19",
-    "    bl      {main}",
+    "    bl      sluice_primary_main",
     "2:  wfe",
     "    b       2b",
     // Secondary CPUs, started by the host's PSCI CPU_ON with their index in x0: MMU
@@ -78,26 +79,14 @@ core::arch::global_asm!(
     "    msr     vbar_el2, x1",
     "    isb",
     "    mov     x0, x19",
-    "    bl      {secondary}",
+    "    bl      sluice_secondary_main",
     "5:  wfe",
     "    b       5b",
     ".ltorg",
     magic = const MAGIC,
-    secondary = sym secondary_entry,
     stack = sym BOOT_STACKS,
     stack_size = const STACK_SIZE,
-    main = sym primary_entry,
 );
-
-/// Called by the entry code on the boot stack with the host DTB's address.
-extern "C" fn primary_entry(dtb: usize) -> ! {
-    crate::boot::primary_main(dtb)
-}
-
-/// Called by `secondary_start` on the CPU's own boot stack with its index.
-extern "C" fn secondary_entry(cpu: usize) -> ! {
-    crate::boot::secondary_main(cpu)
-}
 
 unsafe extern "C" {
     /// Where secondary CPUs start (above).

@@ -6,9 +6,9 @@
 
 use super::el2_tables::{self, MAIR_EL2 as MAIR_VALUE};
 use super::esr::SysReg;
+use super::guest_cpu::GuestCpu;
 use super::inject::Injection;
 use crate::mm::stage2;
-use crate::vm::trap::GuestCpu;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use platform::Region;

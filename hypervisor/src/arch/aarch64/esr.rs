@@ -4,8 +4,6 @@
 //! syndromes built from the Arm ARM (DDI 0487, D24.2.40 "ESR_EL2"); only the trap
 //! entry reads the real registers.
 
-use crate::devices::AccessWidth;
-
 /// Exception classes Sluice handles (ESR_EL2.EC, bits [31:26]).
 pub mod ec {
     /// Unknown reason.
@@ -107,6 +105,45 @@ pub fn decode_trap(esr: u64, far: u64, hpfar: u64) -> Trap {
         }),
         ec::SYS64 => Trap::SysReg(decode_sysreg(esr)),
         ec => Trap::Other { ec },
+    }
+}
+
+/// Width of one MMIO access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AccessWidth {
+    /// 8 bits.
+    Byte = 1,
+    /// 16 bits.
+    Half = 2,
+    /// 32 bits.
+    Word = 4,
+    /// 64 bits.
+    Double = 8,
+}
+
+impl AccessWidth {
+    /// Number of bytes accessed.
+    pub const fn bytes(self) -> u64 {
+        self as u64
+    }
+
+    /// The width of an access of `bytes` bytes, if it is 1, 2, 4 or 8.
+    pub const fn from_bytes(bytes: u64) -> Option<Self> {
+        match bytes {
+            1 => Some(Self::Byte),
+            2 => Some(Self::Half),
+            4 => Some(Self::Word),
+            8 => Some(Self::Double),
+            _ => None,
+        }
+    }
+
+    /// Mask of the bits an access of this width carries.
+    pub const fn mask(self) -> u64 {
+        match self {
+            Self::Double => u64::MAX,
+            w => (1u64 << (w.bytes() * 8)) - 1,
+        }
     }
 }
 

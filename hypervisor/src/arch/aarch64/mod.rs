@@ -3,10 +3,12 @@
 
 pub mod el2_tables;
 pub mod esr;
+pub mod guest_cpu;
 pub mod inject;
 pub mod insn;
 pub mod intid;
 pub mod sysreg;
+pub mod trap_frame;
 pub mod virtual_interface;
 
 #[cfg(bare_metal)]

@@ -1,12 +1,14 @@
 //! EL2 exception vectors, the guest register save/restore, and entering a guest.
 //!
 //! A trap from a guest saves x0..x30, ELR_EL2 and SPSR_EL2 as a [`TrapFrame`] on the
-//! CPU's trap stack and calls [`crate::run::trap_from_guest`]; returning from it
-//! restores the (possibly changed) frame and erets. An exception taken at EL2
-//! itself is a hypervisor bug: it goes to [`crate::run::hypervisor_fault`].
+//! CPU's trap stack and calls `sluice_trap_from_guest(frame, kind)`; returning from
+//! it restores the (possibly changed) frame and erets. An exception taken at EL2
+//! itself is a hypervisor bug: it goes to `sluice_hypervisor_fault(frame, kind)`.
+//! The CPU loop (`run`) defines both, by those names: this layer calls up only
+//! through the linker, never through an import.
 #![allow(unsafe_code)]
 
-use crate::vm::vcpu::{TrapFrame, TRAP_FRAME_SIZE};
+use super::trap_frame::{TrapFrame, TRAP_FRAME_SIZE};
 
 /// Kinds of exception, as passed to the Rust handlers.
 pub mod kind {
@@ -37,25 +39,25 @@ core::arch::global_asm!(
     ".global el2_vectors",
     "el2_vectors:",
     // Current EL with SP_EL0: never used at EL2.
-    "    VECTOR {hyp_fault}, 0",
-    "    VECTOR {hyp_fault}, 1",
-    "    VECTOR {hyp_fault}, 2",
-    "    VECTOR {hyp_fault}, 3",
+    "    VECTOR sluice_hypervisor_fault, 0",
+    "    VECTOR sluice_hypervisor_fault, 1",
+    "    VECTOR sluice_hypervisor_fault, 2",
+    "    VECTOR sluice_hypervisor_fault, 3",
     // Current EL with SP_EL2: the hypervisor faulted.
-    "    VECTOR {hyp_fault}, 0",
-    "    VECTOR {hyp_fault}, 1",
-    "    VECTOR {hyp_fault}, 2",
-    "    VECTOR {hyp_fault}, 3",
+    "    VECTOR sluice_hypervisor_fault, 0",
+    "    VECTOR sluice_hypervisor_fault, 1",
+    "    VECTOR sluice_hypervisor_fault, 2",
+    "    VECTOR sluice_hypervisor_fault, 3",
     // Lower EL, AArch64: the guests.
-    "    VECTOR {guest}, 0",
-    "    VECTOR {guest}, 1",
-    "    VECTOR {guest}, 2",
-    "    VECTOR {guest}, 3",
+    "    VECTOR sluice_trap_from_guest, 0",
+    "    VECTOR sluice_trap_from_guest, 1",
+    "    VECTOR sluice_trap_from_guest, 2",
+    "    VECTOR sluice_trap_from_guest, 3",
     // Lower EL, AArch32: guests' AArch32 EL0 traps go to their EL1; anything here is a guest trap.
-    "    VECTOR {guest}, 0",
-    "    VECTOR {guest}, 1",
-    "    VECTOR {guest}, 2",
-    "    VECTOR {guest}, 3",
+    "    VECTOR sluice_trap_from_guest, 0",
+    "    VECTOR sluice_trap_from_guest, 1",
+    "    VECTOR sluice_trap_from_guest, 2",
+    "    VECTOR sluice_trap_from_guest, 3",
     "",
     // x0 = handler, x1 = kind; x0/x1 of the context are saved already.
     "save_and_call:",
@@ -108,21 +110,11 @@ core::arch::global_asm!(
     "    dsb     nsh",
     "    isb",
     frame_size = const TRAP_FRAME_SIZE,
-    hyp_fault = sym hyp_fault_entry,
-    guest = sym guest_entry,
 );
 
 unsafe extern "C" {
     /// Restores the frame at the stack pointer and erets; defined above.
     fn restore_and_eret() -> !;
-}
-
-extern "C" fn guest_entry(frame: &mut TrapFrame, kind: u64) {
-    crate::run::trap_from_guest(frame, kind);
-}
-
-extern "C" fn hyp_fault_entry(frame: &mut TrapFrame, kind: u64) {
-    crate::run::hypervisor_fault(frame, kind);
 }
 
 /// Switches to the top of `stack_top`'s stack and enters the guest with `frame`.

@@ -7,7 +7,7 @@
 //! reached through [`GuestMemory`] with a [`Cursor`], which sees the readable (or
 //! writable) buffers as one stream, as the spec asks devices to ("framing", §2.6.4).
 
-use super::queue::QueueError;
+use super::queue_error::QueueError;
 use super::MAX_QUEUE_SIZE;
 use crate::mm::guest_memory::{GuestMemory, GuestMemoryError};
 

@@ -19,6 +19,7 @@ pub mod chain;
 pub mod console;
 pub mod mmio;
 pub mod queue;
+pub mod queue_error;
 #[cfg(test)]
 pub(crate) mod testing;
 
