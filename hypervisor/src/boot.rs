@@ -19,6 +19,7 @@ use crate::run::{self, HostCpu, Machine, FAILED};
 use crate::trace;
 use crate::vm::admission;
 use crate::vm::config::{parse_bundle, DeviceKind, VmConfig};
+use crate::vm::refusal::Refusal;
 use crate::vm::Vm;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -134,7 +135,7 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
     let mut cpu_slot = vec![None; host.cpus.len()];
     for (index, config) in bundle.vms.into_iter().enumerate() {
         let built = config
-            .map_err(|e| alloc::format!("{e}"))
+            .map_err(Refusal::from)
             .and_then(|config| build_vm(index, config, &free, &pinned, &mut ram));
         match built {
             Ok(vm) => {
@@ -249,24 +250,19 @@ fn build_vm(
     free: &[Region],
     pinned: &[Region],
     ram: &mut RamAllocator,
-) -> Result<Vm, String> {
+) -> Result<Vm, Refusal> {
     let chunks = match config.host_base {
         Some(base) => {
             let region = Region::new(base, config.memory_size);
             if !free.iter().any(|f| f.contains_range(base, config.memory_size)) {
-                return Err(alloc::format!(
-                    "host_base: [{base:#x}, {:#x}) is not free RAM",
-                    base + config.memory_size
-                ));
+                return Err(Refusal::HostBaseNotFree { base, end: base + config.memory_size });
             }
             if pinned.iter().filter(|p| p.overlaps(&region)).count() > 1 {
-                return Err("host_base: overlaps another VM's pinned RAM".into());
+                return Err(Refusal::HostBaseOverlapsPinned);
             }
             Vec::from([(base, config.memory_size)])
         }
-        None => ram
-            .alloc(config.memory_size)
-            .ok_or_else(|| alloc::format!("not enough free RAM for {} MiB", config.memory_size >> 20))?,
+        None => ram.alloc(config.memory_size).ok_or(Refusal::NoRam { bytes: config.memory_size })?,
     };
     let chunks = laid_out_from(qemu_virt::RAM_BASE, chunks);
     // SAFETY: the chunks are free RAM (allocated or checked free above), identity-mapped
@@ -276,16 +272,15 @@ fn build_vm(
     for (slot, device) in config.devices.iter().enumerate() {
         let backend: Box<dyn VirtioBackend> = match device.kind {
             DeviceKind::Blk { size, image, read_only, serial } => {
-                let disk = alloc_disk(size, image, ram).map_err(|e| alloc::format!("virtio[{slot}]: {e}"))?;
+                let disk = alloc_disk(slot, size, image, ram)?;
                 Box::new(Blk::new(disk.prefix(size), read_only, serial.unwrap_or("").as_bytes()))
             }
             DeviceKind::Console => Box::new(Console::new(Box::new(VmConsole { vm: index }))),
         };
         backends.push(backend);
     }
-    let vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), backends)
-        .map_err(|e| alloc::format!("{e}"))?;
-    vm.load(&mut vm.power().lock()).map_err(|e| alloc::format!("{e}"))?;
+    let vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), backends)?;
+    vm.load(&mut vm.power().lock())?;
     Ok(vm)
 }
 
@@ -304,22 +299,24 @@ fn laid_out_from(base: u64, chunks: Vec<(u64, u64)>) -> Vec<RamChunk> {
         .collect()
 }
 
-/// Host RAM for a RAM disk of `size` bytes, holding `image` at its start: a
-/// [`GuestMemory`] whose addresses are byte offsets into the disk. Disks live as
-/// long as the machine, so they keep their contents across a VM's reset.
+/// Host RAM for the RAM disk of virtio slot `slot`, `size` bytes holding `image` at
+/// its start: a [`GuestMemory`] whose addresses are byte offsets into the disk.
+/// Disks live as long as the machine, so they keep their contents across a VM's
+/// reset.
 #[allow(unsafe_code)]
-pub fn alloc_disk(size: u64, image: Option<&[u8]>, ram: &mut RamAllocator) -> Result<GuestMemory, String> {
+fn alloc_disk(
+    slot: usize,
+    size: u64,
+    image: Option<&[u8]>,
+    ram: &mut RamAllocator,
+) -> Result<GuestMemory, Refusal> {
     let rounded = size.next_multiple_of(platform::bundle::MEMORY_GRANULE);
-    let chunks = ram
-        .alloc(rounded)
-        .ok_or_else(|| alloc::format!("not enough free RAM for a {} MiB disk", rounded >> 20))?;
+    let chunks = ram.alloc(rounded).ok_or(Refusal::NoDiskRam { slot, bytes: rounded })?;
     let chunks = laid_out_from(0, chunks);
     // SAFETY: freshly allocated free RAM, identity-mapped at EL2, owned by this disk alone.
     let disk = unsafe { GuestMemory::new(chunks) };
-    disk.zero(0, rounded).map_err(|e| alloc::format!("{e}"))?;
-    if let Some(image) = image {
-        disk.write(0, image).map_err(|e| alloc::format!("{e}"))?;
-    }
+    let filled = disk.zero(0, rounded).and_then(|()| image.map_or(Ok(()), |image| disk.write(0, image)));
+    filled.map_err(|error| Refusal::Disk { slot, error })?;
     Ok(disk)
 }
 

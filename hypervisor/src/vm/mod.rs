@@ -12,6 +12,7 @@ pub mod config;
 pub mod devices;
 pub mod hypercall;
 pub mod psci;
+pub mod refusal;
 pub mod trap;
 pub mod vcpu;
 
