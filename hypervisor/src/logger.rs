@@ -4,8 +4,9 @@
 //! One lock covers the UART and the multiplexer, so lines never interleave mid-line;
 //! each guest line is tagged `[name] `. Sluice's lines read `sluice: message` (with
 //! the level for warnings and errors); the level is chosen at run time. The last line
-//! of all is Sluice's exit status ([`close`]). Lock order: a VM's lock may be held
-//! when taking this one, never the other way round.
+//! of all is Sluice's exit status ([`close`]). Lock order: a device's lock (the
+//! PL011, a virtio-console) may be held when taking this one, never the other way
+//! round.
 
 use crate::console::mux::{ConsoleMux, InputAction};
 use crate::console::ConsoleOutput;

@@ -102,3 +102,6 @@ pub const GUEST_DTB_MAX_SIZE: u64 = 64 * 1024;
 pub const MEMORY_GRANULE: u64 = 2 * 1024 * 1024;
 /// Most VMs one bundle may hold (each has a bit in the exit status).
 pub const MAX_VMS: usize = 7;
+/// Most host CPUs Sluice drives (it has a boot and a trap stack for each); the
+/// tools refuse a machine with more.
+pub const MAX_HOST_CPUS: usize = 8;

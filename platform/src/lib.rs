@@ -17,6 +17,7 @@ pub mod counter;
 pub mod exit;
 pub mod hypercall;
 pub mod image;
+pub mod layout;
 pub mod qemu_virt;
 
 /// A range of physical or guest-physical addresses.

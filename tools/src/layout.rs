@@ -10,6 +10,7 @@ use std::fmt;
 
 use platform::bundle::{GUEST_DTB_MAX_SIZE, MEMORY_GRANULE};
 use platform::image::ImageHeader;
+use platform::layout::{ImageLayout, LayoutFault};
 use platform::qemu_virt::{self, RAM_BASE};
 use platform::Region;
 
@@ -86,6 +87,9 @@ pub enum LayoutError {
         /// Where the kernel is.
         kernel: Region,
     },
+    /// The placement breaks the rule the hypervisor checks the bundle against
+    /// (`platform::layout`), which the cases above should have caught.
+    Rule(LayoutFault),
 }
 
 impl LayoutError {
@@ -97,6 +101,8 @@ impl LayoutError {
             | Self::LoadAddressOutsideRam { .. }
             | Self::LoadAddressMisaligned { .. } => "load_address",
             Self::EmptyInitrd | Self::InitrdTooBig { .. } | Self::InitrdOverlapsKernel { .. } => "initrd",
+            Self::Rule(LayoutFault::InitrdOutsideRam | LayoutFault::InitrdOverlaps) => "initrd",
+            Self::Rule(_) => "kernel",
         }
     }
 }
@@ -140,6 +146,7 @@ impl fmt::Display for LayoutError {
                 fmt_region(initrd),
                 fmt_region(kernel)
             ),
+            Self::Rule(fault) => write!(f, "the bundle's {} {}", fault.property(), fault.reason()),
         }
     }
 }
@@ -215,7 +222,10 @@ pub fn place(
         }
     };
 
-    Ok(Layout { ram, kernel, entry: kernel.base, dtb, initrd })
+    let layout = Layout { ram, kernel, entry: kernel.base, dtb, initrd };
+    let rule = ImageLayout { ram, kernel, entry: layout.entry, dtb_addr: dtb.base, initrd };
+    rule.check().map_err(LayoutError::Rule)?;
+    Ok(layout)
 }
 
 #[cfg(test)]

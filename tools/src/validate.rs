@@ -27,8 +27,8 @@ use crate::units::{fmt_region, fmt_size, parse_size, parse_u64};
 
 /// Where the host's RAM starts on QEMU virt (the same address guests see theirs at).
 pub const HOST_RAM_BASE: u64 = qemu_virt::RAM_BASE;
-/// Most host CPUs a scenario's machine may have.
-pub const MAX_CPUS: u32 = 8;
+/// Most host CPUs a scenario's machine may have (what Sluice drives).
+pub const MAX_CPUS: u32 = platform::bundle::MAX_HOST_CPUS as u32;
 /// Longest VM name (the hypervisor keeps it in a 32-byte buffer with its NUL).
 pub const MAX_NAME_LEN: usize = 31;
 /// Longest kernel command line.

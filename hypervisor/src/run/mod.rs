@@ -1,11 +1,13 @@
 //! Each CPU's life after boot: run its vCPU, handle its traps and physical
 //! interrupts, idle while its vCPU is off, and stop, restart or power off VMs.
 //!
-//! A CPU holds its VM's lock only for the exits that need the VM, never while it
-//! sleeps; the exits that need only the trapping CPU (the null hypercall, ID
-//! register reads) take no lock at all. Work for another CPU (a new pending
-//! interrupt, a `CPU_ON`, a stop) is left in the VM and signalled with the kick
-//! SGI, which makes that CPU exit and look.
+//! A VM has no lock of its own: an exit locks only what it touches (the device an
+//! MMIO access reaches, the vGIC, the vCPUs' power states), one at a time, and never
+//! while it sleeps; the exits that need only the trapping CPU (the null hypercall,
+//! ID register reads) take no lock at all. Work for another CPU (a new pending
+//! interrupt, a `CPU_ON`, a stop) is left in the VM's state and signalled with the
+//! kick SGI, which makes that CPU exit and look; the kicks an exit causes are a
+//! value it returns (`vgic::VgicSession::finish`).
 //!
 //! | module | what |
 //! | --- | --- |

@@ -8,7 +8,8 @@ use crate::trace::stats::ExitReason;
 pub enum Stage {
     /// The trap handler starts (registers already saved).
     Entry,
-    /// The syndrome is decoded (interrupts taken, the VM locked, list registers read).
+    /// The syndrome is decoded (and, for exits other than hypercalls and MMIO,
+    /// interrupts taken and list registers folded in).
     Decoded,
     /// An MMIO access is routed to its device.
     Dispatched,

@@ -313,7 +313,8 @@ impl Vgic {
 
     /// An edge on PPI or SGI `intid` of vCPU `vcpu`, or on SPI `intid` (delivered
     /// to its routed vCPU; `vcpu` is then unused): it becomes pending, as a write
-    /// to ISPENDR would make it.
+    /// to ISPENDR would make it. (No device raises edges: for tests and fuzzing.)
+    #[cfg(any(test, feature = "testing"))]
     pub fn raise_edge(&mut self, vcpu: usize, intid: u32) -> Kick {
         if intid >= NR_INTIDS || (intid < FIRST_SPI && !self.check_vcpu(vcpu)) {
             log::debug!("vgic: edge on INTID {intid} of vCPU {vcpu} ignored");

@@ -11,6 +11,7 @@ use fdt::node::FdtNode;
 use fdt::Fdt;
 use platform::admission::Shortfall;
 use platform::bundle as b;
+use platform::layout::ImageLayout;
 use platform::{qemu_virt, Region};
 
 /// A bundle, read.
@@ -273,36 +274,21 @@ fn parse_vm<'a>(vm: usize, node: FdtNode<'_, 'a>, host_cpus: usize) -> Result<Vm
     let kernel =
         bytes(b::VM_KERNEL).filter(|k| !k.is_empty()).ok_or(err(b::VM_KERNEL, "missing or empty"))?;
     let kernel_addr = required(b::VM_KERNEL_ADDR)?;
-    let kernel_span = Region::new(kernel_addr, kernel.len() as u64);
-    if !ram.contains_range(kernel_addr, kernel.len() as u64) {
-        return Err(err(b::VM_KERNEL, "does not fit in the VM's RAM at kernel-addr"));
-    }
     let entry = required(b::VM_ENTRY)?;
-    if !kernel_span.contains(entry) || entry % 4 != 0 {
-        return Err(err(b::VM_ENTRY, "must be a 4-byte aligned address inside the image"));
-    }
     let dtb_addr = required(b::VM_DTB_ADDR)?;
-    let dtb_span = Region::new(dtb_addr, b::GUEST_DTB_MAX_SIZE);
-    if dtb_addr % 8 != 0 || !ram.contains_range(dtb_addr, b::GUEST_DTB_MAX_SIZE) {
-        return Err(err(b::VM_DTB_ADDR, "must be 8-byte aligned with room for the DTB inside RAM"));
-    }
-    if dtb_span.overlaps(&kernel_span) {
-        return Err(err(b::VM_DTB_ADDR, "overlaps the image"));
-    }
     let initrd = match bytes(b::VM_INITRD) {
         None => None,
-        Some(data) => {
-            let addr = required(b::VM_INITRD_ADDR)?;
-            let span = Region::new(addr, data.len() as u64);
-            if !ram.contains_range(addr, data.len() as u64) {
-                return Err(err(b::VM_INITRD, "does not fit in the VM's RAM at initrd-addr"));
-            }
-            if span.overlaps(&kernel_span) || span.overlaps(&dtb_span) {
-                return Err(err(b::VM_INITRD_ADDR, "overlaps the image or the DTB"));
-            }
-            Some((data, addr))
-        }
+        Some(data) => Some((data, required(b::VM_INITRD_ADDR)?)),
     };
+    // The rule the tools placed the images by (`platform::layout`).
+    let layout = ImageLayout {
+        ram,
+        kernel: Region::new(kernel_addr, kernel.len() as u64),
+        entry,
+        dtb_addr,
+        initrd: initrd.map(|(data, addr)| Region::new(addr, data.len() as u64)),
+    };
+    layout.check().map_err(|fault| err(fault.property(), fault.reason()))?;
     let bootargs = string(b::VM_BOOTARGS)?;
     let devices = node
         .children()

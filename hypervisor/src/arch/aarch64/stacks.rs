@@ -4,7 +4,7 @@
 /// Bytes in each stack.
 pub const STACK_SIZE: usize = 64 * 1024;
 /// Most CPUs Sluice drives.
-pub const MAX_CPUS: usize = 8;
+pub const MAX_CPUS: usize = platform::bundle::MAX_HOST_CPUS;
 
 /// A 16-byte aligned stack.
 #[repr(C, align(16))]

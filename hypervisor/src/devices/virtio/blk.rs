@@ -71,8 +71,9 @@ pub mod status {
     pub const UNSUPP: u8 = 2;
 }
 
-/// Bytes per sector, the unit of `capacity` and of request offsets.
-pub const SECTOR_SIZE: u64 = 512;
+/// Bytes per sector, the unit of `capacity` and of request offsets (the bundle's
+/// disk sizes are multiples of it too).
+pub use platform::bundle::SECTOR_SIZE;
 /// Length of the GET_ID answer.
 pub const ID_BYTES: usize = 20;
 /// `size_max`: the largest single buffer a driver should use (1 MiB).

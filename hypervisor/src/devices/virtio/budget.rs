@@ -3,8 +3,8 @@
 //!
 //! A notify may find up to a queue's worth of chains, each of up to 256 descriptors
 //! of up to 4 GiB (a hostile driver can point them all at the same RAM): done at once,
-//! under the VM's lock, that is minutes of copying during which no other vCPU of the
-//! VM, and no console input for it, gets anywhere. So a backend stops when its
+//! under the device's lock, that is minutes of copying during which the vCPU, any
+//! other vCPU using the device, and console input for it get nowhere. So a backend stops when its
 //! [`Budget`] runs out and says [`Progress::More`]; the transport remembers the queue,
 //! and the VM goes on with it on its next exits, one budget per exit, in order
 //! (`VirtioMmio::work_on_backlog`), with its EL2 timer set to make an exit soon
