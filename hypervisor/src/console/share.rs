@@ -91,6 +91,11 @@ impl Share {
 
     fn refill(&mut self, now: u64, hz: u64) {
         let elapsed = now.saturating_sub(self.refilled_at);
+        if self.tokens >= BURST {
+            // Full: time passing earns nothing (the common case, one line now and then).
+            self.refilled_at = now.max(self.refilled_at);
+            return;
+        }
         let earned = u128::from(elapsed) * u128::from(RATE) / u128::from(hz.max(1));
         if earned == 0 {
             return;

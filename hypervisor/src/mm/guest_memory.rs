@@ -123,6 +123,12 @@ impl GuestMemory {
     ///
     /// `OutOfRange` if any byte of the destination is not RAM; nothing is written then.
     pub fn write(&self, ipa: u64, data: &[u8]) -> Result<(), GuestMemoryError> {
+        if let Some(host) = self.host_within_chunk(ipa, data.len()) {
+            // SAFETY: the range lies inside one chunk, valid, exclusively ours and
+            // unreferenced (see `new`).
+            unsafe { copy_bytes(data.as_ptr(), host as *mut u8, data.len()) };
+            return Ok(());
+        }
         let mut done = 0;
         for (host, len) in self.spans(ipa, data.len() as u64)? {
             // SAFETY: `spans` returned a range inside one chunk, which `new`'s contract
@@ -184,6 +190,11 @@ impl GuestMemory {
     ///
     /// `OutOfRange` if any byte of the source is not RAM; `buf` is unchanged then.
     pub fn read(&self, ipa: u64, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
+        if let Some(host) = self.host_within_chunk(ipa, buf.len()) {
+            // SAFETY: as in `write`, with `buf` as the destination.
+            unsafe { copy_bytes(host as *const u8, buf.as_mut_ptr(), buf.len()) };
+            return Ok(());
+        }
         let mut done = 0;
         for (host, len) in self.spans(ipa, buf.len() as u64)? {
             // SAFETY: as in `write`, with `buf` as the destination.
@@ -272,13 +283,16 @@ impl GuestMemory {
     /// The host address of `[ipa, ipa + len)` if it lies inside one chunk and the
     /// host address is a multiple of `len` (a power of two).
     fn aligned_host(&self, ipa: u64, len: usize) -> Option<usize> {
-        let c = self.chunks.iter().find(|c| Region::new(c.ipa, c.size).contains(ipa))?;
+        self.host_within_chunk(ipa, len).filter(|host| host.is_multiple_of(len))
+    }
+
+    /// The host address of `[ipa, ipa + len)` if it lies inside one chunk: the
+    /// common case (a descriptor, a header, a buffer), with no span list to walk.
+    #[inline]
+    fn host_within_chunk(&self, ipa: u64, len: usize) -> Option<usize> {
+        let c = self.chunks.iter().find(|c| ipa.wrapping_sub(c.ipa) < c.size)?;
         let offset = ipa - c.ipa;
-        if offset.checked_add(len as u64)? > c.size {
-            return None;
-        }
-        let host = c.host + offset as usize;
-        host.is_multiple_of(len).then_some(host)
+        (len as u64 <= c.size - offset).then(|| c.host + offset as usize)
     }
 
     /// The host ranges `(address, length)` behind `[ipa, ipa + len)`, after checking

@@ -64,6 +64,9 @@ pub struct Console {
     /// budget ran out in the middle of it.
     sending: Box<Chain>,
     sent: Option<u64>,
+    /// Where transmitted bytes pass on their way to the console (a field, so a
+    /// one-byte write does not clear 256 bytes of stack first).
+    bounce: [u8; 256],
 }
 
 impl Console {
@@ -76,6 +79,7 @@ impl Console {
             receiving: Box::new(Chain::new(0)),
             sending: Box::new(Chain::new(0)),
             sent: None,
+            bounce: [0; 256],
         }
     }
 
@@ -112,7 +116,6 @@ impl Console {
     /// partly sent one first, within one budget.
     fn transmit(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<Progress, QueueError> {
         let mut budget = Budget::per_call();
-        let mut bounce = [0u8; 256];
         loop {
             let sent = match self.sent.as_mut() {
                 Some(sent) => sent,
@@ -129,17 +132,17 @@ impl Console {
             let mut reader = self.sending.reader();
             reader.skip(*sent);
             loop {
-                let room = bounce.len().min(usize::try_from(budget.bytes_left()).unwrap_or(usize::MAX));
+                let room = self.bounce.len().min(usize::try_from(budget.bytes_left()).unwrap_or(usize::MAX));
                 if room == 0 {
                     return Ok(Progress::More);
                 }
-                let n = reader.read(mem, &mut bounce[..room])?;
+                let n = reader.read(mem, &mut self.bounce[..room])?;
                 if n == 0 {
                     break;
                 }
                 // The console takes what the VM's share allows; the rest waits in
                 // the guest's buffer for a later call.
-                let taken = self.out.offer(&bounce[..n]);
+                let taken = self.out.offer(&self.bounce[..n]);
                 *sent += taken as u64;
                 budget.spend_bytes(n as u64);
                 if taken < n {
