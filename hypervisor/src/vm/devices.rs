@@ -260,11 +260,14 @@ impl Devices {
     /// Returns every device to its reset state; what they emulate (a disk's
     /// contents) stays. Only with no vCPU in the guest.
     pub fn reset(&self) {
+        // The vGIC first: a device that changes its line between the two (console
+        // input) then either still matches what its `Wired` remembers or tells the
+        // fresh vGIC, and its own reset lowers both together.
+        self.vgic.lock().reset();
         self.uart.lock().reset();
         for device in &self.virtio {
             device.lock().reset();
         }
-        self.vgic.lock().reset();
         self.backlog.store(0, Ordering::Relaxed);
         self.backlog_ready.store(0, Ordering::Relaxed);
     }
