@@ -15,7 +15,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use platform::bundle::MAX_VMS;
-use spin::mutex::Mutex;
+use spin::mutex::TicketMutex;
 
 use crate::arch::aarch64::el2::{self, Yield};
 
@@ -25,8 +25,11 @@ struct HostConsole {
     mux: ConsoleMux,
 }
 
-/// The console; a CPU that waits for it yields (see [`Yield`]).
-static CONSOLE: Mutex<Option<HostConsole>, Yield> = Mutex::new(None);
+/// The console; a CPU that waits for it yields (see [`Yield`]). A ticket lock, so
+/// CPUs take it in the order they asked: a VM writing its share as fast as it can
+/// (a 256-byte chunk at a time) cannot keep another VM's line waiting for more than
+/// one chunk.
+static CONSOLE: TicketMutex<Option<HostConsole>, Yield> = TicketMutex::new(None);
 
 /// Hands the host UART to the console; no VM outputs yet.
 pub fn init(uart: Uart, level: LevelFilter) {
