@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod bits;
 pub mod console;
 pub mod devices;
 pub mod drivers;

@@ -5,7 +5,7 @@ use super::machine::machine;
 use super::power::{current_status, power_off};
 use crate::arch::aarch64::el2::ThisCpuInterface;
 use crate::arch::aarch64::virtual_interface::VirtualInterface;
-use crate::console::mux::{InputAction, INPUT_QUEUE_LEN};
+use crate::console::mux::InputAction;
 use crate::logger;
 use crate::vgic::VgicSession;
 use crate::vm::Vm;
@@ -37,10 +37,7 @@ pub(super) fn console_input() {
 /// (Linux's hvc0; it holds or drops what its driver hasn't taken), else into the
 /// PL011 as it makes room.
 pub(super) fn refill_input<I: VirtualInterface>(vm: &Vm, gic: &mut VgicSession<'_, I>) {
-    if vm.devices.has_virtio_console() {
-        let mut typed = [0u8; INPUT_QUEUE_LEN];
-        let n = logger::take_input(vm.index, &mut typed);
-        vm.devices.virtio_console_input(&typed[..n], gic);
+    if vm.devices.virtio_console_input(gic, |typed| logger::take_input(vm.index, typed)) {
         return;
     }
     vm.devices.uart_input(gic, || {

@@ -222,7 +222,8 @@ fn still_running(vm: &Vm, vcpu: usize) -> bool {
 }
 
 /// The vCPU was asked to leave (the VM stops or restarts, or it was turned off):
-/// it waits to be started again, or its CPU parks if the VM ends.
+/// it waits to be started again (`wait_for_start` turns a stopping vCPU off), or
+/// its CPU parks if the VM ends.
 #[allow(clippy::too_many_arguments)]
 fn leave(
     cpu: usize,
@@ -234,12 +235,6 @@ fn leave(
     taken: &Taken,
     is_interrupt: bool,
 ) {
-    {
-        let mut power = vm.power().lock();
-        if power.vcpus[vcpu] == VcpuPower::Stopping {
-            power.vcpus[vcpu] = VcpuPower::Off;
-        }
-    }
     send_kicks(vm, gic.abandon());
     el2::disable_virtual_interface();
     finish_maintenance(taken);
@@ -263,10 +258,8 @@ fn end_vcpu(
     let kicks = gic.abandon();
     let mut power = vm.power().lock();
     if vm_ended(vm.index) || power.vcpus[vcpu] != VcpuPower::On {
-        // Another vCPU stopped or reset the VM first: that one is what happens, once.
-        if power.vcpus[vcpu] == VcpuPower::Stopping {
-            power.vcpus[vcpu] = VcpuPower::Off;
-        }
+        // Another vCPU stopped or reset the VM first: that one is what happens, once
+        // (and `wait_for_start` turns this stopping vCPU off).
         drop(power);
         send_kicks(vm, kicks);
         *frame = wait_for_start(cpu, vm.index, vcpu);

@@ -2,6 +2,7 @@
 
 use super::machine::machine;
 use crate::arch::aarch64::el2;
+use crate::bits::ones;
 use crate::vgic::Kick;
 use crate::vm::Vm;
 
@@ -10,11 +11,8 @@ pub(super) const KICK_SGI: u32 = 0;
 
 /// Makes the vCPUs of `vm` in `kicks` exit.
 pub(super) fn send_kicks(vm: &Vm, kicks: Kick) {
-    let mut kicks = kicks.0;
-    while kicks != 0 {
-        let vcpu = kicks.trailing_zeros() as usize;
-        kicks &= kicks - 1;
-        if let Some(&cpu) = vm.config.cpus.get(vcpu) {
+    for vcpu in ones(kicks.0.into()) {
+        if let Some(&cpu) = vm.config.cpus.get(vcpu as usize) {
             el2::send_sgi(KICK_SGI, machine().cpus[cpu as usize].mpidr);
         }
     }

@@ -173,7 +173,7 @@ impl Vgic {
             &mut all
         };
         let mut count = 0;
-        for intid in super::intids(live) {
+        for intid in crate::bits::ones(live) {
             if intid >= FIRST_SPI && self.owner(vcpu, intid) != vcpu {
                 continue;
             }

@@ -58,6 +58,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::{BitOr, BitOrAssign};
 
+use crate::bits::ones;
 use crate::devices::AccessWidth;
 use irq::{Irq, Trigger};
 use list_regs::Flushed;
@@ -434,7 +435,7 @@ impl Vgic {
         let cpu = &self.cpus[vcpu];
         let private = cpu.live | cpu.dirty;
         let candidates = u128::from(private) | (self.live_spis | self.dirty_spis) << FIRST_SPI;
-        intids(candidates).any(|intid| {
+        ones(candidates).any(|intid| {
             let irq = self.irq(vcpu, intid);
             (intid < FIRST_SPI || self.owner(vcpu, intid) == vcpu)
                 && irq.pending_visible()
@@ -456,16 +457,10 @@ impl Vgic {
     fn refresh_live(&mut self, vcpu: usize) {
         let is_live = |irq: &Irq| irq.active || irq.in_lr || irq.pending_visible();
         let cpu = &mut self.cpus[vcpu];
-        let mut dirty = core::mem::take(&mut cpu.dirty);
-        while dirty != 0 {
-            let i = dirty.trailing_zeros();
-            dirty &= dirty - 1;
+        for i in ones(core::mem::take(&mut cpu.dirty).into()) {
             cpu.live = (cpu.live & !(1 << i)) | u32::from(is_live(&cpu.irqs[i as usize])) << i;
         }
-        let mut dirty = core::mem::take(&mut self.dirty_spis);
-        while dirty != 0 {
-            let i = dirty.trailing_zeros();
-            dirty &= dirty - 1;
+        for i in ones(core::mem::take(&mut self.dirty_spis)) {
             self.live_spis = (self.live_spis & !(1 << i)) | u128::from(is_live(&self.spis[i as usize])) << i;
         }
     }
@@ -607,15 +602,6 @@ impl Vgic {
         }
         kick
     }
-}
-
-/// The INTIDs whose bits are set in `bits`, lowest first.
-fn intids(mut bits: u128) -> impl Iterator<Item = u32> {
-    core::iter::from_fn(move || {
-        let intid = (bits != 0).then(|| bits.trailing_zeros())?;
-        bits &= bits - 1;
-        Some(intid)
-    })
 }
 
 #[cfg(test)]

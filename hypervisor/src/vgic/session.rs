@@ -91,16 +91,12 @@ impl<'a, I: VirtualInterface> VgicSession<'a, I> {
     /// Returns the other vCPUs to kick; the session is spent.
     #[inline]
     pub fn finish(&mut self) -> Kick {
-        let kicks = core::mem::take(&mut self.kicks);
-        match &mut self.local {
-            Some(local) => {
-                if let Some(in_hardware) = local.synced.take() {
-                    fill_list_registers(&mut self.vgic.lock(), local, in_hardware);
-                }
-                kicks.without(local.vcpu)
+        if let Some(local) = self.local.as_mut() {
+            if let Some(in_hardware) = local.synced {
+                fill_list_registers(&mut self.vgic.lock(), local, in_hardware);
             }
-            None => kicks,
         }
+        self.abandon()
     }
 
     /// The exit is over and the vCPU does not go back (it stops or waits to be

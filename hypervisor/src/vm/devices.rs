@@ -7,6 +7,8 @@
 //! the VM's power state. Locks are taken device first, then vGIC.
 
 use crate::arch::aarch64::virtual_interface::VirtualInterface;
+use crate::bits::ones;
+use crate::console::mux::INPUT_QUEUE_LEN;
 use crate::console::BoxedConsole;
 use crate::devices::pl011::Pl011;
 use crate::devices::virtio::{device_id, status, VirtioBackend, VirtioMmio};
@@ -80,8 +82,9 @@ impl Devices {
     ///
     /// # Errors
     ///
-    /// [`BusError`] if two of them would overlap (more vCPUs than the
-    /// redistributor space holds, more devices than slots).
+    /// [`BusError`] if two of them would overlap (the bundle check keeps vCPUs and
+    /// devices within what QEMU virt's map has room for, so this is the bus's own
+    /// guard).
     pub fn new(
         vcpus: usize,
         console: BoxedConsole,
@@ -125,11 +128,6 @@ impl Devices {
     /// The vGIC.
     pub fn vgic(&self) -> &Lock<Vgic> {
         &self.vgic
-    }
-
-    /// Number of virtio-mmio devices (in slots 0 on).
-    pub fn virtio_count(&self) -> usize {
-        self.virtio.len()
     }
 
     /// Emulates `access`; returns what a load reads (0 for a store), or `None`
@@ -187,10 +185,8 @@ impl Devices {
 
     /// Goes on with the virtio work that budgets cut short, one budget per device.
     pub fn work_on_backlog<I: VirtualInterface>(&self, gic: &mut VgicSession<'_, I>) {
-        let mut slots = self.backlog.load(Ordering::Relaxed);
-        while slots != 0 {
-            let slot = slots.trailing_zeros() as usize;
-            slots &= slots - 1;
+        for slot in ones(self.backlog.load(Ordering::Relaxed).into()) {
+            let slot = slot as usize;
             let mut device = self.virtio[slot].lock();
             device.update(gic, VirtioMmio::work_on_backlog);
             self.note_backlog(slot, device.device());
@@ -199,18 +195,9 @@ impl Devices {
 
     /// Records whether the device in `slot` has work left, and whether it waits.
     fn note_backlog(&self, slot: usize, device: &VirtioMmio) {
-        let bit = 1 << slot;
-        let (has, ready) = (device.has_backlog(), device.has_backlog() && !device.backlog_waits());
-        if has {
-            self.backlog.fetch_or(bit, Ordering::Relaxed);
-        } else if self.backlog.load(Ordering::Relaxed) & bit != 0 {
-            self.backlog.fetch_and(!bit, Ordering::Relaxed);
-        }
-        if ready {
-            self.backlog_ready.fetch_or(bit, Ordering::Relaxed);
-        } else if self.backlog_ready.load(Ordering::Relaxed) & bit != 0 {
-            self.backlog_ready.fetch_and(!bit, Ordering::Relaxed);
-        }
+        let has = device.has_backlog();
+        set_bit(&self.backlog, slot, has);
+        set_bit(&self.backlog_ready, slot, has && !device.backlog_waits());
     }
 
     /// The slot of the VM's virtio-console, if its driver has it running.
@@ -222,22 +209,19 @@ impl Devices {
         })
     }
 
-    /// Whether console input goes to a virtio-console (its driver has it running)
-    /// rather than the PL011.
-    pub fn has_virtio_console(&self) -> bool {
-        self.live_virtio_console().is_some()
-    }
-
     /// Gives typed console input to the VM's virtio-console, if its driver has it
-    /// running (the console holds, or drops and counts, what its driver hasn't taken
-    /// yet); returns false, taking nothing, when there is none (use the PL011).
+    /// running: `take` fills a buffer with all of it (the console holds, or drops
+    /// and counts, what its driver hasn't taken yet). False, `take` not called, when
+    /// there is none (use the PL011).
     pub fn virtio_console_input<I: VirtualInterface>(
         &self,
-        bytes: &[u8],
         gic: &mut VgicSession<'_, I>,
+        take: impl FnOnce(&mut [u8]) -> usize,
     ) -> bool {
         let Some(slot) = self.live_virtio_console() else { return false };
-        self.virtio[slot].lock().update(gic, |d| d.input(bytes));
+        let mut typed = [0u8; INPUT_QUEUE_LEN];
+        let n = take(&mut typed);
+        self.virtio[slot].lock().update(gic, |d| d.input(&typed[..n]));
         true
     }
 
@@ -270,6 +254,19 @@ impl Devices {
         }
         self.backlog.store(0, Ordering::Relaxed);
         self.backlog_ready.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Sets or clears bit `bit` of `set` (writing only when it changes, so the common
+/// case, nothing changed, leaves the cache line alone).
+fn set_bit(set: &AtomicU32, bit: usize, on: bool) {
+    let mask = 1 << bit;
+    if (set.load(Ordering::Relaxed) & mask != 0) != on {
+        if on {
+            set.fetch_or(mask, Ordering::Relaxed);
+        } else {
+            set.fetch_and(!mask, Ordering::Relaxed);
+        }
     }
 }
 

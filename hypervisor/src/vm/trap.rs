@@ -1,9 +1,11 @@
 //! What Sluice does with each exit from a guest.
 //!
-//! [`handle_exit`] is the whole trap path after the registers are saved: decode the
-//! syndrome, act on it (emulate an MMIO access, answer a PSCI call, inject an
-//! exception) and say how to continue. The few things it needs from the CPU come
-//! through [`GuestCpu`], so the path runs unchanged in host tests.
+//! After the registers are saved, the trap path decodes the syndrome ([`decode`])
+//! and acts on it (emulates an MMIO access, answers a PSCI call, injects an
+//! exception), saying how to continue: [`handle_on_cpu`] for the exits that need
+//! only the trapping vCPU, [`handle_with_vm`] (or [`mmio`]) for the rest. The few
+//! things it needs from the CPU come through [`GuestCpu`], so the path runs
+//! unchanged in host tests.
 
 use super::devices::Access;
 use super::hypercall::Answer;
@@ -68,23 +70,6 @@ fn is_sgi_register(reg: SysReg) -> bool {
 #[inline]
 pub fn decode(syndrome: Syndrome) -> Trap {
     decode_trap(syndrome.esr, syndrome.far, syndrome.hpfar)
-}
-
-/// Handles one exit of vCPU `vcpu` of `vm`, returning the reason to account it
-/// under and how to continue: [`handle_on_cpu`] if it can, else
-/// [`handle_with_vm`]. (The CPU loop calls the two itself, so that the first
-/// touches nothing shared.)
-pub fn handle_exit<I: VirtualInterface>(
-    vm: &Vm,
-    vcpu: usize,
-    frame: &mut TrapFrame,
-    cpu: &mut impl GuestCpu,
-    syndrome: Syndrome,
-    gic: &mut VgicSession<'_, I>,
-) -> (ExitReason, ExitAction) {
-    let trap = decode(syndrome);
-    handle_on_cpu(&trap, frame, cpu)
-        .unwrap_or_else(|| handle_with_vm(vm, vcpu, frame, cpu, trap, syndrome, gic))
 }
 
 /// Handles the exits that need nothing but the trapping vCPU's own registers: the
@@ -566,8 +551,12 @@ mod tests {
         far: u64,
         hpfar: u64,
     ) -> (ExitReason, ExitAction) {
+        // What the CPU loop does: the vCPU alone if it can, else with the VM.
+        let syndrome = Syndrome { esr, far, hpfar };
+        let trap = decode(syndrome);
         let mut gic = VgicSession::local(vm.devices.vgic(), 0, NoListRegisters);
-        let out = handle_exit(vm, 0, frame, cpu, Syndrome { esr, far, hpfar }, &mut gic);
+        let out = handle_on_cpu(&trap, frame, cpu)
+            .unwrap_or_else(|| handle_with_vm(vm, 0, frame, cpu, trap, syndrome, &mut gic));
         gic.finish();
         out
     }

@@ -47,6 +47,18 @@ fn rig() -> Rig {
     Rig { dev, mem, out, rx, tx }
 }
 
+/// A rig whose driver queued two chains of 256 KiB each on the transmit queue and
+/// notified: the first budget is spent, the rest is backlog.
+fn rig_sending_more_than_a_budget() -> Rig {
+    let mut rig = rig();
+    let text = vec![b'x'; 0x4_0000];
+    rig.mem.write(RAM_BASE + 0x2_0000, &text).unwrap();
+    rig.tx.add(&rig.mem, &[(RAM_BASE + 0x2_0000, text.len() as u32, false); 2]);
+    w(&mut rig.dev, 0x50, 1);
+    assert!(rig.dev.has_backlog());
+    rig
+}
+
 fn buf(n: u64) -> u64 {
     RAM_BASE + 0x8_0000 + n * 0x1000
 }
@@ -265,12 +277,7 @@ fn a_huge_chain_goes_out_a_budget_per_call_in_order() {
 
 #[test]
 fn a_reset_forgets_the_chain_being_sent() {
-    let mut rig = rig();
-    let text = vec![b'x'; 0x4_0000];
-    rig.mem.write(RAM_BASE + 0x2_0000, &text).unwrap();
-    rig.tx.add(&rig.mem, &[(RAM_BASE + 0x2_0000, text.len() as u32, false); 2]);
-    w(&mut rig.dev, 0x50, 1);
-    assert!(rig.dev.has_backlog());
+    let mut rig = rig_sending_more_than_a_budget();
     w(&mut rig.dev, 0x70, 0);
     assert!(!rig.dev.has_backlog());
     let sent = rig.output().len();
@@ -326,12 +333,7 @@ fn output_beyond_the_share_waits_in_the_guests_buffer_and_nothing_is_lost() {
 
 #[test]
 fn a_queue_taken_down_leaves_no_backlog_behind() {
-    let mut rig = rig();
-    let text = vec![b'x'; 0x4_0000];
-    rig.mem.write(RAM_BASE + 0x2_0000, &text).unwrap();
-    rig.tx.add(&rig.mem, &[(RAM_BASE + 0x2_0000, text.len() as u32, false); 2]);
-    w(&mut rig.dev, 0x50, 1);
-    assert!(rig.dev.has_backlog());
+    let mut rig = rig_sending_more_than_a_budget();
     // QueueSel 1, QueueReady 0: the driver takes the transmit queue down.
     w(&mut rig.dev, 0x30, 1);
     w(&mut rig.dev, 0x44, 0);
