@@ -4,7 +4,7 @@
 //! The fuzzer mutates what it is given: seeds that are valid, realistic inputs let
 //! it start from the deep end (every property of every node read and checked)
 //! instead of rediscovering the FDT format. The bundles follow
-//! `platform::bundle`'s format as `cargo xtask bundle` writes it, with small
+//! `platform::bundle`'s format, written by the same writer `cargo xtask bundle` uses, with small
 //! images so that mutations land on the structure; the host DTB has QEMU virt's
 //! shape. `corpus/host_dtb/qemu-virt-2cpu.dtb` is not generated here: it is the DTB
 //! of QEMU 7.2's `-M virt,gic-version=3,virtualization=on -smp 2 -m 1G` with
@@ -14,138 +14,65 @@
 //! To rewrite the generated seeds after a format change:
 //! `SLUICE_WRITE_SEEDS=1 cargo test --manifest-path fuzz/Cargo.toml --lib`.
 
-use platform::bundle as b;
+use platform::bundle::read::Header;
+use platform::bundle::spec::{CpuList, DeviceKind, DeviceSpec, DiskSpec, VmSpec};
+use platform::bundle::write::{write, VmEntry};
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
 const MIB: u64 = 1 << 20;
 const RAM_BASE: u64 = platform::qemu_virt::RAM_BASE;
 
-/// One virtio device of a seed VM.
-struct Device {
-    kind: &'static str,
-    legacy: bool,
-    disk_size: u64,
-    image: &'static [u8],
-    read_only: bool,
-    serial: Option<&'static str>,
-}
+const CONSOLE: DeviceSpec<'static> = DeviceSpec { kind: DeviceKind::Console, legacy: false };
 
-const CONSOLE: Device =
-    Device { kind: b::KIND_CONSOLE, legacy: false, disk_size: 0, image: &[], read_only: false, serial: None };
-
-/// One VM of a seed bundle.
-struct Vm {
-    name: &'static str,
-    cpus: &'static [u32],
-    memory: u64,
-    host_base: Option<u64>,
-    kernel: &'static [u8],
-    initrd: Option<&'static [u8]>,
-    bootargs: Option<&'static str>,
-    devices: Vec<Device>,
-}
-
-impl Vm {
-    /// A VM the way the tools lay one out: the image at 2 MiB into RAM, the DTB in
-    /// the last 2 MiB, the initrd below it.
-    fn new(name: &'static str, cpus: &'static [u32]) -> Self {
-        Vm {
-            name,
-            cpus,
-            memory: 64 * MIB,
-            host_base: None,
-            kernel: &[0x14, 0, 0, 0x14, 0x1f, 0x20, 0x03, 0xd5],
-            initrd: None,
-            bootargs: None,
-            devices: Vec::new(),
-        }
+/// A VM the way the tools lay one out: the image at 2 MiB into RAM, the DTB in the
+/// last 2 MiB of `memory`, the initrd (if any) below it.
+fn vm(name: &'static str, cpus: &[u32], memory: u64, initrd: Option<&'static [u8]>) -> VmSpec<'static> {
+    let kernel_addr = RAM_BASE + 2 * MIB;
+    let dtb_addr = RAM_BASE + memory - 2 * MIB;
+    VmSpec {
+        name,
+        cpus: CpuList::new(cpus).expect("a seed VM has few CPUs"),
+        memory_size: memory,
+        host_base: None,
+        kernel: &[0x14, 0, 0, 0x14, 0x1f, 0x20, 0x03, 0xd5],
+        kernel_addr,
+        entry: kernel_addr,
+        dtb_addr,
+        initrd: initrd.map(|data| (data, (dtb_addr - data.len() as u64) & !0xfff)),
+        bootargs: None,
     }
-}
-
-fn write_bundle(log_level: &str, trace: bool, vms: &[Vm]) -> FdtWriterResult<Vec<u8>> {
-    let mut w = FdtWriter::new()?;
-    let root = w.begin_node("")?;
-    w.property_string("compatible", b::COMPATIBLE)?;
-    w.property_string(b::LOG_LEVEL, log_level)?;
-    w.property_string(b::TRACE, if trace { b::TRACE_ON } else { b::TRACE_OFF })?;
-    for (index, vm) in vms.iter().enumerate() {
-        let node = w.begin_node(&format!("{}@{index}", b::VM_NODE))?;
-        w.property_string(b::VM_NAME, vm.name)?;
-        w.property_array_u32(b::VM_CPUS, vm.cpus)?;
-        w.property_u64(b::VM_MEMORY_SIZE, vm.memory)?;
-        if let Some(base) = vm.host_base {
-            w.property_u64(b::VM_HOST_BASE, base)?;
-        }
-        let kernel_addr = RAM_BASE + 2 * MIB;
-        let dtb_addr = RAM_BASE + vm.memory - 2 * MIB;
-        w.property(b::VM_KERNEL, vm.kernel)?;
-        w.property_u64(b::VM_KERNEL_ADDR, kernel_addr)?;
-        w.property_u64(b::VM_ENTRY, kernel_addr)?;
-        w.property_u64(b::VM_DTB_ADDR, dtb_addr)?;
-        if let Some(initrd) = vm.initrd {
-            w.property(b::VM_INITRD, initrd)?;
-            w.property_u64(b::VM_INITRD_ADDR, (dtb_addr - initrd.len() as u64) & !0xfff)?;
-        }
-        if let Some(bootargs) = vm.bootargs {
-            w.property_string(b::VM_BOOTARGS, bootargs)?;
-        }
-        for (slot, d) in vm.devices.iter().enumerate() {
-            let dev = w.begin_node(&format!("{}@{slot}", b::DEVICE_NODE))?;
-            if d.legacy {
-                w.property_null(b::DEVICE_LEGACY)?;
-            }
-            w.property_string(b::DEVICE_KIND, d.kind)?;
-            if d.kind == b::KIND_BLK {
-                w.property_u64(b::DISK_SIZE, d.disk_size)?;
-                if !d.image.is_empty() {
-                    w.property(b::DISK, d.image)?;
-                }
-                if d.read_only {
-                    w.property_null(b::DISK_READ_ONLY)?;
-                }
-                if let Some(serial) = d.serial {
-                    w.property_string(b::DISK_SERIAL, serial)?;
-                }
-            }
-            w.end_node(dev)?;
-        }
-        w.end_node(node)?;
-    }
-    w.end_node(root)?;
-    w.finish()
 }
 
 /// The `bundle` target's seeds: (file name, contents).
 pub fn bundles() -> Vec<(&'static str, Vec<u8>)> {
-    let blk = |legacy, read_only| Device {
-        kind: b::KIND_BLK,
+    let blk = |legacy, read_only| DeviceSpec {
+        kind: DeviceKind::Blk(DiskSpec {
+            size: 4096,
+            image: Some(&[9; 32]),
+            read_only,
+            serial: Some("disk0"),
+        }),
         legacy,
-        disk_size: 4096,
-        image: &[9; 32],
-        read_only,
-        serial: Some("disk0"),
     };
-    let mut linux = Vm::new("linux", &[0]);
-    linux.initrd = Some(&[7; 48]);
+    let mut linux = vm("linux", &[0], 64 * MIB, Some(&[7; 48]));
     linux.bootargs = Some("console=hvc0 earlycon=pl011,0x9000000");
-    linux.devices = vec![blk(false, false), CONSOLE];
-    let mut bare = Vm::new("bare", &[1, 2]);
-    bare.devices = vec![CONSOLE];
-
-    let mut pinned = Vm::new("pinned", &[0]);
-    pinned.memory = 32 * MIB;
+    let linux: VmEntry<'_> = (linux, vec![blk(false, false), CONSOLE]);
+    let bare = (vm("bare", &[1, 2], 64 * MIB, None), vec![CONSOLE]);
+    let mut pinned = vm("pinned", &[0], 32 * MIB, None);
     pinned.host_base = Some(0x5000_0000);
-    pinned.devices = vec![blk(true, true), Device { legacy: true, ..CONSOLE }];
-
-    let names = ["a", "b", "c", "d", "e", "f", "g"];
-    const CPUS: [&[u32]; 7] = [&[0], &[1], &[2], &[3], &[4], &[5], &[6]];
-    let seven: Vec<Vm> = names.iter().zip(CPUS).map(|(name, cpus)| Vm::new(name, cpus)).collect();
+    let pinned = (pinned, vec![blk(true, true), DeviceSpec { legacy: true, ..CONSOLE }]);
+    let seven: Vec<VmEntry<'_>> = ["a", "b", "c", "d", "e", "f", "g"]
+        .iter()
+        .zip(0..)
+        .map(|(name, cpu)| (vm(name, &[cpu], 64 * MIB, None), vec![]))
+        .collect();
+    let header = |level, trace| Header { log_level: Some(level), trace };
 
     [
-        ("two-vms.dtb", write_bundle("debug", true, &[linux, bare])),
-        ("hello.dtb", write_bundle("info", false, &[Vm::new("hello", &[0])])),
-        ("legacy-pinned.dtb", write_bundle("trace", true, &[pinned])),
-        ("seven-vms.dtb", write_bundle("warn", true, &seven)),
+        ("two-vms.dtb", write(&header("debug", true), &[linux, bare])),
+        ("hello.dtb", write(&header("info", false), &[(vm("hello", &[0], 64 * MIB, None), vec![])])),
+        ("legacy-pinned.dtb", write(&header("trace", true), &[pinned])),
+        ("seven-vms.dtb", write(&header("warn", true), &seven)),
     ]
     .into_iter()
     .map(|(name, blob)| (name, blob.expect("a seed bundle")))

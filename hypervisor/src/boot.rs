@@ -18,7 +18,7 @@ use crate::mm::guest_memory::{GuestMemory, RamChunk};
 use crate::run::{self, HostCpu, Machine, FAILED};
 use crate::trace;
 use crate::vm::admission;
-use crate::vm::config::{parse_bundle, DeviceKind, VmConfig};
+use crate::vm::config::{parse_bundle, VmConfig};
 use crate::vm::refusal::Refusal;
 use crate::vm::Vm;
 use alloc::boxed::Box;
@@ -27,6 +27,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use log::{error, info, LevelFilter};
+use platform::bundle::spec::{DeviceKind, DiskSpec};
 use platform::{qemu_virt, Region};
 
 #[allow(unsafe_code)]
@@ -122,7 +123,7 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
         .vms
         .iter()
         .filter_map(|vm| vm.as_ref().ok())
-        .filter_map(|vm| vm.host_base.map(|base| Region::new(base, vm.memory_size)))
+        .filter_map(|vm| vm.spec.host_base.map(|base| Region::new(base, vm.spec.memory_size)))
         .collect();
     let mut reserved =
         Vec::from([image_region(), Region::new(dtb_addr as u64, dtb.len() as u64), bundle_region]);
@@ -142,12 +143,12 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
                 info!(
                     "vm \"{}\": {} MiB of RAM, CPU{} {:?}, entry {:#x}",
                     vm.name(),
-                    vm.config.memory_size >> 20,
-                    if vm.config.cpus.len() > 1 { "s" } else { "" },
-                    vm.config.cpus,
-                    vm.config.entry
+                    vm.config.spec.memory_size >> 20,
+                    if vm.config.spec.cpus.len() > 1 { "s" } else { "" },
+                    vm.config.spec.cpus,
+                    vm.config.spec.entry
                 );
-                for (vcpu, &cpu) in vm.config.cpus.iter().enumerate() {
+                for (vcpu, &cpu) in vm.config.spec.cpus.iter().enumerate() {
                     cpu_slot[cpu as usize] = Some((index, vcpu));
                 }
                 vms.push(Some(vm));
@@ -251,18 +252,20 @@ fn build_vm(
     pinned: &[Region],
     ram: &mut RamAllocator,
 ) -> Result<Vm, Refusal> {
-    let chunks = match config.host_base {
+    let chunks = match config.spec.host_base {
         Some(base) => {
-            let region = Region::new(base, config.memory_size);
-            if !free.iter().any(|f| f.contains_range(base, config.memory_size)) {
-                return Err(Refusal::HostBaseNotFree { base, end: base + config.memory_size });
+            let region = Region::new(base, config.spec.memory_size);
+            if !free.iter().any(|f| f.contains_range(base, config.spec.memory_size)) {
+                return Err(Refusal::HostBaseNotFree { base, end: base + config.spec.memory_size });
             }
             if pinned.iter().filter(|p| p.overlaps(&region)).count() > 1 {
                 return Err(Refusal::HostBaseOverlapsPinned);
             }
-            Vec::from([(base, config.memory_size)])
+            Vec::from([(base, config.spec.memory_size)])
         }
-        None => ram.alloc(config.memory_size).ok_or(Refusal::NoRam { bytes: config.memory_size })?,
+        None => {
+            ram.alloc(config.spec.memory_size).ok_or(Refusal::NoRam { bytes: config.spec.memory_size })?
+        }
     };
     let chunks = laid_out_from(qemu_virt::RAM_BASE, chunks);
     // SAFETY: the chunks are free RAM (allocated or checked free above), identity-mapped
@@ -271,7 +274,7 @@ fn build_vm(
     let mut backends = Vec::new();
     for (slot, device) in config.devices.iter().enumerate() {
         let backend: Box<dyn VirtioBackend> = match device.kind {
-            DeviceKind::Blk { size, image, read_only, serial } => {
+            DeviceKind::Blk(DiskSpec { size, image, read_only, serial }) => {
                 let disk = alloc_disk(slot, size, image, ram)?;
                 Box::new(Blk::new(disk.prefix(size), read_only, serial.unwrap_or("").as_bytes()))
             }

@@ -32,9 +32,19 @@
 //! };
 //! ```
 //!
-//! Addresses are guest-physical; every 64-bit value is two big-endian cells. The
-//! tools compute the layout and check it; the hypervisor checks it again and refuses
-//! a VM whose layout it cannot honour.
+//! Addresses are guest-physical; every 64-bit value is two big-endian cells.
+//!
+//! The tree's schema lives here once: [`spec`] is the typed form (a VM, a device)
+//! with the rules a spec keeps, [`read`] reads a tree into checked specs (no_std,
+//! over any device-tree reader: the hypervisor's), [`write`] writes specs as a tree
+//! (feature `writer`: the tools). Both sides run the same checks, so the tools do
+//! not write what the hypervisor would refuse, and the hypervisor re-checks all it
+//! relies on anyway.
+
+pub mod read;
+pub mod spec;
+#[cfg(feature = "writer")]
+pub mod write;
 
 /// `compatible` of the bundle's root node.
 pub const COMPATIBLE: &str = "sluice,bundle-v1";

@@ -6,6 +6,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "writer")]
+extern crate alloc;
 #[cfg(feature = "build")]
 extern crate std;
 

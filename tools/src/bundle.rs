@@ -3,86 +3,26 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use platform::bundle::{
-    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_READ_ONLY, DISK_SERIAL, DISK_SIZE,
-    KIND_BLK, KIND_CONSOLE, LOG_LEVEL, TRACE, TRACE_OFF, TRACE_ON, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR,
-    VM_ENTRY, VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME,
-    VM_NODE,
-};
-use vm_fdt::{FdtWriter, FdtWriterResult};
+use platform::bundle::read::Header;
+use platform::bundle::write::{self, VmEntry};
 
-use crate::devices::{Device, DeviceKind};
-use crate::validate::{Scenario, Vm};
+use crate::validate::Scenario;
 
-/// Builds the bundle's bytes.
+/// Builds the bundle's bytes: every VM and device as its spec, checked by the
+/// rules the hypervisor reads them by.
 ///
 /// # Errors
 ///
-/// `vm-fdt` refuses the tree (e.g. the images add up to more than 4 GiB).
+/// A spec breaks a rule (a bug in the checks before), or the tree writer refuses
+/// it (e.g. the images add up to more than 4 GiB).
 pub fn build(scenario: &Scenario) -> Result<Vec<u8>> {
-    write_tree(scenario).context("cannot build the boot bundle")
-}
-
-fn write_tree(scenario: &Scenario) -> FdtWriterResult<Vec<u8>> {
-    let mut fdt = FdtWriter::new()?;
-    let root = fdt.begin_node("")?;
-    fdt.property_string("compatible", COMPATIBLE)?;
-    fdt.property_string(LOG_LEVEL, scenario.log_level.as_str())?;
-    fdt.property_string(TRACE, if scenario.trace { TRACE_ON } else { TRACE_OFF })?;
-    for (index, vm) in scenario.vms.iter().enumerate() {
-        write_vm(&mut fdt, index, vm)?;
-    }
-    fdt.end_node(root)?;
-    fdt.finish()
-}
-
-fn write_vm(fdt: &mut FdtWriter, index: usize, vm: &Vm) -> FdtWriterResult<()> {
-    let node = fdt.begin_node(&format!("{VM_NODE}@{index}"))?;
-    fdt.property_string(VM_NAME, &vm.name)?;
-    fdt.property_array_u32(VM_CPUS, &vm.cpus)?;
-    fdt.property_u64(VM_MEMORY_SIZE, vm.memory)?;
-    if let Some(base) = vm.host_base {
-        fdt.property_u64(VM_HOST_BASE, base)?;
-    }
-    fdt.property(VM_KERNEL, &vm.kernel)?;
-    fdt.property_u64(VM_KERNEL_ADDR, vm.layout.kernel.base)?;
-    fdt.property_u64(VM_ENTRY, vm.layout.entry)?;
-    fdt.property_u64(VM_DTB_ADDR, vm.layout.dtb.base)?;
-    if let (Some(initrd), Some(region)) = (&vm.initrd, vm.layout.initrd) {
-        fdt.property(VM_INITRD, initrd)?;
-        fdt.property_u64(VM_INITRD_ADDR, region.base)?;
-    }
-    if let Some(bootargs) = &vm.bootargs {
-        fdt.property_string(VM_BOOTARGS, bootargs)?;
-    }
-    for (slot, device) in vm.devices.iter().enumerate() {
-        write_device(fdt, slot, device)?;
-    }
-    fdt.end_node(node)
-}
-
-fn write_device(fdt: &mut FdtWriter, slot: usize, device: &Device) -> FdtWriterResult<()> {
-    let node = fdt.begin_node(&format!("{DEVICE_NODE}@{slot}"))?;
-    if device.legacy {
-        fdt.property_null(DEVICE_LEGACY)?;
-    }
-    match &device.kind {
-        DeviceKind::Console => fdt.property_string(DEVICE_KIND, KIND_CONSOLE)?,
-        DeviceKind::Blk(disk) => {
-            fdt.property_string(DEVICE_KIND, KIND_BLK)?;
-            fdt.property_u64(DISK_SIZE, disk.size)?;
-            if let Some(image) = &disk.image {
-                fdt.property(DISK, image)?;
-            }
-            if disk.read_only {
-                fdt.property_null(DISK_READ_ONLY)?;
-            }
-            if let Some(serial) = &disk.serial {
-                fdt.property_string(DISK_SERIAL, serial)?;
-            }
-        }
-    }
-    fdt.end_node(node)
+    let header = Header { log_level: Some(scenario.log_level.as_str()), trace: scenario.trace };
+    let vms: Vec<VmEntry<'_>> = scenario
+        .vms
+        .iter()
+        .map(|vm| (vm.spec(), vm.devices.iter().map(|device| device.spec()).collect()))
+        .collect();
+    write::write(&header, &vms).context("cannot build the boot bundle")
 }
 
 /// Builds the bundle and writes it to `path`, creating its directory.
@@ -102,11 +42,19 @@ pub fn write(scenario: &Scenario, path: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::config::LogLevel;
+    use crate::devices::{Device, DeviceKind};
     use crate::layout;
     use crate::units::{GIB, MIB};
     use crate::validate::Machine;
+    use crate::validate::Vm;
     use fdt::node::FdtNode;
     use fdt::Fdt;
+    use platform::bundle::spec::CpuList;
+    use platform::bundle::{
+        COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DISK, DISK_READ_ONLY, DISK_SERIAL, DISK_SIZE, KIND_BLK,
+        KIND_CONSOLE, LOG_LEVEL, TRACE, TRACE_OFF, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR, VM_ENTRY, VM_HOST_BASE,
+        VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME,
+    };
     use platform::qemu_virt::RAM_BASE;
 
     fn vm(name: &str, cpus: &[u32], initrd: Option<Vec<u8>>, bootargs: Option<&str>) -> Vm {
@@ -114,7 +62,7 @@ mod tests {
         let initrd_size = initrd.as_ref().map(|b| b.len() as u64);
         Vm {
             name: name.to_owned(),
-            cpus: cpus.to_vec(),
+            cpus: CpuList::new(cpus).unwrap(),
             memory: 64 * MIB,
             host_base: None,
             layout: layout::place(64 * MIB, &kernel, Some(RAM_BASE + 0x8_0000), initrd_size).unwrap(),

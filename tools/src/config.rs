@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::units::{parse_size, parse_u64};
+
 /// A whole scenario file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +233,32 @@ pub enum Number {
     Int(i64),
     /// A TOML string, parsed later.
     Text(String),
+}
+
+impl Number {
+    /// The number of bytes it says (`"64M"`, `4096`).
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with it, in words.
+    pub fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Self::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+            Self::Text(text) => parse_size(text),
+        }
+    }
+
+    /// The address it says (`"0x5000_0000"`).
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with it, in words.
+    pub fn address(&self) -> Result<u64, String> {
+        match self {
+            Self::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+            Self::Text(text) => parse_u64(text).map_err(|e| format!("{e} (write e.g. \"0x50000000\")")),
+        }
+    }
 }
 
 impl fmt::Display for Number {

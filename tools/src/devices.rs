@@ -1,11 +1,11 @@
 //! Checking a VM's `[[vm.virtio]]` devices.
 
-use platform::bundle::{KIND_BLK, KIND_CONSOLE, MAX_SERIAL_LEN, SECTOR_SIZE};
+use platform::bundle::spec::{self as rules, DeviceSpec, DiskSpec};
+use platform::bundle::{KIND_BLK, KIND_CONSOLE, SECTOR_SIZE};
 use platform::qemu_virt::VIRTIO_MMIO_SLOTS;
 
 use crate::config::VirtioConfig;
 use crate::units::fmt_size;
-use crate::validate::size as parse_size;
 
 /// A checked virtio device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,50 @@ pub struct Disk {
     pub read_only: bool,
     /// `GET_ID`'s answer.
     pub serial: Option<String>,
+}
+
+impl Device {
+    /// The device as the bundle describes it.
+    pub fn spec(&self) -> DeviceSpec<'_> {
+        let kind = match &self.kind {
+            DeviceKind::Blk(disk) => rules::DeviceKind::Blk(DiskSpec {
+                size: disk.size,
+                image: disk.image.as_deref(),
+                read_only: disk.read_only,
+                serial: disk.serial.as_deref(),
+            }),
+            DeviceKind::Console => rules::DeviceKind::Console,
+        };
+        DeviceSpec { kind, legacy: self.legacy }
+    }
+}
+
+/// Which virtio-mmio interface QEMU's devices show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Version 2 (virtio 1.x).
+    Modern,
+    /// Version 1 (legacy).
+    Legacy,
+}
+
+impl Mode {
+    /// Parses `"modern"` or `"legacy"`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "modern" => Some(Self::Modern),
+            "legacy" => Some(Self::Legacy),
+            _ => None,
+        }
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Modern => "modern",
+            Self::Legacy => "legacy",
+        }
+    }
 }
 
 /// Most devices a VM can have: one per virtio-mmio slot.
@@ -93,7 +137,7 @@ fn check_blk(
         },
     };
     let size = match (&config.size, &image) {
-        (Some(size), _) => match parse_size(size) {
+        (Some(size), _) => match size.bytes() {
             Ok(size) => size,
             Err(reason) => {
                 errors.push(("size", reason));
@@ -106,8 +150,8 @@ fn check_blk(
             return None;
         }
     };
-    if size == 0 || !size.is_multiple_of(SECTOR_SIZE) {
-        errors.push(("size", format!("{size} bytes is not a positive multiple of {SECTOR_SIZE}")));
+    if let Err(reason) = rules::check_disk_size(size) {
+        errors.push(("size", format!("{size} bytes {reason}")));
     }
     if let Some(image) = &image {
         if image.len() as u64 > size {
@@ -118,10 +162,8 @@ fn check_blk(
         }
     }
     if let Some(serial) = &config.serial {
-        if serial.len() > MAX_SERIAL_LEN || !serial.is_ascii() {
-            errors.push(("serial", format!("{serial:?}: at most {MAX_SERIAL_LEN} ASCII characters")));
-        } else if serial.contains('\0') {
-            errors.push(("serial", format!("{serial:?} contains a NUL character")));
+        if let Err(reason) = rules::check_serial(serial) {
+            errors.push(("serial", format!("{serial:?} {reason}")));
         }
     }
     Some(DeviceKind::Blk(Disk { size, image, read_only: config.read_only, serial: config.serial.clone() }))

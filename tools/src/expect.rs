@@ -1,20 +1,9 @@
 //! Judges a finished QEMU run against a scenario's `[expect]`: pure functions only.
 
-use std::time::Duration;
-
 use crate::attribution::{exit_status, Host, Said, Speaker};
 use crate::send::{self, Progress};
-use crate::status::describe;
+use crate::status::{describe, Ending};
 use crate::validate::Expect;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-    /// QEMU exited by itself: its exit code, or `None` if a signal ended it.
-    Exited(Option<i32>),
-    /// QEMU ran past the timeout and was killed.
-    TimedOut(Duration),
-}
 
 /// Checks that each of `expected` is said in `output`, in order, each on a later line
 /// than the one before. Returns one message per missing entry (empty: all found).
@@ -155,6 +144,7 @@ pub fn tail(output: &[String], count: usize) -> &[String] {
 mod tests {
     use super::*;
     use crate::qemu::Clock;
+    use std::time::Duration;
 
     /// Splits captured output into lines, without `\n` or the serial port's `\r`.
     fn split_lines(output: &str) -> Vec<String> {

@@ -11,8 +11,9 @@ use anyhow::{Context, Result};
 
 use crate::admission;
 use crate::attribution::{said_by, Host};
+use crate::devices::Mode;
 use crate::qemu::{self, Clock, Console, Invocation};
-use crate::reference::{self, Mode};
+use crate::reference;
 use crate::runner::{self, Echo};
 use crate::send::Step;
 use crate::workspace::Workspace;

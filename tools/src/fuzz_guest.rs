@@ -18,10 +18,11 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::admission;
 use crate::attribution::{said_by, Host};
-use crate::expect::{self, Ending};
+use crate::expect;
 use crate::qemu::{self, Clock, Invocation};
 use crate::runner::{self, Echo};
 use crate::send::Progress;
+use crate::status::Ending;
 use crate::validate::{Expect, Sources};
 use crate::workspace::Workspace;
 use crate::{build, bundle, config, deps, validate};

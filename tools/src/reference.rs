@@ -12,38 +12,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::devices::DeviceKind;
+use crate::devices::{DeviceKind, Mode};
 use crate::qemu::{Clock, Console};
 use crate::units::MIB;
 use crate::validate::Vm;
-
-/// Which virtio-mmio interface QEMU's devices show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Version 2 (virtio 1.x).
-    Modern,
-    /// Version 1 (legacy).
-    Legacy,
-}
-
-impl Mode {
-    /// Parses `"modern"` or `"legacy"`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "modern" => Some(Self::Modern),
-            "legacy" => Some(Self::Legacy),
-            _ => None,
-        }
-    }
-
-    /// The name used in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Modern => "modern",
-            Self::Legacy => "legacy",
-        }
-    }
-}
 
 /// The files a reference run boots from, written under `dir`.
 pub struct Files {
@@ -140,7 +112,7 @@ mod tests {
         let kernel = vec![1; 100];
         Vm {
             name: "v".into(),
-            cpus: vec![0, 1],
+            cpus: platform::bundle::spec::CpuList::new(&[0, 1]).unwrap(),
             memory: 64 * MIB,
             host_base: None,
             layout: layout::place(64 * MIB, &kernel, Some(RAM_BASE), None).unwrap(),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::cmd;
-use crate::expect::Ending;
 use crate::send::{self, Progress, Schedule, Step};
+use crate::status::Ending;
 
 /// How often the runner looks whether QEMU has exited.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);

@@ -8,9 +8,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::admission;
 use crate::damage::Damage;
+use crate::devices::Mode;
 use crate::expect::{self, tail};
 use crate::qemu::{self, Clock, Console, Invocation};
-use crate::reference::{self, Mode};
+use crate::reference;
 use crate::runner::{self, Echo};
 use crate::workspace::{scenario_name, Workspace};
 use crate::{attribution, bundle, config, validate};

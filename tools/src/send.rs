@@ -9,7 +9,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::expect::Ending;
+use crate::status::Ending;
 
 /// One checked `[[expect.send]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,21 @@
 //! What Sluice's exit status says about a run, in words (decoded with `platform::exit`).
 
 use std::process::ExitStatus;
+use std::time::Duration;
 
 use platform::bundle::MAX_VMS;
 use platform::exit::{vm_failed, HYPERVISOR_PANIC};
 
 use crate::attribution::exit_status;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// QEMU exited by itself: its exit code, or `None` if a signal ended it.
+    Exited(Option<i32>),
+    /// QEMU ran past the timeout and was killed.
+    TimedOut(Duration),
+}
 
 /// Describes an exit status of the hypervisor, naming VMs by their config names.
 pub fn describe(status: u8, vm_names: &[String]) -> String {

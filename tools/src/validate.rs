@@ -11,28 +11,24 @@ use std::time::Duration;
 
 use anyhow::Result;
 use platform::admission::HYPERVISOR_RESERVED;
+use platform::bundle::spec::{self as rules, CpuList, VmSpec, MAX_NAME_LEN};
 use platform::bundle::{MAX_VMS, MEMORY_GRANULE};
-use platform::qemu_virt::{self, RAM_MAX_SIZE};
+use platform::qemu_virt;
 use platform::Region;
 
 use crate::attribution::{Said, Speaker};
 use crate::clock::Clock;
 use crate::config::{Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::damage::Damage;
-use crate::devices::{self, Device, MAX_DEVICES};
+use crate::devices::{self, Device, Mode, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
-use crate::reference;
 use crate::send::Step;
-use crate::units::{fmt_region, fmt_size, parse_size, parse_u64};
+use crate::units::{fmt_region, fmt_size};
 
 /// Where the host's RAM starts on QEMU virt (the same address guests see theirs at).
 pub const HOST_RAM_BASE: u64 = qemu_virt::RAM_BASE;
 /// Most host CPUs a scenario's machine may have (what Sluice drives).
 pub const MAX_CPUS: u32 = platform::bundle::MAX_HOST_CPUS as u32;
-/// Longest VM name (the hypervisor keeps it in a 32-byte buffer with its NUL).
-pub const MAX_NAME_LEN: usize = 31;
-/// Longest kernel command line.
-pub const MAX_BOOTARGS_LEN: usize = 1024;
 /// Prefix of a `kernel` that names a test guest the tools build.
 pub const GUEST_PREFIX: &str = "guest:";
 
@@ -73,7 +69,7 @@ pub struct Vm {
     /// Its name.
     pub name: String,
     /// Host CPU indices.
-    pub cpus: Vec<u32>,
+    pub cpus: CpuList,
     /// RAM size in bytes.
     pub memory: u64,
     /// Host-physical base its RAM is pinned at, if any.
@@ -88,6 +84,24 @@ pub struct Vm {
     pub layout: Layout,
     /// Its virtio devices; device n sits in virtio-mmio slot n.
     pub devices: Vec<Device>,
+}
+
+impl Vm {
+    /// The VM as the bundle describes it.
+    pub fn spec(&self) -> VmSpec<'_> {
+        VmSpec {
+            name: &self.name,
+            cpus: self.cpus,
+            memory_size: self.memory,
+            host_base: self.host_base,
+            kernel: &self.kernel,
+            kernel_addr: self.layout.kernel.base,
+            entry: self.layout.entry,
+            dtb_addr: self.layout.dtb.base,
+            initrd: self.initrd.as_deref().zip(self.layout.initrd.map(|region| region.base)),
+            bootargs: self.bootargs.as_deref(),
+        }
+    }
 }
 
 /// A checked `[expect]`.
@@ -114,7 +128,7 @@ pub struct Expect {
     /// QEMU exits at most this long after the last typed input.
     pub quit_within: Option<Duration>,
     /// Plain-QEMU reference runs of the same guest.
-    pub reference: Vec<reference::Mode>,
+    pub reference: Vec<Mode>,
 }
 
 /// Where the images named in a scenario come from.
@@ -198,7 +212,7 @@ fn check_machine_cpus(cpus: i64, errors: &mut Vec<String>) -> Option<u32> {
 }
 
 fn check_machine_memory(memory: &Number, errors: &mut Vec<String>) -> Option<u64> {
-    let result = size(memory).and_then(|bytes| {
+    let result = memory.bytes().and_then(|bytes| {
         if !bytes.is_multiple_of(MEMORY_GRANULE) {
             Err(format!("{} is not a multiple of {}", fmt_size(bytes), fmt_size(MEMORY_GRANULE)))
         } else if bytes <= HYPERVISOR_RESERVED {
@@ -212,22 +226,6 @@ fn check_machine_memory(memory: &Number, errors: &mut Vec<String>) -> Option<u64
         }
     });
     result.map_err(|e| errors.push(format!("machine.memory: {e}"))).ok()
-}
-
-/// A size written as an integer or a string.
-pub(crate) fn size(value: &Number) -> Result<u64, String> {
-    match value {
-        Number::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
-        Number::Text(text) => parse_size(text),
-    }
-}
-
-/// An address written as an integer or a string.
-fn address(value: &Number) -> Result<u64, String> {
-    match value {
-        Number::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
-        Number::Text(text) => parse_u64(text).map_err(|e| format!("{e} (write e.g. \"0x50000000\")")),
-    }
 }
 
 /// `io::Error`'s message without the ` (os error N)` tail.
@@ -319,7 +317,7 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
     };
     let mut modes = Vec::new();
     for (k, name) in expect.reference.iter().enumerate() {
-        match reference::Mode::parse(name) {
+        match Mode::parse(name) {
             Some(mode) => modes.push(mode),
             None => errors.push(format!("expect.reference[{k}]: {name:?} is not \"modern\" or \"legacy\"")),
         }
@@ -436,7 +434,7 @@ impl VmChecker<'_, '_> {
             Some(path) => self.read_image(i, "initrd", path, false).map(Some),
             None => Some(None),
         };
-        let load_address = match vm.load_address.as_ref().map(address).transpose() {
+        let load_address = match vm.load_address.as_ref().map(Number::address).transpose() {
             Ok(addr) => Some(addr),
             Err(reason) => {
                 self.refuse(i, "load_address", reason);
@@ -444,18 +442,8 @@ impl VmChecker<'_, '_> {
             }
         };
 
-        if let Some(bootargs) = &vm.bootargs {
-            if bootargs.len() > MAX_BOOTARGS_LEN {
-                let len = bootargs.len();
-                self.refuse(
-                    i,
-                    "bootargs",
-                    format!("{len} bytes long; at most {MAX_BOOTARGS_LEN} are allowed"),
-                );
-            }
-            if bootargs.contains('\0') {
-                self.refuse(i, "bootargs", "contains a NUL character");
-            }
+        if let Some(Err(reason)) = vm.bootargs.as_deref().map(rules::check_bootargs) {
+            self.refuse(i, "bootargs", reason);
         }
 
         let devices = self.check_devices(i, vm);
@@ -479,7 +467,7 @@ impl VmChecker<'_, '_> {
         }
         Some(Vm {
             name: vm.name.clone(),
-            cpus,
+            cpus: CpuList::new(&cpus)?,
             memory: memory?,
             host_base,
             kernel: kernel?,
@@ -560,19 +548,15 @@ impl VmChecker<'_, '_> {
     }
 
     fn check_memory(&mut self, i: usize, vm: &VmConfig) -> Option<u64> {
-        let result = size(&vm.memory).and_then(|bytes| {
-            if bytes == 0 {
-                Err("0 bytes; a VM needs RAM".to_owned())
-            } else if !bytes.is_multiple_of(MEMORY_GRANULE) {
-                Err(format!("{} is not a multiple of {}", fmt_size(bytes), fmt_size(MEMORY_GRANULE)))
+        let result = vm.memory.bytes().and_then(|bytes| {
+            if let Err(reason) = rules::check_memory_size(bytes) {
+                Err(format!("{} {reason}", fmt_size(bytes)))
             } else if bytes <= DTB_AREA_SIZE {
                 Err(format!(
                     "{} leaves no room for images: the top {} of guest RAM hold its DTB",
                     fmt_size(bytes),
                     fmt_size(DTB_AREA_SIZE)
                 ))
-            } else if bytes > RAM_MAX_SIZE {
-                Err(format!("{} is more than the {} a VM can have", fmt_size(bytes), fmt_size(RAM_MAX_SIZE)))
             } else {
                 Ok(bytes)
             }
@@ -587,16 +571,15 @@ impl VmChecker<'_, '_> {
     }
 
     fn check_host_base(&mut self, i: usize, vm: &VmConfig, memory: Option<u64>) -> Option<u64> {
-        let base = match address(vm.host_base.as_ref()?) {
+        let base = match vm.host_base.as_ref()?.address() {
             Ok(base) => base,
             Err(reason) => {
                 self.refuse(i, "host_base", reason);
                 return None;
             }
         };
-        if !base.is_multiple_of(MEMORY_GRANULE) {
-            let granule = fmt_size(MEMORY_GRANULE);
-            self.refuse(i, "host_base", format!("{base:#x} is not {granule} aligned"));
+        if let Err(reason) = rules::check_host_base(base) {
+            self.refuse(i, "host_base", format!("{base:#x} {reason}"));
             return None;
         }
         let (Some(memory), Some(machine_memory)) = (memory, self.machine_memory) else {
@@ -756,7 +739,7 @@ pub(crate) mod tests {
         assert_eq!(scenario.log_level, LogLevel::Debug);
         assert_eq!(scenario.vm_names(), ["hello", "linux"]);
         let hello = &scenario.vms[0];
-        assert_eq!(hello.cpus, [0]);
+        assert_eq!(*hello.cpus, [0]);
         assert_eq!(hello.kernel.len(), 4096);
         assert_eq!(hello.bootargs.as_deref(), Some("x=1"));
         assert_eq!(hello.layout.entry, qemu_virt::RAM_BASE);
@@ -918,12 +901,18 @@ pub(crate) mod tests {
 
     #[test]
     fn zero_memory_is_refused() {
-        assert_refused(&vm("a", "[0]", "memory = 0"), "vm[0].memory: 0 bytes; a VM needs RAM");
+        assert_refused(
+            &vm("a", "[0]", "memory = 0"),
+            "vm[0].memory: 0 bytes must be a non-zero multiple of 2 MiB",
+        );
     }
 
     #[test]
     fn memory_not_a_multiple_of_2_mib_is_refused() {
-        assert_refused(&vm("a", "[0]", "memory = \"3M\""), "vm[0].memory: 3 MiB is not a multiple of 2 MiB");
+        assert_refused(
+            &vm("a", "[0]", "memory = \"3M\""),
+            "vm[0].memory: 3 MiB must be a non-zero multiple of 2 MiB",
+        );
     }
 
     #[test]
@@ -938,7 +927,7 @@ pub(crate) mod tests {
     fn memory_beyond_the_ipa_space_is_refused() {
         assert_refused_starting(
             &format!("{}{}", machine(1, "1024G"), vm("a", "[0]", "memory = \"256G\"")),
-            "vm[0].memory: 256 GiB is more than the 255 GiB a VM can have",
+            "vm[0].memory: 256 GiB is more than the guest address space holds (255 GiB)",
         );
     }
 
@@ -952,7 +941,7 @@ pub(crate) mod tests {
     fn misaligned_host_base_is_refused() {
         assert_refused(
             &vm("a", "[0]", "host_base = \"0x50100000\""),
-            "vm[0].host_base: 0x50100000 is not 2 MiB aligned",
+            "vm[0].host_base: 0x50100000 must be 2 MiB aligned",
         );
     }
 
@@ -1125,7 +1114,7 @@ pub(crate) mod tests {
         let long = "x".repeat(1025);
         assert_refused(
             &vm("a", "[0]", &format!("bootargs = \"{long}\"")),
-            "vm[0].bootargs: 1025 bytes long; at most 1024 are allowed",
+            "vm[0].bootargs: is longer than 1024 bytes",
         );
         assert!(check(&vm("a", "[0]", &format!("bootargs = \"{}\"", &long[1..]))).is_ok());
     }

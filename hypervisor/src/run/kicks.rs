@@ -12,7 +12,7 @@ pub(super) const KICK_SGI: u32 = 0;
 /// Makes the vCPUs of `vm` in `kicks` exit.
 pub(super) fn send_kicks(vm: &Vm, kicks: Kick) {
     for vcpu in ones(kicks.0.into()) {
-        if let Some(&cpu) = vm.config.cpus.get(vcpu as usize) {
+        if let Some(&cpu) = vm.config.spec.cpus.get(vcpu as usize) {
             el2::send_sgi(KICK_SGI, machine().cpus[cpu as usize].mpidr);
         }
     }

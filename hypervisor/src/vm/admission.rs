@@ -2,16 +2,17 @@
 //! (`platform::admission`): a VM whose RAM and disks don't fit in what the VMs
 //! before it left is refused, alone, before anything is allocated.
 
-use super::config::{Bundle, ConfigError, DeviceKind, VmConfig};
+use super::config::{Bundle, ConfigError, VmConfig};
 use platform::admission::{vm_footprint, Ledger};
+use platform::bundle::spec::DeviceKind;
 
 /// Host RAM a VM takes: its RAM and its RAM disks.
 pub fn footprint(config: &VmConfig<'_>) -> u64 {
     let disks = config.devices.iter().filter_map(|device| match device.kind {
-        DeviceKind::Blk { size, .. } => Some(size),
+        DeviceKind::Blk(ref disk) => Some(disk.size),
         DeviceKind::Console => None,
     });
-    vm_footprint(config.memory_size, disks)
+    vm_footprint(config.spec.memory_size, disks)
 }
 
 /// Refuses the VMs of `bundle` (a blob of `bundle_len` bytes) that don't fit in a

@@ -11,8 +11,8 @@ use fdt::node::FdtNode;
 use fdt::Fdt;
 use platform::admission::Shortfall;
 use platform::bundle as b;
-use platform::layout::ImageLayout;
-use platform::{qemu_virt, Region};
+use platform::bundle::read;
+use platform::bundle::spec::{DeviceSpec, Fault, VmSpec};
 
 /// A bundle, read.
 #[derive(Debug)]
@@ -25,65 +25,13 @@ pub struct Bundle<'a> {
     pub vms: Vec<Result<VmConfig<'a>, ConfigError>>,
 }
 
-/// One VM's configuration, checked.
+/// One VM's configuration, checked: its spec and its virtio devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig<'a> {
-    /// Name for logs and console tags.
-    pub name: &'a str,
-    /// Host CPU indices; vCPU `i` runs on `cpus[i]`.
-    pub cpus: Vec<u32>,
-    /// RAM size in bytes.
-    pub memory_size: u64,
-    /// Host-physical base the RAM is pinned at, if any.
-    pub host_base: Option<u64>,
-    /// The image.
-    pub kernel: &'a [u8],
-    /// Guest-physical load address of the image.
-    pub kernel_addr: u64,
-    /// Guest-physical entry point.
-    pub entry: u64,
-    /// Guest-physical address of the guest DTB.
-    pub dtb_addr: u64,
-    /// The initrd and its guest-physical load address.
-    pub initrd: Option<(&'a [u8], u64)>,
-    /// Kernel command line.
-    pub bootargs: Option<&'a str>,
+    /// What the bundle says of the VM itself.
+    pub spec: VmSpec<'a>,
     /// Virtio devices; device n sits in virtio-mmio slot n.
-    pub devices: Vec<DeviceConfig<'a>>,
-}
-
-/// One virtio device of a VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceConfig<'a> {
-    /// What it is.
-    pub kind: DeviceKind<'a>,
-    /// Legacy virtio-mmio (version 1).
-    pub legacy: bool,
-}
-
-/// The kinds of virtio device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceKind<'a> {
-    /// virtio-blk over a RAM disk of `size` bytes, starting with `image`.
-    Blk {
-        /// Disk size in bytes, a multiple of the sector size.
-        size: u64,
-        /// Initial contents of the disk's first bytes.
-        image: Option<&'a [u8]>,
-        /// Writes are refused.
-        read_only: bool,
-        /// `GET_ID`'s answer.
-        serial: Option<&'a str>,
-    },
-    /// virtio-console on the shared UART.
-    Console,
-}
-
-impl VmConfig<'_> {
-    /// The VM's guest-physical RAM.
-    pub fn ram(&self) -> Region {
-        qemu_virt::guest_ram(self.memory_size)
-    }
+    pub devices: Vec<DeviceSpec<'a>>,
 }
 
 /// Why the bundle or a VM in it was refused.
@@ -183,19 +131,14 @@ pub fn parse_bundle(blob: &[u8], host_cpus: usize) -> Result<Bundle<'_>, ConfigE
     })?;
     let fdt = Fdt::new(blob).map_err(|_| ConfigError::NotABundle("not a flattened device tree"))?;
     let root = fdt.find_node("/").ok_or(ConfigError::NotABundle("no root node"))?;
-    let compatible = root.property("compatible").and_then(|p| p.as_str());
-    if compatible != Some(b::COMPATIBLE) {
-        return Err(ConfigError::NotABundle("compatible is not \"sluice,bundle-v1\""));
-    }
-    let log_level = root.property(b::LOG_LEVEL).and_then(|p| p.as_str());
-    let trace = root.property(b::TRACE).and_then(|p| p.as_str()) != Some(b::TRACE_OFF);
-    let nodes: Vec<_> = root.children().filter(|n| n.name.split('@').next() == Some(b::VM_NODE)).collect();
+    let read::Header { log_level, trace } = read::header(&root).map_err(ConfigError::NotABundle)?;
+    let nodes: Vec<_> = read::vm_nodes(&root).collect();
     if nodes.len() > b::MAX_VMS {
         return Err(ConfigError::TooManyVms(nodes.len()));
     }
     let mut vms: Vec<Result<VmConfig<'_>, ConfigError>> = Vec::new();
     for (index, node) in nodes.into_iter().enumerate() {
-        let vm = parse_vm(index, node, host_cpus).and_then(|vm| {
+        let vm = parse_vm(index, &node, host_cpus).and_then(|vm| {
             check_cpus_free(index, &vm, &vms)?;
             Ok(vm)
         });
@@ -212,148 +155,26 @@ fn check_cpus_free(
 ) -> Result<(), ConfigError> {
     for (owner, other) in earlier.iter().enumerate() {
         let Ok(other) = other else { continue };
-        if let Some(&cpu) = vm.cpus.iter().find(|c| other.cpus.contains(c)) {
+        if let Some(&cpu) = vm.spec.cpus.iter().find(|c| other.spec.cpus.contains(c)) {
             return Err(ConfigError::CpuTaken { vm: index, cpu, owner });
         }
     }
     Ok(())
 }
 
-fn parse_vm<'a>(vm: usize, node: FdtNode<'_, 'a>, host_cpus: usize) -> Result<VmConfig<'a>, ConfigError> {
-    let err = |property, reason| ConfigError::Property { vm, property, reason };
-    let bytes = |name: &'static str| node.property(name).map(|p| p.value);
-    let u64_prop = |name: &'static str| -> Result<Option<u64>, ConfigError> {
-        match bytes(name) {
-            None => Ok(None),
-            Some(v) => match <[u8; 8]>::try_from(v) {
-                Ok(v) => Ok(Some(u64::from_be_bytes(v))),
-                Err(_) => Err(err(name, "must be a 64-bit value")),
-            },
-        }
-    };
-    let required = |name: &'static str| u64_prop(name)?.ok_or(err(name, "missing"));
-    let string = |name: &'static str| -> Result<Option<&'a str>, ConfigError> {
-        match bytes(name) {
-            None => Ok(None),
-            Some(v) => {
-                let v = v.strip_suffix(&[0]).ok_or(err(name, "not a NUL-terminated string"))?;
-                core::str::from_utf8(v).map(Some).map_err(|_| err(name, "not UTF-8"))
-            }
-        }
-    };
-
-    let name = string(b::VM_NAME)?.filter(|n| !n.is_empty()).ok_or(err(b::VM_NAME, "missing or empty"))?;
-    let cpu_cells = bytes(b::VM_CPUS).ok_or(err(b::VM_CPUS, "missing"))?;
-    if cpu_cells.is_empty() || cpu_cells.len() % 4 != 0 {
-        return Err(err(b::VM_CPUS, "must be a non-empty list of 32-bit CPU indices"));
+fn parse_vm<'a>(vm: usize, node: &FdtNode<'_, 'a>, host_cpus: usize) -> Result<VmConfig<'a>, ConfigError> {
+    let spec = read::vm(node).map_err(|Fault { property, reason }| ConfigError::Property {
+        vm,
+        property,
+        reason,
+    })?;
+    if let Some(&cpu) = spec.cpus.iter().find(|&&cpu| cpu as usize >= host_cpus) {
+        return Err(ConfigError::NoSuchCpu { vm, cpu, host_cpus });
     }
-    let cpus: Vec<u32> =
-        cpu_cells.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
-    for (i, cpu) in cpus.iter().enumerate() {
-        if *cpu as usize >= host_cpus {
-            return Err(ConfigError::NoSuchCpu { vm, cpu: *cpu, host_cpus });
-        }
-        if cpus[..i].contains(cpu) {
-            return Err(err(b::VM_CPUS, "lists a CPU twice"));
-        }
-    }
-
-    let memory_size = required(b::VM_MEMORY_SIZE)?;
-    if memory_size == 0 || memory_size % b::MEMORY_GRANULE != 0 {
-        return Err(err(b::VM_MEMORY_SIZE, "must be a non-zero multiple of 2 MiB"));
-    }
-    if memory_size > qemu_virt::RAM_MAX_SIZE {
-        return Err(err(b::VM_MEMORY_SIZE, "is larger than the guest address space allows"));
-    }
-    let ram = qemu_virt::guest_ram(memory_size);
-    let host_base = u64_prop(b::VM_HOST_BASE)?;
-    if host_base.is_some_and(|base| base % b::MEMORY_GRANULE != 0) {
-        return Err(err(b::VM_HOST_BASE, "must be 2 MiB aligned"));
-    }
-
-    let kernel =
-        bytes(b::VM_KERNEL).filter(|k| !k.is_empty()).ok_or(err(b::VM_KERNEL, "missing or empty"))?;
-    let kernel_addr = required(b::VM_KERNEL_ADDR)?;
-    let entry = required(b::VM_ENTRY)?;
-    let dtb_addr = required(b::VM_DTB_ADDR)?;
-    let initrd = match bytes(b::VM_INITRD) {
-        None => None,
-        Some(data) => Some((data, required(b::VM_INITRD_ADDR)?)),
-    };
-    // The rule the tools placed the images by (`platform::layout`).
-    let layout = ImageLayout {
-        ram,
-        kernel: Region::new(kernel_addr, kernel.len() as u64),
-        entry,
-        dtb_addr,
-        initrd: initrd.map(|(data, addr)| Region::new(addr, data.len() as u64)),
-    };
-    layout.check().map_err(|fault| err(fault.property(), fault.reason()))?;
-    let bootargs = string(b::VM_BOOTARGS)?;
-    let devices = node
-        .children()
-        .filter(|child| child.name.split('@').next() == Some(b::DEVICE_NODE))
-        .enumerate()
-        .map(|(index, child)| parse_device(vm, index, child))
-        .collect::<Result<Vec<_>, _>>()?;
-    if devices.len() > qemu_virt::VIRTIO_MMIO_SLOTS as usize {
-        return Err(err(b::DEVICE_NODE, "more devices than virtio-mmio slots"));
-    }
-    Ok(VmConfig {
-        name,
-        cpus,
-        memory_size,
-        host_base,
-        kernel,
-        kernel_addr,
-        entry,
-        dtb_addr,
-        initrd,
-        bootargs,
-        devices,
-    })
-}
-
-fn parse_device<'a>(
-    vm: usize,
-    device: usize,
-    node: FdtNode<'_, 'a>,
-) -> Result<DeviceConfig<'a>, ConfigError> {
-    let err = |property, reason| ConfigError::Device { vm, device, property, reason };
-    let string = |name: &'static str| -> Result<Option<&'a str>, ConfigError> {
-        match node.property(name).map(|p| p.value) {
-            None => Ok(None),
-            Some(v) => {
-                let v = v.strip_suffix(&[0]).ok_or(err(name, "not a NUL-terminated string"))?;
-                core::str::from_utf8(v).map(Some).map_err(|_| err(name, "not UTF-8"))
-            }
-        }
-    };
-    let legacy = node.property(b::DEVICE_LEGACY).is_some();
-    let kind = match string(b::DEVICE_KIND)? {
-        Some(b::KIND_CONSOLE) => DeviceKind::Console,
-        Some(b::KIND_BLK) => {
-            let size = node
-                .property(b::DISK_SIZE)
-                .and_then(|p| <[u8; 8]>::try_from(p.value).ok())
-                .map(u64::from_be_bytes)
-                .ok_or(err(b::DISK_SIZE, "missing or not a 64-bit value"))?;
-            if size == 0 || !size.is_multiple_of(b::SECTOR_SIZE) {
-                return Err(err(b::DISK_SIZE, "must be a non-zero multiple of 512"));
-            }
-            let image = node.property(b::DISK).map(|p| p.value);
-            if image.is_some_and(|i| i.len() as u64 > size) {
-                return Err(err(b::DISK, "is larger than the disk"));
-            }
-            let serial = string(b::DISK_SERIAL)?;
-            if serial.is_some_and(|s| s.len() > b::MAX_SERIAL_LEN) {
-                return Err(err(b::DISK_SERIAL, "is longer than 20 bytes"));
-            }
-            DeviceKind::Blk { size, image, read_only: node.property(b::DISK_READ_ONLY).is_some(), serial }
-        }
-        _ => return Err(err(b::DEVICE_KIND, "must be \"blk\" or \"console\"")),
-    };
-    Ok(DeviceConfig { kind, legacy })
+    let devices = read::devices(node).collect::<Result<Vec<_>, _>>().map_err(
+        |(device, Fault { property, reason })| ConfigError::Device { vm, device, property, reason },
+    )?;
+    Ok(VmConfig { spec, devices })
 }
 
 #[cfg(test)]
@@ -362,6 +183,8 @@ pub(crate) mod tests {
     use crate::fdt_check::tests::Corruptor;
     use alloc::string::ToString;
     use alloc::vec;
+    use platform::bundle::spec::{DeviceKind, DiskSpec};
+    use platform::qemu_virt;
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use vm_fdt::FdtWriter;
 
@@ -452,13 +275,13 @@ pub(crate) mod tests {
         assert_eq!(parsed.log_level, Some("debug"));
         assert!(parsed.trace, "tracing is on unless the bundle says off");
         let vm = parsed.vms[0].as_ref().unwrap();
-        assert_eq!(vm.name, "hello");
-        assert_eq!(vm.cpus, [0]);
-        assert_eq!(vm.memory_size, 64 * MIB);
-        assert_eq!(vm.kernel.len(), 4096);
-        assert_eq!(vm.initrd, Some((&[1u8, 2, 3][..], 0x4200_0000)));
-        assert_eq!(vm.bootargs, Some("console=ttyAMA0"));
-        assert_eq!(vm.ram(), Region::new(0x4000_0000, 64 * MIB));
+        assert_eq!(vm.spec.name, "hello");
+        assert_eq!(*vm.spec.cpus, [0]);
+        assert_eq!(vm.spec.memory_size, 64 * MIB);
+        assert_eq!(vm.spec.kernel.len(), 4096);
+        assert_eq!(vm.spec.initrd, Some((&[1u8, 2, 3][..], 0x4200_0000)));
+        assert_eq!(vm.spec.bootargs, Some("console=ttyAMA0"));
+        assert_eq!(vm.spec.ram(), platform::Region::new(0x4000_0000, 64 * MIB));
     }
 
     #[test]
@@ -470,13 +293,13 @@ pub(crate) mod tests {
         let devices = &parsed.vms[0].as_ref().unwrap().devices;
         assert_eq!(
             devices[0],
-            DeviceConfig {
-                kind: DeviceKind::Blk {
+            DeviceSpec {
+                kind: DeviceKind::Blk(DiskSpec {
                     size: 4096,
                     image: Some(&[9; 10]),
                     read_only: false,
                     serial: Some("disk0")
-                },
+                }),
                 legacy: false
             }
         );

@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 use config::VmConfig;
 use core::fmt;
 use devices::Devices;
-use platform::{qemu_virt, Region};
+use platform::qemu_virt;
 use vcpu::VcpuPower;
 
 /// Why a VM could not be built or loaded.
@@ -122,8 +122,10 @@ impl Vm {
         console: BoxedConsole,
         backends: Vec<Box<dyn VirtioBackend>>,
     ) -> Result<Self, VmError> {
-        if memory.size() != config.memory_size || !memory.contains(qemu_virt::RAM_BASE, config.memory_size) {
-            return Err(VmError::RamMismatch { configured: config.memory_size, given: memory.size() });
+        if memory.size() != config.spec.memory_size
+            || !memory.contains(qemu_virt::RAM_BASE, config.spec.memory_size)
+        {
+            return Err(VmError::RamMismatch { configured: config.spec.memory_size, given: memory.size() });
         }
         if backends.len() != config.devices.len() {
             return Err(VmError::DeviceMismatch { configured: config.devices.len(), given: backends.len() });
@@ -137,7 +139,7 @@ impl Vm {
         }
         // VMID 0 is left unused so a stale VTTBR never matches a guest's TLB entries.
         let vmid = u8::try_from(index + 1).expect("at most MAX_VMS VMs");
-        let vcpus = config.cpus.len();
+        let vcpus = config.spec.cpus.len();
         let backends = backends.into_iter().zip(config.devices.iter().map(|d| d.legacy)).collect();
         let devices = Devices::new(vcpus, console, &memory, backends).map_err(VmError::Bus)?;
         Ok(Self {
@@ -154,12 +156,12 @@ impl Vm {
 
     /// The VM's name.
     pub fn name(&self) -> &'static str {
-        self.config.name
+        self.config.spec.name
     }
 
     /// Number of vCPUs.
     pub fn vcpu_count(&self) -> usize {
-        self.config.cpus.len()
+        self.config.spec.cpus.len()
     }
 
     /// Its vCPUs' power states.
@@ -181,7 +183,7 @@ impl Vm {
     ///
     /// [`VmError`] if an image doesn't fit or the DTB can't be written.
     pub fn load(&self, power: &mut Power) -> Result<(), VmError> {
-        let c = &self.config;
+        let c = &self.config.spec;
         let ram = c.ram();
         self.memory.zero(ram.base, ram.size).map_err(VmError::Memory)?;
         self.memory.write(c.kernel_addr, c.kernel).map_err(VmError::Memory)?;
@@ -192,9 +194,9 @@ impl Vm {
             memory: ram,
             cpus: c.cpus.len() as u32,
             bootargs: c.bootargs,
-            initrd: c.initrd.map(|(data, addr)| Region::new(addr, data.len() as u64)),
+            initrd: c.layout().initrd,
             boot_count: power.boots,
-            virtio_devices: c.devices.len() as u32,
+            virtio_devices: self.config.devices.len() as u32,
         };
         let dtb = write_guest_dtb(&spec).map_err(VmError::Dtb)?;
         self.memory.write(c.dtb_addr, &dtb).map_err(VmError::Memory)?;

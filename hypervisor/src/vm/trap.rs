@@ -462,6 +462,7 @@ mod tests {
     use alloc::sync::Arc;
     use alloc::vec;
     use alloc::vec::Vec;
+    use platform::bundle::spec::{CpuList, VmSpec};
     use std::sync::Mutex;
 
     const RAM: u64 = 0x4000_0000;
@@ -504,9 +505,9 @@ mod tests {
     /// A VM with 2 MiB of RAM backed by `backing`, its UART output going to `sink`.
     fn vm(backing: &mut Vec<u64>, sink: &Sink) -> Vm {
         static KERNEL: [u8; 8] = [0x1f, 0x20, 0x03, 0xd5, 0, 0, 0, 0];
-        let config = VmConfig {
+        let spec = VmSpec {
             name: "test",
-            cpus: vec![0],
+            cpus: CpuList::new(&[0]).unwrap(),
             memory_size: RAM_SIZE,
             host_base: None,
             kernel: &KERNEL,
@@ -515,8 +516,8 @@ mod tests {
             dtb_addr: RAM + 0x10_0000,
             initrd: None,
             bootargs: None,
-            devices: Vec::new(),
         };
+        let config = VmConfig { spec, devices: Vec::new() };
         let chunk =
             RamChunk { ipa: RAM, pa: 0x8000_0000, host: backing.as_mut_ptr() as usize, size: RAM_SIZE };
         // SAFETY: `backing` outlives the VM in every test and is touched only through it.

@@ -156,7 +156,7 @@ fn load_reports_the_file_and_every_refusal() {
     let message = load(&path, dir.path()).unwrap_err().to_string();
     assert_eq!(
         message,
-        format!("{}: refused:\n  vm[0].memory: 3 MiB is not a multiple of 2 MiB", path.display())
+        format!("{}: refused:\n  vm[0].memory: 3 MiB must be a non-zero multiple of 2 MiB", path.display())
     );
     let ok = dir.write("ok.toml", vm("a", "[0]", "").as_bytes());
     assert_eq!(load(&ok, dir.path()).unwrap().vms[0].kernel, [1; 64]);

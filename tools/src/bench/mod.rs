@@ -22,10 +22,11 @@ use anyhow::{bail, Context, Result};
 
 use self::model::{LinuxRow, Report, Run, Side};
 use crate::admission;
-use crate::expect::Ending;
+use crate::devices::Mode;
 use crate::qemu::{self, Clock, Console, Invocation};
-use crate::reference::{self, Mode};
+use crate::reference;
 use crate::runner::{self, Echo};
+use crate::status::Ending;
 use crate::validate::Scenario;
 use crate::workspace::Workspace;
 use crate::{attribution, build, bundle, deps, figures};
