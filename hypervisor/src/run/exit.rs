@@ -14,7 +14,7 @@ use super::lifecycle::{dump_trace, restart_vm, stop_other_vcpus, stop_vm};
 use super::machine::{machine, vm, vm_ended, CLEAN, FAILED};
 use super::power::fatal;
 use crate::arch::aarch64::el2::{self, El1Cpu, ThisCpuInterface};
-use crate::arch::aarch64::esr::{MmioAccess, Trap};
+use crate::arch::aarch64::esr::{decode_data_abort, ec, exception_class, MmioAccess, Trap};
 use crate::arch::aarch64::intid::{PHYSICAL_TIMER, VIRTUAL_TIMER};
 use crate::arch::aarch64::trap_frame::TrapFrame;
 use crate::arch::aarch64::vectors::kind;
@@ -51,6 +51,15 @@ pub extern "C" fn sluice_trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) 
     let trap = if trap_kind == kind::SYNC {
         let (esr, far, hpfar) = el2::syndrome();
         let syndrome = Syndrome { esr, far, hpfar };
+        // MMIO first, decoded straight from the syndrome: the commonest exit.
+        if exception_class(esr) == ec::DABT_LOWER {
+            if let Ok(access) = decode_data_abort(esr, far, hpfar) {
+                exit.stamp(Stage::Decoded);
+                let interface = ThisCpuInterface { list_registers: m.list_registers };
+                mmio_exit(exit, vm(vm_index), vcpu, interface, frame, access, far);
+                return;
+            }
+        }
         let trap = trap::decode(syndrome);
         exit.stamp(Stage::Decoded);
         if let Some((reason, action)) = handle_on_cpu(&trap, frame, &mut El1Cpu) {
@@ -58,11 +67,6 @@ pub extern "C" fn sluice_trap_from_guest(frame: &mut TrapFrame, trap_kind: u64) 
                 dump_trace(vm(vm_index), exits.into());
             }
             exit.finish(reason);
-            return;
-        }
-        if let Trap::DataAbort(Ok(access)) = trap {
-            let interface = ThisCpuInterface { list_registers: m.list_registers };
-            mmio_exit(exit, vm(vm_index), vcpu, interface, frame, access, far);
             return;
         }
         Some((trap, syndrome))
