@@ -11,8 +11,9 @@
 #![no_main]
 
 use hypervisor::fdt_check;
-use hypervisor::vm::config::{parse_bundle, ConfigError, DeviceKind};
+use hypervisor::vm::config::{parse_bundle, ConfigError};
 use libfuzzer_sys::fuzz_target;
+use platform::bundle::spec::{DeviceKind, DiskSpec};
 use platform::{bundle as b, qemu_virt, Region};
 
 const HOST_CPUS: usize = 8;
@@ -42,6 +43,8 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
         };
+        let devices = &vm.devices;
+        let vm = &vm.spec;
         assert!(!vm.name.is_empty());
         assert!(!vm.cpus.is_empty());
         for (i, cpu) in vm.cpus.iter().enumerate() {
@@ -49,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!vm.cpus[..i].contains(cpu), "vm[{index}] lists CPU {cpu} twice");
             assert!(!taken.contains(cpu), "vm[{index}] has CPU {cpu}, which an earlier VM has");
         }
-        taken.extend(&vm.cpus);
+        taken.extend(vm.cpus.iter());
         assert!(vm.memory_size > 0 && vm.memory_size % b::MEMORY_GRANULE == 0);
         assert!(vm.memory_size <= qemu_virt::RAM_MAX_SIZE);
         assert!(vm.host_base.is_none_or(|base| base % b::MEMORY_GRANULE == 0));
@@ -65,9 +68,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(ram.contains_range(initrd.base, initrd.size));
             assert!(!initrd.overlaps(&kernel) && !initrd.overlaps(&dtb));
         }
-        assert!(vm.devices.len() <= qemu_virt::VIRTIO_MMIO_SLOTS as usize);
-        for device in &vm.devices {
-            if let DeviceKind::Blk { size, image, serial, .. } = &device.kind {
+        assert!(devices.len() <= qemu_virt::VIRTIO_MMIO_SLOTS as usize);
+        for device in devices {
+            if let DeviceKind::Blk(DiskSpec { size, image, serial, .. }) = &device.kind {
                 assert!(*size > 0 && size % b::SECTOR_SIZE == 0);
                 assert!(image.is_none_or(|image| image.len() as u64 <= *size));
                 assert!(serial.is_none_or(|serial| serial.len() <= b::MAX_SERIAL_LEN));

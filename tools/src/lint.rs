@@ -6,6 +6,9 @@ use crate::build::{GUESTS_PACKAGE, GUESTS_TARGET, HYPERVISOR_PACKAGE, HYPERVISOR
 use crate::cmd;
 use crate::workspace::Workspace;
 
+/// The fuzz crate's manifest, relative to the workspace.
+const FUZZ_MANIFEST: &str = "fuzz/Cargo.toml";
+
 /// The cargo argument lists `lint` runs, in order.
 pub fn steps() -> Vec<Vec<&'static str>> {
     vec![
@@ -13,6 +16,10 @@ pub fn steps() -> Vec<Vec<&'static str>> {
         vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         vec!["clippy", "-p", HYPERVISOR_PACKAGE, "--target", HYPERVISOR_TARGET, "--", "-D", "warnings"],
         vec!["clippy", "-p", GUESTS_PACKAGE, "--target", GUESTS_TARGET, "--", "-D", "warnings"],
+        // The fuzz crate is a workspace of its own; on stable it builds without
+        // the fuzzer's instrumentation, which is enough to catch a broken target.
+        vec!["fmt", "--manifest-path", FUZZ_MANIFEST, "--check"],
+        vec!["clippy", "--manifest-path", FUZZ_MANIFEST, "--all-targets", "--", "-D", "warnings"],
     ]
 }
 
@@ -41,7 +48,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lint_covers_host_and_bare_metal() {
+    fn lint_covers_host_bare_metal_and_fuzz() {
         let steps: Vec<String> = steps().iter().map(|s| s.join(" ")).collect();
         assert_eq!(
             steps,
@@ -50,6 +57,8 @@ mod tests {
                 "clippy --workspace --all-targets -- -D warnings",
                 "clippy -p hypervisor --target aarch64-unknown-none-softfloat -- -D warnings",
                 "clippy -p test-guests --target aarch64-unknown-none -- -D warnings",
+                "fmt --manifest-path fuzz/Cargo.toml --check",
+                "clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings",
             ]
         );
     }

@@ -1,5 +1,8 @@
 //! virtio-blk driver (virtio 1.2 §5.2): blocking reads, writes, flushes and GET_ID,
-//! and a non-blocking submit/complete interface with many requests in flight.
+//! and a non-blocking submit/complete interface with many requests in flight,
+//! including requests whose data is a list of segments given by device address
+//! ([`VirtioBlk::submit_segments`]: what a hypervisor serving its guests' requests
+//! on this device needs).
 //!
 //! Each request takes a slot in a table of request headers and status bytes that
 //! the driver keeps in DMA memory of its own; the slot's index is the request's
@@ -19,7 +22,7 @@ pub use spec::SECTOR_SIZE;
 use crate::dma::DmaRegion;
 use crate::error::{Error, Result};
 use crate::features;
-use crate::hal::Hal;
+use crate::hal::{Hal, PhysAddr};
 use crate::init;
 use crate::queue::{QueueOptions, Segment, VirtQueue};
 use crate::transport::{device_id, DeviceStatus, Transport};
@@ -44,9 +47,62 @@ pub const SUPPORTED_FEATURES: u64 = F_SIZE_MAX
     | F_RO
     | F_BLK_SIZE
     | F_FLUSH
+    | F_DISCARD
+    | F_WRITE_ZEROES
     | features::RING_INDIRECT_DESC
     | features::RING_EVENT_IDX
     | features::VERSION_1;
+
+/// What a request asks of the device (§5.2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Read sectors into the data.
+    Read,
+    /// Write the data to sectors.
+    Write,
+    /// Flush the write cache (no data; VIRTIO_BLK_F_FLUSH).
+    Flush,
+    /// Read the device's ID string into the data.
+    GetId,
+    /// Discard the ranges the data lists (VIRTIO_BLK_F_DISCARD).
+    Discard,
+    /// Write zeroes to the ranges the data lists (VIRTIO_BLK_F_WRITE_ZEROES).
+    WriteZeroes,
+}
+
+impl Request {
+    /// The request type on the wire.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::Read => T_IN,
+            Self::Write => T_OUT,
+            Self::Flush => T_FLUSH,
+            Self::GetId => T_GET_ID,
+            Self::Discard => T_DISCARD,
+            Self::WriteZeroes => T_WRITE_ZEROES,
+        }
+    }
+
+    /// Whether the device writes the request's data (rather than reads it).
+    pub fn device_writes_data(self) -> bool {
+        matches!(self, Self::Read | Self::GetId)
+    }
+
+    /// Whether the request changes the disk.
+    pub fn changes_disk(self) -> bool {
+        matches!(self, Self::Write | Self::Discard | Self::WriteZeroes)
+    }
+
+    /// The feature the device must have negotiated for this request, if any.
+    fn feature(self) -> Option<u64> {
+        match self {
+            Self::Flush => Some(F_FLUSH),
+            Self::Discard => Some(F_DISCARD),
+            Self::WriteZeroes => Some(F_WRITE_ZEROES),
+            Self::Read | Self::Write | Self::GetId => None,
+        }
+    }
+}
 
 /// Names a submitted request until [`VirtioBlk::complete`] returns its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,6 +133,10 @@ pub struct VirtioBlk<H: Hal, T: Transport> {
     features: u64,
     /// The largest data buffer one request may carry.
     max_transfer: usize,
+    /// The most data segments one request may have (`seg_max`), if the device says.
+    max_segments: Option<u32>,
+    /// The largest data segment (`size_max`), if the device says.
+    max_segment_size: Option<u32>,
     /// The device was reset after a fatal error.
     broken: bool,
 }
@@ -111,12 +171,15 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
             }
         };
         let mut max_transfer = u32::MAX as usize / SECTOR_SIZE * SECTOR_SIZE;
-        if features & F_SIZE_MAX != 0 {
-            let size_max = transport.read_config_u32(CONFIG_SIZE_MAX) as usize;
-            if size_max >= SECTOR_SIZE {
-                max_transfer = size_max / SECTOR_SIZE * SECTOR_SIZE;
-            }
+        let max_segment_size = (features & F_SIZE_MAX != 0)
+            .then(|| transport.read_config_u32(CONFIG_SIZE_MAX))
+            .filter(|&size| size > 0);
+        if let Some(size_max) = max_segment_size.map(|s| s as usize).filter(|&s| s >= SECTOR_SIZE) {
+            max_transfer = size_max / SECTOR_SIZE * SECTOR_SIZE;
         }
+        let max_segments = (features & F_SEG_MAX != 0)
+            .then(|| transport.read_config_u32(CONFIG_SEG_MAX))
+            .filter(|&count| count > 0);
         init::driver_ok(&mut transport);
         Ok(Self {
             transport,
@@ -125,6 +188,8 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
             slots: [Slot::Free; QUEUE_SIZE],
             features,
             max_transfer,
+            max_segments,
+            max_segment_size,
             broken: false,
         })
     }
@@ -153,6 +218,16 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
     /// The most data bytes one submitted request may carry (from `size_max`).
     pub fn max_transfer(&self) -> usize {
         self.max_transfer
+    }
+
+    /// The most data segments one request may have (`seg_max`), if the device says.
+    pub fn max_segments(&self) -> Option<u32> {
+        self.max_segments
+    }
+
+    /// The largest data segment in bytes (`size_max`), if the device says.
+    pub fn max_segment_size(&self) -> Option<u32> {
+        self.max_segment_size
     }
 
     /// The request queue's size: how many requests can be in flight at once (with
@@ -290,6 +365,54 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
         }
         // SAFETY: no caller buffer; the header and status are the driver's own.
         unsafe { self.submit_raw(T_FLUSH, 0, None) }
+    }
+
+    /// Starts `request` at `sector` with its data in `data`, segments given by device
+    /// address and length, in order, and returns at once. The header and the status
+    /// byte are the driver's own: the device never sees a copy the caller can change.
+    ///
+    /// # Safety
+    ///
+    /// Each segment must be memory the device may read (or, for a request whose
+    /// device writes its data, write) until [`complete`](Self::complete) has returned
+    /// anything but [`Error::NotReady`] for the token, or the device has been reset.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`] for a request that changes a read-only disk;
+    /// [`Error::Unsupported`] when its feature was not negotiated;
+    /// [`Error::InvalidParam`] for data a flush must not have or another request
+    /// must, a read or write whose length is not a non-zero multiple of 512, more
+    /// segments than `seg_max`, a segment longer than `size_max` or empty;
+    /// [`Error::QueueFull`], [`Error::Broken`].
+    pub unsafe fn submit_segments(
+        &mut self,
+        request: Request,
+        sector: u64,
+        data: &[(PhysAddr, u32)],
+    ) -> Result<Token> {
+        if request.changes_disk() && self.read_only() {
+            return Err(Error::ReadOnly);
+        }
+        if request.feature().is_some_and(|feature| self.features & feature == 0) {
+            return Err(Error::Unsupported);
+        }
+        if (request == Request::Flush) != data.is_empty() {
+            return Err(Error::InvalidParam);
+        }
+        if matches!(request, Request::Read | Request::Write) {
+            let total: u64 = data.iter().map(|&(_, len)| u64::from(len)).sum();
+            check_len(usize::try_from(total).map_err(|_| Error::InvalidParam)?)?;
+        }
+        let too_many = self.max_segments.is_some_and(|max| data.len() > max as usize);
+        let too_long = |len: u32| len == 0 || self.max_segment_size.is_some_and(|max| len > max);
+        if too_many || data.iter().any(|&(_, len)| too_long(len)) {
+            return Err(Error::InvalidParam);
+        }
+        let device_writable = request.device_writes_data();
+        let segment = |i: usize| Segment { addr: data[i].0, len: data[i].1, device_writable };
+        // SAFETY: the caller keeps the segments valid, as this fn requires.
+        unsafe { self.submit_chain(request.code(), sector, data.len(), segment) }
     }
 
     /// Takes one completion from the device, if there is one, and returns its token;
@@ -432,6 +555,32 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
         sector: u64,
         data: Option<((usize, usize), bool)>,
     ) -> Result<Token> {
+        let data = data.map(|((addr, len), device_writable)| Segment {
+            addr: self.queue.hal().virt_to_phys(addr),
+            // Too long for a descriptor: 0, which the queue refuses.
+            len: u32::try_from(len).unwrap_or(0),
+            device_writable,
+        });
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.submit_chain(kind, sector, usize::from(data.is_some()), |_| data.expect("one segment"))
+        }
+    }
+
+    /// Submits a request of `kind` at `sector` whose `count` data segments are
+    /// `data(0)`, `data(1)`, ...: the chain is the request slot's header, the data,
+    /// the slot's status byte.
+    ///
+    /// # Safety
+    ///
+    /// As for [`submit_segments`](Self::submit_segments) on the data segments.
+    unsafe fn submit_chain(
+        &mut self,
+        kind: u32,
+        sector: u64,
+        count: usize,
+        data: impl Fn(usize) -> Segment,
+    ) -> Result<Token> {
         if self.broken {
             return Err(Error::Broken);
         }
@@ -446,18 +595,15 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
         let header =
             Segment { addr: self.requests.paddr(at), len: HEADER_SIZE as u32, device_writable: false };
         let status = Segment { addr: self.requests.paddr(at + STATUS_OFFSET), len: 1, device_writable: true };
-        let mut segments = [header, status, status];
-        let count = match data {
-            Some(((addr, len), device_writable)) => {
-                let addr = self.queue.hal().virt_to_phys(addr);
-                segments[1] = Segment { addr, len: len as u32, device_writable };
-                3
-            }
-            None => 2,
+        let last = count + 1;
+        let segment = |i: usize| match i {
+            0 => header,
+            i if i == last => status,
+            i => data(i - 1),
         };
         // SAFETY: the header and status live in `requests` until the driver is
         // dropped (after a reset); the data is the caller's promise.
-        unsafe { self.queue.add_segments(&segments[..count], index as u16) }?;
+        unsafe { self.queue.add_chain(count + 2, segment, index as u16) }?;
         self.slots[index] = Slot::InFlight;
         self.queue.kick(&mut self.transport);
         Ok(Token(index as u16))

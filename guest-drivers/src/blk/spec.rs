@@ -28,6 +28,20 @@ pub const CONFIG_SIZE_MAX: usize = 8;
 pub const CONFIG_SEG_MAX: usize = 12;
 /// Configuration offset: block size (u32, with [`F_BLK_SIZE`]).
 pub const CONFIG_BLK_SIZE: usize = 20;
+/// Configuration offset: most sectors one discard segment covers (u32, with [`F_DISCARD`]).
+pub const CONFIG_MAX_DISCARD_SECTORS: usize = 36;
+/// Configuration offset: most segments of one discard request (u32, with [`F_DISCARD`]).
+pub const CONFIG_MAX_DISCARD_SEG: usize = 40;
+/// Configuration offset: discard alignment in sectors (u32, with [`F_DISCARD`]).
+pub const CONFIG_DISCARD_SECTOR_ALIGNMENT: usize = 44;
+/// Configuration offset: most sectors one write-zeroes segment covers (u32, with
+/// [`F_WRITE_ZEROES`]).
+pub const CONFIG_MAX_WRITE_ZEROES_SECTORS: usize = 48;
+/// Configuration offset: most segments of one write-zeroes request (u32, with
+/// [`F_WRITE_ZEROES`]).
+pub const CONFIG_MAX_WRITE_ZEROES_SEG: usize = 52;
+/// Configuration offset: whether write-zeroes may unmap (u8, with [`F_WRITE_ZEROES`]).
+pub const CONFIG_WRITE_ZEROES_MAY_UNMAP: usize = 56;
 
 /// Request type: read.
 pub const T_IN: u32 = 0;
@@ -37,6 +51,10 @@ pub const T_OUT: u32 = 1;
 pub const T_FLUSH: u32 = 4;
 /// Request type: read the device ID string.
 pub const T_GET_ID: u32 = 8;
+/// Request type: discard sectors (data: 16-byte discard segments).
+pub const T_DISCARD: u32 = 11;
+/// Request type: write zeroes to sectors (data: 16-byte segments, as for discard).
+pub const T_WRITE_ZEROES: u32 = 13;
 
 /// Status: success.
 pub const S_OK: u8 = 0;

@@ -289,7 +289,7 @@ impl<H: Hal, T, const N: usize> VirtQueue<H, T, N> {
                 device_writable,
             }
         };
-        self.add_chain(out.len() + inp.len(), segment, token)
+        self.write_chain(out.len() + inp.len(), segment, token)
     }
 
     /// Like [`add_buf`](Self::add_buf), for buffers given by device address.
@@ -304,12 +304,31 @@ impl<H: Hal, T, const N: usize> VirtQueue<H, T, N> {
     ///
     /// As for [`add_buf`](Self::add_buf).
     pub unsafe fn add_segments(&mut self, segments: &[Segment], token: T) -> Result<u16> {
-        self.add_chain(segments.len(), |_: &H, i| segments[i], token)
+        self.write_chain(segments.len(), |_: &H, i| segments[i], token)
+    }
+
+    /// Like [`add_segments`](Self::add_segments), for a chain of `count` segments
+    /// where the `i`th is `segment(i)` (no slice of them needs to exist).
+    ///
+    /// # Safety
+    ///
+    /// As for [`add_segments`](Self::add_segments).
+    ///
+    /// # Errors
+    ///
+    /// As for [`add_buf`](Self::add_buf).
+    pub unsafe fn add_chain(
+        &mut self,
+        count: usize,
+        segment: impl Fn(usize) -> Segment,
+        token: T,
+    ) -> Result<u16> {
+        self.write_chain(count, |_: &H, i| segment(i), token)
     }
 
     /// Writes the chain of `count` segments (the `i`th is `segment(hal, i)`) and
     /// publishes its head.
-    fn add_chain(&mut self, count: usize, segment: impl Fn(&H, usize) -> Segment, token: T) -> Result<u16> {
+    fn write_chain(&mut self, count: usize, segment: impl Fn(&H, usize) -> Segment, token: T) -> Result<u16> {
         if self.broken {
             return Err(Error::Broken);
         }
