@@ -13,7 +13,7 @@
 use hypervisor::fdt_check;
 use hypervisor::vm::config::{parse_bundle, ConfigError};
 use libfuzzer_sys::fuzz_target;
-use platform::bundle::spec::{DeviceKind, DiskSpec};
+use platform::bundle::spec::{DeviceKind, DiskSpec, Medium};
 use platform::{bundle as b, qemu_virt, Region};
 
 const HOST_CPUS: usize = 8;
@@ -70,9 +70,11 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(devices.len() <= qemu_virt::VIRTIO_MMIO_SLOTS as usize);
         for device in devices {
-            if let DeviceKind::Blk(DiskSpec { size, image, serial, .. }) = &device.kind {
-                assert!(*size > 0 && size % b::SECTOR_SIZE == 0);
-                assert!(image.is_none_or(|image| image.len() as u64 <= *size));
+            if let DeviceKind::Blk(DiskSpec { medium, serial, .. }) = &device.kind {
+                if let Medium::Ram { size, image } = medium {
+                    assert!(*size > 0 && size % b::SECTOR_SIZE == 0);
+                    assert!(image.is_none_or(|image| image.len() as u64 <= *size));
+                }
                 assert!(serial.is_none_or(|serial| serial.len() <= b::MAX_SERIAL_LEN));
             }
         }

@@ -15,7 +15,7 @@
 //! `SLUICE_WRITE_SEEDS=1 cargo test --manifest-path fuzz/Cargo.toml --lib`.
 
 use platform::bundle::read::Header;
-use platform::bundle::spec::{CpuList, DeviceKind, DeviceSpec, DiskSpec, VmSpec};
+use platform::bundle::spec::{CpuList, DeviceKind, DeviceSpec, DiskSpec, Medium, VmSpec};
 use platform::bundle::write::{write, VmEntry};
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
@@ -47,8 +47,7 @@ fn vm(name: &'static str, cpus: &[u32], memory: u64, initrd: Option<&'static [u8
 pub fn bundles() -> Vec<(&'static str, Vec<u8>)> {
     let blk = |legacy, read_only| DeviceSpec {
         kind: DeviceKind::Blk(DiskSpec {
-            size: 4096,
-            image: Some(&[9; 32]),
+            medium: Medium::Ram { size: 4096, image: Some(&[9; 32]) },
             read_only,
             serial: Some("disk0"),
         }),

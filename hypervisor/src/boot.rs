@@ -5,10 +5,12 @@
 use crate::arch::aarch64::boot::secondary_entry_point;
 use crate::arch::aarch64::el2;
 use crate::arch::aarch64::stacks::MAX_CPUS;
+use crate::devices::virtio::blk::host::HostBlk;
 use crate::devices::virtio::blk::Blk;
 use crate::devices::virtio::console::Console;
 use crate::devices::virtio::VirtioBackend;
 use crate::drivers::gicv3::Gic;
+use crate::drivers::host_disks::HostDisks;
 use crate::drivers::pl011::Uart;
 use crate::guest_log::{self, GuestLog};
 use crate::host::{bootarg, read_host_dtb, HostInfo};
@@ -18,7 +20,7 @@ use crate::mm::guest_memory::{GuestMemory, RamChunk};
 use crate::run::{self, HostCpu, Machine, FAILED};
 use crate::trace;
 use crate::vm::admission;
-use crate::vm::config::{parse_bundle, VmConfig};
+use crate::vm::config::{parse_bundle, Bundle, VmConfig};
 use crate::vm::refusal::Refusal;
 use crate::vm::Vm;
 use alloc::boxed::Box;
@@ -27,7 +29,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use log::{error, info, LevelFilter};
-use platform::bundle::spec::{DeviceKind, DiskSpec};
+use platform::bundle::spec::{DeviceKind, Medium};
 use platform::{qemu_virt, Region};
 
 #[allow(unsafe_code)]
@@ -132,12 +134,12 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
     reserved.extend(pinned.iter().copied());
     let mut ram = RamAllocator::new(&subtract(&host.ram, &reserved));
 
+    let mut host_disks = HostDisks::probe(if wants_host_disks(&bundle) { &host.virtio_mmio } else { &[] });
     let mut vms = Vec::new();
     let mut cpu_slot = vec![None; host.cpus.len()];
     for (index, config) in bundle.vms.into_iter().enumerate() {
-        let built = config
-            .map_err(Refusal::from)
-            .and_then(|config| build_vm(index, config, &free, &pinned, &mut ram));
+        let mut media = Media { free: &free, pinned: &pinned, ram: &mut ram, host_disks: &mut host_disks };
+        let built = config.map_err(Refusal::from).and_then(|config| build_vm(index, config, &mut media));
         match built {
             Ok(vm) => {
                 info!(
@@ -185,11 +187,18 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
         gic,
         list_registers: el2::list_register_count(),
         uart_intid: host.uart_intid,
+        host_disk_irqs: host_disks.into_irqs(),
     });
     guest_log::install(GuestLog::new(names, machine.counter_hz, el2::counter, run::current_vm));
     if let Some(intid) = host.uart_intid {
         machine.gic.enable_spi(intid, host.cpus[0]);
         logger::enable_receive_interrupt();
+    }
+    for irq in &machine.host_disk_irqs {
+        let first_cpu = machine.vms[irq.vm].as_ref().map(|vm| vm.config.spec.cpus[0]);
+        if let Some(cpu) = first_cpu {
+            machine.gic.enable_spi(irq.intid, host.cpus[cpu as usize]);
+        }
     }
     for (cpu, host_cpu) in machine.cpus.iter().enumerate().skip(1) {
         let Some((vm, _)) = host_cpu.slot else { continue };
@@ -243,29 +252,42 @@ pub extern "C" fn sluice_secondary_main(cpu: usize) -> ! {
     run::cpu_main(cpu)
 }
 
+/// Where a VM's RAM and disks come from.
+struct Media<'a> {
+    /// Free host RAM (for checking pinned RAM).
+    free: &'a [Region],
+    /// The VMs' pinned RAM.
+    pinned: &'a [Region],
+    /// The allocator of the rest.
+    ram: &'a mut RamAllocator,
+    /// The machine's disks, for file-backed disks.
+    host_disks: &'a mut HostDisks,
+}
+
+/// Whether any VM of the bundle has a disk on a host device (only then are the
+/// machine's virtio devices set up).
+fn wants_host_disks(bundle: &Bundle<'_>) -> bool {
+    bundle.vms.iter().flatten().flat_map(|vm| &vm.devices).any(|device| {
+        matches!(&device.kind, DeviceKind::Blk(disk) if matches!(disk.medium, Medium::HostDevice { .. }))
+    })
+}
+
 /// Allocates a VM's RAM, builds it and loads its images.
 #[allow(unsafe_code)]
-fn build_vm(
-    index: usize,
-    config: VmConfig<'static>,
-    free: &[Region],
-    pinned: &[Region],
-    ram: &mut RamAllocator,
-) -> Result<Vm, Refusal> {
-    let chunks = match config.spec.host_base {
+fn build_vm(index: usize, config: VmConfig<'static>, media: &mut Media<'_>) -> Result<Vm, Refusal> {
+    let spec = &config.spec;
+    let chunks = match spec.host_base {
         Some(base) => {
-            let region = Region::new(base, config.spec.memory_size);
-            if !free.iter().any(|f| f.contains_range(base, config.spec.memory_size)) {
-                return Err(Refusal::HostBaseNotFree { base, end: base + config.spec.memory_size });
+            let region = Region::new(base, spec.memory_size);
+            if !media.free.iter().any(|f| f.contains_range(base, spec.memory_size)) {
+                return Err(Refusal::HostBaseNotFree { base, end: base + spec.memory_size });
             }
-            if pinned.iter().filter(|p| p.overlaps(&region)).count() > 1 {
+            if media.pinned.iter().filter(|p| p.overlaps(&region)).count() > 1 {
                 return Err(Refusal::HostBaseOverlapsPinned);
             }
-            Vec::from([(base, config.spec.memory_size)])
+            Vec::from([(base, spec.memory_size)])
         }
-        None => {
-            ram.alloc(config.spec.memory_size).ok_or(Refusal::NoRam { bytes: config.spec.memory_size })?
-        }
+        None => media.ram.alloc(spec.memory_size).ok_or(Refusal::NoRam { bytes: spec.memory_size })?,
     };
     let chunks = laid_out_from(qemu_virt::RAM_BASE, chunks);
     // SAFETY: the chunks are free RAM (allocated or checked free above), identity-mapped
@@ -273,10 +295,22 @@ fn build_vm(
     let memory = unsafe { GuestMemory::new(chunks) };
     let mut backends = Vec::new();
     for (slot, device) in config.devices.iter().enumerate() {
-        let backend: Box<dyn VirtioBackend> = match device.kind {
-            DeviceKind::Blk(DiskSpec { size, image, read_only, serial }) => {
-                let disk = alloc_disk(slot, size, image, ram)?;
-                Box::new(Blk::new(disk.prefix(size), read_only, serial.unwrap_or("").as_bytes()))
+        let backend: Box<dyn VirtioBackend> = match &device.kind {
+            DeviceKind::Blk(disk) => {
+                let serial = disk.serial.unwrap_or("").as_bytes();
+                match disk.medium {
+                    Medium::Ram { size, image } => {
+                        let ram = alloc_disk(slot, size, image, media.ram)?;
+                        Box::new(Blk::new(ram.prefix(size), disk.read_only, serial))
+                    }
+                    Medium::HostDevice { id } => {
+                        let driver = media
+                            .host_disks
+                            .claim(id, index, slot)
+                            .ok_or(Refusal::NoHostDisk { slot, id: String::from(id) })?;
+                        Box::new(HostBlk::new(driver, disk.read_only, serial))
+                    }
+                }
             }
             DeviceKind::Console => Box::new(Console::new(Box::new(VmConsole { vm: index }))),
         };

@@ -36,6 +36,18 @@ pub struct HostInfo {
     pub bundle: Option<Region>,
     /// Host command line.
     pub bootargs: Option<&'static str>,
+    /// The machine's virtio-mmio transports (`virtio,mmio`), in DTB order; most are
+    /// empty (device ID 0), the rest are devices QEMU was given (`-device`).
+    pub virtio_mmio: Vec<HostVirtio>,
+}
+
+/// A virtio-mmio transport of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostVirtio {
+    /// Its registers.
+    pub region: Region,
+    /// Its interrupt (INTID), if its node names an SPI.
+    pub intid: Option<u32>,
 }
 
 /// Why the host DTB is unusable.
@@ -119,13 +131,12 @@ pub fn read_host_dtb(blob: &'static [u8]) -> Result<HostInfo, HostError> {
         .filter(|n| n.compatible().is_some_and(|c| c.all().any(|c| c == "arm,pl011")));
     let uart_node = stdout.or_else(|| fdt.find_compatible(&["arm,pl011"])).ok_or(HostError::NoUart)?;
     let uart = region_of(uart_node, 0).ok_or(HostError::NoUart)?;
-    // GICv3 binding: <type number flags>, type 0 = SPI, INTID = 32 + number; SPIs
-    // are INTIDs 32 to 1019 (GICv3 architecture specification, 2.2.1).
-    let uart_intid = uart_node.property("interrupts").and_then(|p| {
-        let cell =
-            |i: usize| p.value.get(i * 4..i * 4 + 4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-        (cell(0)? == 0).then_some(cell(1)?).filter(|spi| *spi < 988).map(|spi| 32 + spi)
-    });
+    let uart_intid = spi_intid(uart_node);
+    let virtio_mmio = fdt
+        .all_nodes()
+        .filter(|n| n.compatible().is_some_and(|c| c.all().any(|c| c == "virtio,mmio")))
+        .filter_map(|n| Some(HostVirtio { region: region_of(n, 0)?, intid: spi_intid(n) }))
+        .collect();
     let gic = fdt.find_compatible(&["arm,gic-v3"]);
     let cell =
         |name: &str| chosen.and_then(|c| c.property(name)).and_then(|p| p.as_usize()).map(|v| v as u64);
@@ -143,7 +154,17 @@ pub fn read_host_dtb(blob: &'static [u8]) -> Result<HostInfo, HostError> {
         psci_method: child(root, "psci").and_then(|p| p.property("method")).and_then(|p| p.as_str()),
         bundle,
         bootargs: chosen.and_then(|c| string(c, "bootargs")),
+        virtio_mmio,
     })
+}
+
+/// The INTID of `node`'s first interrupt, if it is an SPI. GICv3 binding:
+/// `<type number flags>`, type 0 = SPI, INTID = 32 + number; SPIs are INTIDs 32 to
+/// 1019 (GICv3 architecture specification, 2.2.1).
+fn spi_intid(node: FdtNode<'_, '_>) -> Option<u32> {
+    let value = node.property("interrupts")?.value;
+    let cell = |i: usize| value.get(i * 4..i * 4 + 4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    (cell(0)? == 0).then_some(cell(1)?).filter(|spi| *spi < 988).map(|spi| 32 + spi)
 }
 
 /// The MPIDR of each CPU under `/cpus`, in order: the nodes named `cpu` or
@@ -253,6 +274,15 @@ pub(crate) mod tests {
         let psci = w.begin_node("psci").unwrap();
         w.property_string("method", "smc").unwrap();
         w.end_node(psci).unwrap();
+        // Two of QEMU's 32 transports, as it lists them: the highest slot first.
+        for slot in [31u64, 30] {
+            let base = 0x0a00_0000 + slot * 0x200;
+            let node = w.begin_node(&alloc::format!("virtio_mmio@{base:x}")).unwrap();
+            w.property_string("compatible", "virtio,mmio").unwrap();
+            w.property_array_u64("reg", &[base, 0x200]).unwrap();
+            w.property_array_u32("interrupts", &[0, 16 + slot as u32, 1]).unwrap();
+            w.end_node(node).unwrap();
+        }
         w.end_node(root).unwrap();
         Box::leak(w.finish().unwrap().into_boxed_slice())
     }
@@ -269,6 +299,13 @@ pub(crate) mod tests {
         assert_eq!(host.psci_method, Some("smc"));
         assert_eq!(host.bundle, Some(Region::new(0x4800_0000, 0x10_0000)));
         assert_eq!(bootarg(host.bootargs.unwrap(), "sluice.log"), Some("debug"));
+        assert_eq!(
+            host.virtio_mmio,
+            [
+                HostVirtio { region: Region::new(0x0a00_3e00, 0x200), intid: Some(79) },
+                HostVirtio { region: Region::new(0x0a00_3c00, 0x200), intid: Some(78) },
+            ]
+        );
     }
 
     #[test]

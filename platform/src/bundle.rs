@@ -23,8 +23,9 @@
 //!         virtio@0 {                       // one per virtio device, in config order:
 //!             kind = "blk";                // device n sits in virtio-mmio slot n
 //!             legacy;                      // optional: virtio-mmio version 1
-//!             disk-size = /bits/ 64 <n>;   // blk: bytes, a multiple of 512
-//!             disk = [bytes];              // blk, optional: first bytes of the disk
+//!             host-device = "sluice-0-0";  // blk on a host disk: its device's GET_ID
+//!             disk-size = /bits/ 64 <n>;   // blk in RAM: bytes, a multiple of 512
+//!             disk = [bytes];              // blk in RAM, optional: first bytes
 //!             read-only;                   // blk, optional
 //!             serial = "disk0";            // blk, optional: GET_ID's answer
 //!         };                               // (kind = "console": no other property)
@@ -93,6 +94,9 @@ pub const KIND_BLK: &str = "blk";
 pub const KIND_CONSOLE: &str = "console";
 /// Device property (empty): use the legacy virtio-mmio interface (version 1).
 pub const DEVICE_LEGACY: &str = "legacy";
+/// Block device property: the ID (`GET_ID`) of the machine's own virtio-blk device
+/// that holds the disk; without it, the disk is a RAM disk of `disk-size` bytes.
+pub const DISK_HOST_DEVICE: &str = "host-device";
 /// Block device property: the disk's size in bytes (u64).
 pub const DISK_SIZE: &str = "disk-size";
 /// Block device property: the disk's initial contents (at most `disk-size` bytes).

@@ -12,10 +12,10 @@ use crate::devices::DeviceKind;
 use crate::validate::{self, Refusal, Scenario, Sources, Vm};
 use crate::{bundle, config};
 
-/// Host RAM `vm` takes: its RAM and its RAM disks.
+/// Host RAM `vm` takes: its RAM and its RAM disks (a file-backed disk takes none).
 fn footprint(vm: &Vm) -> u64 {
     let disks = vm.devices.iter().filter_map(|device| match &device.kind {
-        DeviceKind::Blk(disk) => Some(disk.size),
+        DeviceKind::Blk(disk) => disk.ram_size(),
         DeviceKind::Console => None,
     });
     vm_footprint(vm.memory, disks)
@@ -60,7 +60,12 @@ pub fn check(scenario: &Scenario) -> Result<Result<(), Refusal>> {
 pub fn load(path: &Path, guests_dir: &Path) -> Result<Scenario> {
     let config = config::load(path)?;
     let config_dir = path.parent().unwrap_or(Path::new("."));
-    let sources = Sources { config_dir, guests_dir, read: &crate::regular_file::read };
+    let sources = Sources {
+        config_dir,
+        guests_dir,
+        read: &crate::regular_file::read,
+        open_disk: &crate::regular_file::open_disk,
+    };
     let refused = |refusal: Refusal| {
         let lines: Vec<String> = refusal.0.iter().map(|l| format!("  {l}")).collect();
         anyhow::anyhow!("{}: refused:\n{}", path.display(), lines.join("\n"))

@@ -79,8 +79,7 @@ mod tests {
         second.devices = vec![
             Device {
                 kind: DeviceKind::Blk(crate::devices::Disk {
-                    size: 4096,
-                    image: Some(vec![1; 100]),
+                    medium: crate::devices::Medium::Ram { size: 4096, image: Some(vec![1; 100]) },
                     read_only: true,
                     serial: Some("disk0".into()),
                 }),

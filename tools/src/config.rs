@@ -143,9 +143,12 @@ pub struct VmConfig {
 pub struct VirtioConfig {
     /// `"blk"` or `"console"`.
     pub kind: String,
-    /// blk: a raw image that fills the start of the disk.
+    /// blk: `"file"` (the default with an `image`) or `"ram"`.
+    pub backend: Option<String>,
+    /// blk: the disk image file (used in place, for `"file"`), or a raw image that
+    /// fills the start of a RAM disk.
     pub image: Option<String>,
-    /// blk: the disk's size (default: the image's size).
+    /// blk, RAM disks: the disk's size (default: the image's size).
     pub size: Option<Number>,
     /// blk: refuse writes.
     #[serde(default)]

@@ -5,6 +5,9 @@ use platform::bundle::{KIND_BLK, KIND_CONSOLE, SECTOR_SIZE};
 use platform::qemu_virt::VIRTIO_MMIO_SLOTS;
 
 use crate::config::VirtioConfig;
+use std::path::PathBuf;
+
+use crate::regular_file::DiskFile;
 use crate::units::fmt_size;
 
 /// A checked virtio device.
@@ -19,23 +22,76 @@ pub struct Device {
 /// The kinds of virtio device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceKind {
-    /// virtio-blk over a RAM disk.
+    /// virtio-blk.
     Blk(Disk),
     /// virtio-console on the shared UART.
     Console,
 }
 
-/// A RAM disk.
+/// A disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
-    /// Size in bytes (a multiple of the sector size).
-    pub size: u64,
-    /// Its first bytes, from the image file.
-    pub image: Option<Vec<u8>>,
+    /// Where its sectors live.
+    pub medium: Medium,
     /// Writes are refused.
     pub read_only: bool,
     /// `GET_ID`'s answer.
     pub serial: Option<String>,
+}
+
+/// Where a disk's sectors live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Medium {
+    /// Host RAM, filled from an image; gone when the machine stops.
+    Ram {
+        /// Size in bytes (a multiple of the sector size).
+        size: u64,
+        /// Its first bytes, from the image file.
+        image: Option<Vec<u8>>,
+    },
+    /// A disk image file, used in place: QEMU gives the machine a virtio-blk device
+    /// on it, which Sluice drives.
+    File {
+        /// The file and its size.
+        file: DiskFile,
+        /// The machine's device's ID, by which Sluice finds it (`sluice-VM-SLOT`).
+        id: String,
+    },
+}
+
+impl Disk {
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        match &self.medium {
+            Medium::Ram { size, .. } => *size,
+            Medium::File { file, .. } => file.size,
+        }
+    }
+
+    /// Host RAM it takes: a RAM disk's size.
+    pub fn ram_size(&self) -> Option<u64> {
+        match &self.medium {
+            Medium::Ram { size, .. } => Some(*size),
+            Medium::File { .. } => None,
+        }
+    }
+}
+
+/// A disk image file the machine gets as a virtio-blk device of its own, which
+/// Sluice finds by `id` and serves a VM's disk on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineDisk {
+    /// The file.
+    pub path: PathBuf,
+    /// The device's ID (`GET_ID`).
+    pub id: String,
+    /// QEMU opens the file read-only.
+    pub read_only: bool,
+}
+
+/// The ID the tools give the machine's device for VM `vm`'s virtio slot `slot`.
+pub fn host_disk_id(vm: usize, slot: usize) -> String {
+    format!("sluice-{vm}-{slot}")
 }
 
 impl Device {
@@ -43,8 +99,12 @@ impl Device {
     pub fn spec(&self) -> DeviceSpec<'_> {
         let kind = match &self.kind {
             DeviceKind::Blk(disk) => rules::DeviceKind::Blk(DiskSpec {
-                size: disk.size,
-                image: disk.image.as_deref(),
+                medium: match &disk.medium {
+                    Medium::Ram { size, image } => {
+                        rules::Medium::Ram { size: *size, image: image.as_deref() }
+                    }
+                    Medium::File { id, .. } => rules::Medium::HostDevice { id },
+                },
                 read_only: disk.read_only,
                 serial: disk.serial.as_deref(),
             }),
@@ -85,20 +145,30 @@ impl Mode {
 /// Most devices a VM can have: one per virtio-mmio slot.
 pub const MAX_DEVICES: usize = VIRTIO_MMIO_SLOTS as usize;
 
-/// Checks one device; `read` reads an image path as the config names it.
+/// How [`check`] reaches the files a device names, as the config names them.
+pub struct DeviceFiles<'a> {
+    /// Reads an image's bytes (a RAM disk's).
+    pub read: &'a mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    /// Opens a disk image file (writable unless the flag says read-only).
+    pub open_disk: &'a mut dyn FnMut(&str, bool) -> Result<DiskFile, String>,
+}
+
+/// Checks one device, the one in virtio slot `slot` of VM `vm`.
 ///
 /// # Errors
 ///
 /// Every `(field, reason)` that refuses the device.
 pub fn check(
     config: &VirtioConfig,
-    read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    (vm, slot): (usize, usize),
+    files: &mut DeviceFiles<'_>,
 ) -> Result<Device, Vec<(&'static str, String)>> {
     let mut errors = Vec::new();
     let kind = match config.kind.as_str() {
-        KIND_BLK => check_blk(config, read, &mut errors),
+        KIND_BLK => check_blk(config, (vm, slot), files, &mut errors),
         KIND_CONSOLE => {
             for (field, given) in [
+                ("backend", config.backend.is_some()),
                 ("image", config.image.is_some()),
                 ("size", config.size.is_some()),
                 ("read_only", config.read_only),
@@ -123,12 +193,73 @@ pub fn check(
 
 fn check_blk(
     config: &VirtioConfig,
-    read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    (vm, slot): (usize, usize),
+    files: &mut DeviceFiles<'_>,
     errors: &mut Vec<(&'static str, String)>,
 ) -> Option<DeviceKind> {
+    if let Some(serial) = &config.serial {
+        if let Err(reason) = rules::check_serial(serial) {
+            errors.push(("serial", format!("{serial:?} {reason}")));
+        }
+    }
+    // A disk with an image and no size is the file itself, unless it says "ram".
+    let file_backed = match config.backend.as_deref() {
+        Some(BACKEND_FILE) => true,
+        Some(BACKEND_RAM) => false,
+        None => config.image.is_some() && config.size.is_none(),
+        Some(other) => {
+            errors.push(("backend", format!("{other:?} is not a disk backend: use \"file\" or \"ram\"")));
+            return None;
+        }
+    };
+    let medium = if file_backed {
+        check_file(config, (vm, slot), files, errors)?
+    } else {
+        check_ram(config, files, errors)?
+    };
+    let disk = Disk { medium, read_only: config.read_only, serial: config.serial.clone() };
+    if let Err(reason) = rules::check_disk_size(disk.size()) {
+        errors.push(("size", format!("{} bytes {reason}", disk.size())));
+    }
+    Some(DeviceKind::Blk(disk))
+}
+
+/// A file-backed disk: the file, which must be there, readable and (unless the disk
+/// is read-only) writable, a whole number of sectors.
+fn check_file(
+    config: &VirtioConfig,
+    (vm, slot): (usize, usize),
+    files: &mut DeviceFiles<'_>,
+    errors: &mut Vec<(&'static str, String)>,
+) -> Option<Medium> {
+    if config.size.is_some() {
+        errors.push((
+            "size",
+            "a file-backed disk is as large as its file: leave size out, or say backend = \"ram\"".to_owned(),
+        ));
+    }
+    let Some(path) = config.image.as_deref() else {
+        errors.push(("image", "a file-backed disk needs its file: image = \"disk.img\"".to_owned()));
+        return None;
+    };
+    match (files.open_disk)(path, config.read_only) {
+        Ok(file) => Some(Medium::File { file, id: host_disk_id(vm, slot) }),
+        Err(reason) => {
+            errors.push(("image", reason));
+            None
+        }
+    }
+}
+
+/// A RAM disk: its size, and the image that fills its start.
+fn check_ram(
+    config: &VirtioConfig,
+    files: &mut DeviceFiles<'_>,
+    errors: &mut Vec<(&'static str, String)>,
+) -> Option<Medium> {
     let image = match config.image.as_deref() {
         None => None,
-        Some(path) => match read(path) {
+        Some(path) => match (files.read)(path) {
             Ok(bytes) => Some(bytes),
             Err(reason) => {
                 errors.push(("image", reason));
@@ -146,13 +277,10 @@ fn check_blk(
         },
         (None, Some(image)) => (image.len() as u64).next_multiple_of(SECTOR_SIZE),
         (None, None) => {
-            errors.push(("size", "a blk device needs an image or a size".to_owned()));
+            errors.push(("size", "a RAM disk needs an image or a size".to_owned()));
             return None;
         }
     };
-    if let Err(reason) = rules::check_disk_size(size) {
-        errors.push(("size", format!("{size} bytes {reason}")));
-    }
     if let Some(image) = &image {
         if image.len() as u64 > size {
             errors.push((
@@ -161,22 +289,24 @@ fn check_blk(
             ));
         }
     }
-    if let Some(serial) = &config.serial {
-        if let Err(reason) = rules::check_serial(serial) {
-            errors.push(("serial", format!("{serial:?} {reason}")));
-        }
-    }
-    Some(DeviceKind::Blk(Disk { size, image, read_only: config.read_only, serial: config.serial.clone() }))
+    Some(Medium::Ram { size, image })
 }
+
+/// `backend` of a disk on a file.
+pub const BACKEND_FILE: &str = "file";
+/// `backend` of a disk in RAM.
+pub const BACKEND_RAM: &str = "ram";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Number;
+    use std::path::PathBuf;
 
     fn blk() -> VirtioConfig {
         VirtioConfig {
             kind: "blk".into(),
+            backend: None,
             image: None,
             size: Some(Number::Text("1M".into())),
             read_only: false,
@@ -192,42 +322,92 @@ mod tests {
         }
     }
 
+    /// `root.img` (4 KiB) opens only read-only; `odd.img` is 1000 bytes.
+    fn open_disk(path: &str, read_only: bool) -> Result<DiskFile, String> {
+        let size = match path {
+            "disk.img" => 1 << 20,
+            "root.img" if read_only => 4096,
+            "root.img" => return Err("cannot open root.img for writing: Permission denied".into()),
+            "odd.img" => 1000,
+            _ => return Err(format!("cannot open {path}: No such file or directory")),
+        };
+        Ok(DiskFile { path: PathBuf::from("/scenarios").join(path), size })
+    }
+
+    fn checked(config: &VirtioConfig) -> Result<Device, Vec<(&'static str, String)>> {
+        let (mut read, mut open_disk) = (read, open_disk);
+        check(config, (1, 2), &mut DeviceFiles { read: &mut read, open_disk: &mut open_disk })
+    }
+
     fn fields(result: Result<Device, Vec<(&'static str, String)>>) -> Vec<&'static str> {
         result.unwrap_err().into_iter().map(|(f, _)| f).collect()
     }
 
+    fn disk(device: &Device) -> &Disk {
+        let DeviceKind::Blk(disk) = &device.kind else { panic!("{device:?}") };
+        disk
+    }
+
     #[test]
-    fn a_blk_device_with_an_image_rounds_up_to_a_sector() {
+    fn a_disk_with_an_image_and_no_size_is_the_file_itself() {
         let config = VirtioConfig { image: Some("disk.img".into()), size: None, ..blk() };
-        let device = check(&config, &mut read).unwrap();
-        let DeviceKind::Blk(disk) = &device.kind else { panic!() };
-        assert_eq!(disk.size, 1024);
-        assert_eq!(disk.image.as_ref().map(Vec::len), Some(1000));
+        let device = checked(&config).unwrap();
+        let file = DiskFile { path: "/scenarios/disk.img".into(), size: 1 << 20 };
+        assert_eq!(disk(&device).medium, Medium::File { file, id: "sluice-1-2".into() });
+        assert_eq!((disk(&device).size(), disk(&device).ram_size()), (1 << 20, None));
+        let read_only = VirtioConfig { image: Some("root.img".into()), size: None, read_only: true, ..blk() };
+        assert_eq!(disk(&checked(&read_only).unwrap()).size(), 4096);
+    }
+
+    #[test]
+    fn a_ram_disk_with_an_image_rounds_up_to_a_sector() {
+        let config =
+            VirtioConfig { backend: Some("ram".into()), image: Some("disk.img".into()), size: None, ..blk() };
+        let device = checked(&config).unwrap();
+        let Medium::Ram { size, image } = &disk(&device).medium else { panic!() };
+        assert_eq!((*size, image.as_ref().map(Vec::len)), (1024, Some(1000)));
+        assert_eq!(disk(&checked(&blk()).unwrap()).ram_size(), Some(1 << 20), "a size alone is a RAM disk");
     }
 
     #[test]
     fn refusals_name_their_field() {
-        assert_eq!(fields(check(&VirtioConfig { kind: "net".into(), ..blk() }, &mut read)), ["kind"]);
-        assert_eq!(fields(check(&VirtioConfig { size: None, ..blk() }, &mut read)), ["size"]);
+        assert_eq!(fields(checked(&VirtioConfig { kind: "net".into(), ..blk() })), ["kind"]);
+        assert_eq!(fields(checked(&VirtioConfig { size: None, ..blk() })), ["size"]);
+        assert_eq!(fields(checked(&VirtioConfig { size: Some(Number::Int(1000)), ..blk() })), ["size"]);
+        let missing = VirtioConfig { backend: Some("ram".into()), image: Some("nope.img".into()), ..blk() };
+        assert_eq!(fields(checked(&missing)), ["image"]);
+        let too_big = VirtioConfig { image: Some("disk.img".into()), size: Some(Number::Int(512)), ..blk() };
+        assert_eq!(fields(checked(&too_big)), ["image"]);
+        let serial = VirtioConfig { serial: Some("x".repeat(21)), ..blk() };
+        assert_eq!(fields(checked(&serial)), ["serial"]);
+        let nul = VirtioConfig { serial: Some("disk\0x".into()), ..blk() };
+        assert_eq!(fields(checked(&nul)), ["serial"]);
+        let console = VirtioConfig { kind: "console".into(), ..blk() };
+        assert_eq!(fields(checked(&console)), ["size", "serial"]);
+    }
+
+    #[test]
+    fn file_backed_disks_are_refused_with_the_field() {
+        let file = |image: &str| VirtioConfig {
+            backend: Some("file".into()),
+            image: Some(image.into()),
+            size: None,
+            ..blk()
+        };
+        assert_eq!(fields(checked(&VirtioConfig { image: None, ..file("") })), ["image"]);
+        assert_eq!(fields(checked(&file("nope.img"))), ["image"]);
+        assert_eq!(fields(checked(&file("root.img"))), ["image"], "not writable, and not read_only");
+        assert_eq!(fields(checked(&file("odd.img"))), ["size"], "not a whole number of sectors");
         assert_eq!(
-            fields(check(&VirtioConfig { size: Some(Number::Int(1000)), ..blk() }, &mut read)),
+            fields(checked(&VirtioConfig { size: Some(Number::Int(512)), ..file("disk.img") })),
             ["size"]
         );
-        let missing = VirtioConfig { image: Some("nope.img".into()), ..blk() };
-        assert_eq!(fields(check(&missing, &mut read)), ["image"]);
-        let too_big = VirtioConfig { image: Some("disk.img".into()), size: Some(Number::Int(512)), ..blk() };
-        assert_eq!(fields(check(&too_big, &mut read)), ["image"]);
-        let serial = VirtioConfig { serial: Some("x".repeat(21)), ..blk() };
-        assert_eq!(fields(check(&serial, &mut read)), ["serial"]);
-        let nul = VirtioConfig { serial: Some("disk\0x".into()), ..blk() };
-        assert_eq!(fields(check(&nul, &mut read)), ["serial"]);
-        let console = VirtioConfig { kind: "console".into(), ..blk() };
-        assert_eq!(fields(check(&console, &mut read)), ["size", "serial"]);
+        assert_eq!(fields(checked(&VirtioConfig { backend: Some("nvme".into()), ..blk() })), ["backend"]);
     }
 
     #[test]
     fn a_console_is_just_a_kind() {
         let config = VirtioConfig { kind: "console".into(), size: None, serial: None, legacy: true, ..blk() };
-        assert_eq!(check(&config, &mut read).unwrap(), Device { kind: DeviceKind::Console, legacy: true });
+        assert_eq!(checked(&config).unwrap(), Device { kind: DeviceKind::Console, legacy: true });
     }
 }

@@ -86,7 +86,7 @@ pub fn measure_all(ws: &Workspace, built: &build::Built) -> Result<Vec<(String, 
     let mut rows = Vec::new();
     for clock in [Clock::Wall, Clock::Icount] {
         let sluice = qemu::args(&Invocation::captured(
-            scenario.machine,
+            &scenario,
             ws.relative(&built.hypervisor_bin),
             ws.relative(&bundle_path),
             clock,

@@ -235,7 +235,12 @@ fn run_once(ws: &Workspace, out: &Path, seed: u64, ops: u64) -> Result<(Verdict,
     let config =
         config::parse(&scenario_text(seed, ops)).context("the fuzz-guest scenario does not parse")?;
     let (scenarios, guests) = (ws.scenarios_dir(), ws.guests_dir());
-    let sources = Sources { config_dir: &scenarios, guests_dir: &guests, read: &crate::regular_file::read };
+    let sources = Sources {
+        config_dir: &scenarios,
+        guests_dir: &guests,
+        read: &crate::regular_file::read,
+        open_disk: &crate::regular_file::open_disk,
+    };
     let refused = |r| anyhow!("the fuzz-guest scenario is refused:\n{r}");
     let scenario = validate::validate(&config, &sources).map_err(refused)?;
     admission::check(&scenario)?.map_err(refused)?;
@@ -243,7 +248,7 @@ fn run_once(ws: &Workspace, out: &Path, seed: u64, ops: u64) -> Result<(Verdict,
     let bundle_path = out.join("fuzz-guest.dtb");
     bundle::write(&scenario, &bundle_path)?;
     let args = qemu::args(&Invocation::captured(
-        scenario.machine,
+        &scenario,
         ws.relative(&ws.hypervisor_bin()),
         ws.relative(&bundle_path),
         Clock::Wall,
@@ -280,8 +285,12 @@ mod tests {
     fn expect(seed: u64, ops: u64) -> (Expect, Vec<String>) {
         let config = config::parse(&scenario_text(seed, ops)).unwrap();
         let read = |_: &Path| Ok(arm64_image(0x20_0000, MIB, 0b10, 4096));
-        let sources =
-            Sources { config_dir: Path::new("/scenarios"), guests_dir: Path::new("/guests"), read: &read };
+        let sources = Sources {
+            config_dir: Path::new("/scenarios"),
+            guests_dir: Path::new("/guests"),
+            read: &read,
+            open_disk: &crate::validate::tests::fake_open_disk,
+        };
         let scenario = validate::validate(&config, &sources).unwrap();
         (scenario.expect.clone().unwrap(), scenario.vm_names())
     }

@@ -221,6 +221,7 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bo
             console_log: Some(ws.relative(&console_log)),
             clock: Clock::Wall,
             gdb,
+            disks: scenario.machine_disks(),
         })
     };
     eprintln!("$ {}", qemu::display(&args));

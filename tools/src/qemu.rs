@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 pub use crate::clock::Clock;
+use crate::devices::MachineDisk;
 use crate::units::MIB;
-use crate::validate::Machine;
+use crate::validate::{Machine, Scenario};
 
 /// The QEMU program.
 pub const QEMU: &str = "qemu-system-aarch64";
@@ -48,13 +49,24 @@ pub struct Invocation {
     pub clock: Clock,
     /// Wait for gdb on [`GDB_PORT`] before the first instruction (`-s -S`).
     pub gdb: bool,
+    /// The machine's own disks: the VMs' file-backed disks.
+    pub disks: Vec<MachineDisk>,
 }
 
 impl Invocation {
-    /// A run whose console the tools capture and read, without gdb: what every
-    /// test, benchmark and figure runs.
-    pub fn captured(machine: Machine, hypervisor: PathBuf, bundle: PathBuf, clock: Clock) -> Self {
-        Self { machine, hypervisor, bundle, console: Console::Captured, console_log: None, clock, gdb: false }
+    /// A run of `scenario` whose console the tools capture and read, without gdb:
+    /// what every test, benchmark and figure runs.
+    pub fn captured(scenario: &Scenario, hypervisor: PathBuf, bundle: PathBuf, clock: Clock) -> Self {
+        Self {
+            machine: scenario.machine,
+            hypervisor,
+            bundle,
+            console: Console::Captured,
+            console_log: None,
+            clock,
+            gdb: false,
+            disks: scenario.machine_disks(),
+        }
     }
 }
 
@@ -81,10 +93,31 @@ pub fn args(invocation: &Invocation) -> Vec<OsString> {
     let console =
         ["-display", "none", "-monitor", "none", "-chardev", &chardev, "-serial", "chardev:console"];
     let gdb: &[&str] = if invocation.gdb { &["-s", "-S"] } else { &[] };
+    args.extend(disk_args(&invocation.disks));
     // No semihosting, ever: QEMU would serve it to guests at EL1 too (host files, host
     // commands, QEMU's exit). Sluice powers off through PSCI and prints its status.
     let tail = ["-no-reboot"];
     args.extend(tail.iter().chain(&console).chain(invocation.clock.args()).chain(gdb).map(OsString::from));
+    args
+}
+
+/// QEMU's arguments giving the machine `disks`: each a raw `-drive` (read-only if
+/// asked) behind a `virtio-blk-device` with its ID, on modern virtio-mmio (which
+/// only Sluice sees: its guests see the transports Sluice emulates).
+fn disk_args(disks: &[MachineDisk]) -> Vec<OsString> {
+    if disks.is_empty() {
+        return Vec::new();
+    }
+    let mut args: Vec<OsString> = ["-global", "virtio-mmio.force-legacy=false"].map(OsString::from).into();
+    for (n, disk) in disks.iter().enumerate() {
+        // QEMU's option syntax doubles a comma inside a value.
+        let file = disk.path.display().to_string().replace(',', ",,");
+        let read_only = if disk.read_only { ",readonly=on" } else { "" };
+        args.push("-drive".into());
+        args.push(format!("file={file},if=none,format=raw,id=disk{n}{read_only}").into());
+        args.push("-device".into());
+        args.push(format!("virtio-blk-device,drive=disk{n},serial={}", disk.id).into());
+    }
     args
 }
 
@@ -156,11 +189,33 @@ mod tests {
             console_log: None,
             clock: Clock::Wall,
             gdb,
+            disks: Vec::new(),
         }
     }
 
     fn line(invocation: &Invocation) -> String {
         display(&args(invocation))
+    }
+
+    #[test]
+    fn file_backed_disks_become_the_machines_devices() {
+        let mut run = invocation(Console::Captured, false);
+        run.disks = vec![
+            MachineDisk { path: "disks/root,1.img".into(), id: "sluice-0-0".into(), read_only: false },
+            MachineDisk { path: "/data/ro.img".into(), id: "sluice-1-2".into(), read_only: true },
+        ];
+        let line = line(&run);
+        assert!(
+            line.contains(
+                "-global virtio-mmio.force-legacy=false \
+                 -drive file=disks/root,,1.img,if=none,format=raw,id=disk0 \
+                 -device virtio-blk-device,drive=disk0,serial=sluice-0-0 \
+                 -drive file=/data/ro.img,if=none,format=raw,id=disk1,readonly=on \
+                 -device virtio-blk-device,drive=disk1,serial=sluice-1-2"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("semihosting"));
     }
 
     #[test]

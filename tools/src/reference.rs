@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::devices::{DeviceKind, Mode};
+use crate::devices::{DeviceKind, Disk, Medium, Mode};
 use crate::qemu::{Clock, Console};
 use crate::units::MIB;
 use crate::validate::Vm;
@@ -41,10 +41,17 @@ pub fn write_files(vm: &Vm, dir: &Path) -> Result<Files> {
     let mut disks = Vec::new();
     for (slot, device) in vm.devices.iter().enumerate() {
         disks.push(match &device.kind {
-            DeviceKind::Blk(disk) => {
-                let mut bytes = disk.image.clone().unwrap_or_default();
-                bytes.resize(disk.size as usize, 0);
+            DeviceKind::Blk(Disk { medium: Medium::Ram { size, image }, .. }) => {
+                let mut bytes = image.clone().unwrap_or_default();
+                bytes.resize(*size as usize, 0);
                 Some(write(&format!("disk{slot}.img"), &bytes)?)
+            }
+            DeviceKind::Blk(Disk { medium: Medium::File { file, .. }, .. }) => {
+                // A copy, so the reference run leaves the VM's own disk as it was.
+                let copy = dir.join(format!("disk{slot}.img"));
+                std::fs::copy(&file.path, &copy)
+                    .with_context(|| format!("cannot copy {} to {}", file.path.display(), copy.display()))?;
+                Some(copy)
             }
             DeviceKind::Console => None,
         });
@@ -122,8 +129,7 @@ mod tests {
             devices: vec![
                 Device {
                     kind: DeviceKind::Blk(Disk {
-                        size: 4096,
-                        image: None,
+                        medium: Medium::Ram { size: 4096, image: None },
                         read_only: true,
                         serial: Some("d0".into()),
                     }),

@@ -5,7 +5,7 @@
 use std::fs::FileType;
 use std::io;
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Reads the whole of `path`, refusing anything but a regular file (after symlinks).
 ///
@@ -21,6 +21,32 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{what}, not a regular file")));
     }
     std::fs::read(path)
+}
+
+/// A disk image file, as a VM's file-backed disk uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskFile {
+    /// Its path, made absolute with every symlink resolved: two VMs naming one file
+    /// two ways are found out.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Opens `path` as a disk image (readable, and writable unless `read_only`),
+/// refusing anything but a regular file, and says where it is and how large.
+///
+/// # Errors
+///
+/// The file cannot be opened so, or is not a regular file.
+pub fn open_disk(path: &Path, read_only: bool) -> io::Result<DiskFile> {
+    let kind = std::fs::metadata(path)?.file_type();
+    if !kind.is_file() {
+        let what = describe(kind);
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{what}, not a regular file")));
+    }
+    let file = std::fs::OpenOptions::new().read(true).write(!read_only).open(path)?;
+    Ok(DiskFile { path: std::fs::canonicalize(path)?, size: file.metadata()?.len() })
 }
 
 /// Reads `path` as UTF-8 text, refusing anything but a regular file.
@@ -69,6 +95,26 @@ mod tests {
             "a character device, not a regular file"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_disk_is_opened_for_writing_unless_read_only() {
+        let path = std::env::temp_dir().join(format!("sluice-disk-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 1024]).unwrap();
+        let disk = open_disk(&path, false).unwrap();
+        assert_eq!((disk.path.is_absolute(), disk.size), (true, 1024));
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        permissions.set_readonly(true);
+        std::fs::set_permissions(&path, permissions).unwrap();
+        // root may write anyway; everyone else is refused.
+        let root = std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+        assert_eq!(open_disk(&path, false).is_ok(), root);
+        assert_eq!(open_disk(&path, true).unwrap().size, 1024);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            open_disk(Path::new("/dev/zero"), true).unwrap_err().to_string(),
+            "a character device, not a regular file"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::admission;
 use crate::damage::Damage;
 use crate::devices::Mode;
+use crate::devices::{DeviceKind, Disk, Medium};
 use crate::expect::{self, tail};
 use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference;
@@ -123,10 +124,11 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
             .with_context(|| format!("{}: has no [expect] table, so it is not a test", path.display()))?;
         Ok((scenario, expect))
     });
-    let (scenario, expect) = match loaded {
-        Ok(loaded) => loaded,
-        Err(e) => return vec![outcome(name, start, Err(e))],
-    };
+    let (scenario, expect) =
+        match loaded.and_then(|(scenario, expect)| Ok((scratch_disks(ws, &name, scenario)?, expect))) {
+            Ok(loaded) => loaded,
+            Err(e) => return vec![outcome(name, start, Err(e))],
+        };
     let mut outcomes = Vec::new();
     let damages: Vec<Option<Damage>> = match expect.bundle_damage.as_slice() {
         [] => vec![None],
@@ -153,6 +155,28 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
         }
     }
     outcomes
+}
+
+/// `scenario` with each file-backed disk replaced by a fresh copy under
+/// `target/sluice/scratch/NAME/`: a test changes no file of the source tree, and the
+/// runs of one scenario (its clocks, its damages) share the copies, in order.
+///
+/// # Errors
+///
+/// A disk file cannot be copied.
+fn scratch_disks(ws: &Workspace, name: &str, mut scenario: validate::Scenario) -> Result<validate::Scenario> {
+    let dir = ws.out_dir().join("scratch").join(name);
+    for device in scenario.vms.iter_mut().flat_map(|vm| &mut vm.devices) {
+        let DeviceKind::Blk(Disk { medium: Medium::File { file, id }, .. }) = &mut device.kind else {
+            continue;
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let copy = dir.join(format!("{id}.img"));
+        std::fs::copy(&file.path, &copy)
+            .with_context(|| format!("cannot copy {} to {}", file.path.display(), copy.display()))?;
+        file.path = copy;
+    }
+    Ok(scenario)
 }
 
 /// What one run came to: its failures and the end of its output, or why it could not
@@ -192,7 +216,7 @@ fn try_run(
         }
     }
     let args = qemu::args(&Invocation::captured(
-        scenario.machine,
+        scenario,
         ws.relative(&ws.hypervisor_bin()),
         ws.relative(&bundle_path),
         clock,

@@ -20,8 +20,9 @@ use crate::attribution::{Said, Speaker};
 use crate::clock::Clock;
 use crate::config::{Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::damage::Damage;
-use crate::devices::{self, Device, Mode, MAX_DEVICES};
+use crate::devices::{self, Device, DeviceFiles, DeviceKind, Disk, MachineDisk, Medium, Mode, MAX_DEVICES};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
+use crate::regular_file::DiskFile;
 use crate::send::Step;
 use crate::units::{fmt_region, fmt_size};
 
@@ -51,6 +52,20 @@ impl Scenario {
     /// The VMs' names, in config order.
     pub fn vm_names(&self) -> Vec<String> {
         self.vms.iter().map(|vm| vm.name.clone()).collect()
+    }
+
+    /// The VMs' file-backed disks, which the machine gets as devices of its own.
+    pub fn machine_disks(&self) -> Vec<MachineDisk> {
+        self.vms
+            .iter()
+            .flat_map(|vm| &vm.devices)
+            .filter_map(|device| match &device.kind {
+                DeviceKind::Blk(Disk { medium: Medium::File { file, id }, read_only, .. }) => {
+                    Some(MachineDisk { path: file.path.clone(), id: id.clone(), read_only: *read_only })
+                }
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -137,8 +152,11 @@ pub struct Sources<'a> {
     pub config_dir: &'a Path,
     /// `guest:NAME` is `<guests_dir>/NAME.bin`.
     pub guests_dir: &'a Path,
-    /// Reads a file (`std::fs::read`, or a fake in tests).
+    /// Reads a file (`regular_file::read`, or a fake in tests).
     pub read: &'a dyn Fn(&Path) -> io::Result<Vec<u8>>,
+    /// Opens a disk image file, writable unless read-only (`regular_file::open_disk`,
+    /// or a fake in tests).
+    pub open_disk: &'a dyn Fn(&Path, bool) -> io::Result<DiskFile>,
 }
 
 /// All the reasons a scenario is refused, one `field: reason` line each.
@@ -177,6 +195,7 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
         names: Vec::new(),
         cpu_owner: BTreeMap::new(),
         pinned: Vec::new(),
+        disk_files: BTreeMap::new(),
     };
     let vms: Vec<Option<Vm>> = config.vm.iter().enumerate().map(|(i, vm)| checker.check(i, vm)).collect();
 
@@ -407,6 +426,8 @@ struct VmChecker<'a, 'e> {
     cpu_owner: BTreeMap<u32, usize>,
     /// Pinned host RAM so far, with its VM's index.
     pinned: Vec<(Region, usize)>,
+    /// Disk files so far, with their VM's index and slot.
+    disk_files: BTreeMap<PathBuf, (usize, usize)>,
 }
 
 impl VmChecker<'_, '_> {
@@ -497,8 +518,19 @@ impl VmChecker<'_, '_> {
                     Err(e) => Err(format!("cannot read {}: {}", path.display(), io_reason(&e))),
                 }
             };
-            match devices::check(config, &mut read_image) {
-                Ok(device) => checked.push(device),
+            let open = self.sources.open_disk;
+            let mut open_disk = |path: &str, read_only: bool| {
+                let path = config_dir.join(path);
+                let access = if read_only { "reading" } else { "reading and writing" };
+                open(&path, read_only)
+                    .map_err(|e| format!("cannot open {} for {access}: {}", path.display(), io_reason(&e)))
+            };
+            let mut files = DeviceFiles { read: &mut read_image, open_disk: &mut open_disk };
+            match devices::check(config, (i, j), &mut files) {
+                Ok(device) => {
+                    self.check_disk_unshared(i, j, &device);
+                    checked.push(device);
+                }
                 Err(refusals) => {
                     for (field, reason) in refusals {
                         self.refuse(i, &format!("virtio[{j}].{field}"), reason);
@@ -507,6 +539,19 @@ impl VmChecker<'_, '_> {
             }
         }
         checked
+    }
+
+    /// Refuses a disk file that an earlier disk of the scenario uses already: two
+    /// writers of one file would each wreck what the other wrote.
+    fn check_disk_unshared(&mut self, i: usize, j: usize, device: &Device) {
+        let DeviceKind::Blk(Disk { medium: Medium::File { file, .. }, .. }) = &device.kind else { return };
+        if let Some(&(vm, slot)) = self.disk_files.get(&file.path) {
+            let name = self.owner_name(vm);
+            let what = format!("{} is already the disk of vm {name:?} (virtio[{slot}])", file.path.display());
+            self.refuse(i, &format!("virtio[{j}].image"), what);
+        } else {
+            self.disk_files.insert(file.path.clone(), (i, j));
+        }
     }
 
     fn check_cpus(&mut self, i: usize, vm: &VmConfig) -> Vec<u32> {
@@ -672,9 +717,27 @@ pub(crate) mod tests {
         Ok(bytes)
     }
 
+    /// The disk image files the fake file system holds (`ro.img` only read-only).
+    pub(crate) fn fake_open_disk(path: &Path, read_only: bool) -> io::Result<DiskFile> {
+        // `./disk.img` and `disk.img` are one file.
+        let canonical = PathBuf::from(path.to_str().unwrap_or_default().replace("/./", "/"));
+        let size = match canonical.to_str().unwrap_or_default() {
+            "/scenarios/disk.img" | "/scenarios/other.img" => 8 * MIB,
+            "/scenarios/ro.img" if read_only => MIB,
+            "/scenarios/ro.img" => return Err(io::ErrorKind::PermissionDenied.into()),
+            _ => return Err(io::ErrorKind::NotFound.into()),
+        };
+        Ok(DiskFile { path: canonical, size })
+    }
+
     fn check_with(text: &str, read: &dyn Fn(&Path) -> io::Result<Vec<u8>>) -> Result<Scenario, Refusal> {
         let config = crate::config::parse(text).expect("test config parses");
-        let sources = Sources { config_dir: Path::new(CONFIG_DIR), guests_dir: Path::new(GUESTS_DIR), read };
+        let sources = Sources {
+            config_dir: Path::new(CONFIG_DIR),
+            guests_dir: Path::new(GUESTS_DIR),
+            read,
+            open_disk: &fake_open_disk,
+        };
         validate(&config, &sources)
     }
 
@@ -771,7 +834,43 @@ pub(crate) mod tests {
         );
         assert_refused_starting(
             &format!("{}[[vm.virtio]]\nkind = \"blk\"\nimage = \"missing.img\"\n", vm("a", "[0]", "")),
-            "vm[0].virtio[0].image: cannot read /scenarios/missing.img",
+            "vm[0].virtio[0].image: cannot open /scenarios/missing.img for reading and writing",
+        );
+    }
+
+    #[test]
+    fn file_backed_disks_are_the_machines_own_and_not_shared() {
+        let disk = |image: &str| format!("[[vm.virtio]]\nkind = \"blk\"\nimage = \"{image}\"\n");
+        let read_only = disk("ro.img").replace("blk\"\n", "blk\"\nread_only = true\n");
+        let text = format!(
+            "{}{}{}{}{}{read_only}",
+            machine(2, "256M"),
+            vm("a", "[0]", ""),
+            disk("disk.img"),
+            vm("b", "[1]", ""),
+            disk("other.img"),
+        );
+        let scenario = check(&text).unwrap();
+        let disks = scenario.machine_disks();
+        let ids: Vec<_> =
+            disks.iter().map(|d| (d.id.as_str(), d.path.to_str().unwrap(), d.read_only)).collect();
+        assert_eq!(
+            ids,
+            [
+                ("sluice-0-0", "/scenarios/disk.img", false),
+                ("sluice-1-0", "/scenarios/other.img", false),
+                ("sluice-1-1", "/scenarios/ro.img", true)
+            ]
+        );
+        let shared =
+            format!("{}{}{}{}", vm("a", "[0]", ""), disk("disk.img"), vm("b", "[1]", ""), disk("./disk.img"));
+        assert_refused(
+            &format!("{}{shared}", machine(2, "256M")),
+            "vm[1].virtio[0].image: /scenarios/disk.img is already the disk of vm \"a\" (virtio[0])",
+        );
+        assert_refused(
+            &format!("{}{}", vm("a", "[0]", ""), disk("ro.img")),
+            "vm[0].virtio[0].image: cannot open /scenarios/ro.img for reading and writing: permission denied",
         );
     }
 

@@ -302,6 +302,31 @@ impl GuestMemory {
         ipa: u64,
         len: u64,
     ) -> Result<impl Iterator<Item = (usize, usize)> + '_, GuestMemoryError> {
+        Ok(self.chunk_spans(ipa, len)?.map(|(c, offset, len)| (c.host + offset as usize, len as usize)))
+    }
+
+    /// The host-physical ranges `(address, length)` behind `[ipa, ipa + len)`, in
+    /// order, one per chunk it touches, after checking that all of it is RAM: where a
+    /// device doing DMA for the guest finds its bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`GuestMemoryError::OutOfRange`] if any of the range is not RAM.
+    pub fn physical_spans(
+        &self,
+        ipa: u64,
+        len: u64,
+    ) -> Result<impl Iterator<Item = (u64, u64)> + '_, GuestMemoryError> {
+        Ok(self.chunk_spans(ipa, len)?.map(|(c, offset, len)| (c.pa + offset, len)))
+    }
+
+    /// The chunks behind `[ipa, ipa + len)`, each with the offset and length of the
+    /// part in the range, after checking that all of it is RAM.
+    fn chunk_spans(
+        &self,
+        ipa: u64,
+        len: u64,
+    ) -> Result<impl Iterator<Item = (&RamChunk, u64, u64)> + '_, GuestMemoryError> {
         let error = GuestMemoryError::OutOfRange { ipa, len };
         let end = ipa.checked_add(len).ok_or(error)?;
         // Check coverage first, so a refused access has no effect.
@@ -320,7 +345,7 @@ impl GuestMemory {
         Ok(self.chunks.iter().filter_map(move |c| {
             let start = ipa.max(c.ipa);
             let stop = end.min(c.ipa + c.size);
-            (start < stop).then(|| (c.host + (start - c.ipa) as usize, (stop - start) as usize))
+            (start < stop).then(|| (c, start - c.ipa, stop - start))
         }))
     }
 }

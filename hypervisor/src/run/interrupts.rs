@@ -2,6 +2,7 @@
 //! this CPU sees its virtual ones are `vgic::VgicSession`'s.)
 
 use super::console_input::console_input;
+use super::host_disks::host_disk_interrupt;
 use super::kicks::KICK_SGI;
 use super::machine::machine;
 use crate::arch::aarch64::el2;
@@ -40,6 +41,13 @@ pub(super) fn service_interrupts(cpu: usize, guest_running: bool) -> Taken {
                 // Drain the UART before deactivating: its level interrupt would come
                 // straight back otherwise.
                 console_input();
+                el2::deactivate(intid);
+            }
+            i if m.host_disk_irqs.iter().any(|irq| irq.intid == i) => {
+                // Each disk's line drops when its interrupt is acknowledged, in there.
+                for &irq in m.host_disk_irqs.iter().filter(|irq| irq.intid == i) {
+                    host_disk_interrupt(irq);
+                }
                 el2::deactivate(intid);
             }
             HYP_TIMER => {

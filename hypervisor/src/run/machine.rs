@@ -1,6 +1,7 @@
 //! What the CPUs share, set up once by the boot CPU, and how each VM ended.
 
 use crate::drivers::gicv3::Gic;
+use crate::drivers::host_disks::HostDiskIrq;
 use crate::trace::CpuTrace;
 use crate::vm::Vm;
 use alloc::vec::Vec;
@@ -25,6 +26,8 @@ pub struct Machine {
     pub list_registers: usize,
     /// The host UART's interrupt, taken by CPU 0.
     pub uart_intid: Option<u32>,
+    /// The host disks' interrupts, each taken by the first CPU of the VM it serves.
+    pub host_disk_irqs: Vec<HostDiskIrq>,
 }
 
 /// What Sluice keeps per host CPU: everything the trap path needs to know about

@@ -23,6 +23,7 @@
 mod console_input;
 mod cpu;
 mod exit;
+mod host_disks;
 mod interrupts;
 mod kicks;
 mod lifecycle;

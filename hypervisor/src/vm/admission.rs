@@ -9,7 +9,7 @@ use platform::bundle::spec::DeviceKind;
 /// Host RAM a VM takes: its RAM and its RAM disks.
 pub fn footprint(config: &VmConfig<'_>) -> u64 {
     let disks = config.devices.iter().filter_map(|device| match device.kind {
-        DeviceKind::Blk(ref disk) => Some(disk.size),
+        DeviceKind::Blk(ref disk) => disk.ram_size(),
         DeviceKind::Console => None,
     });
     vm_footprint(config.spec.memory_size, disks)

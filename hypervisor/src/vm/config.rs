@@ -183,7 +183,7 @@ pub(crate) mod tests {
     use crate::fdt_check::tests::Corruptor;
     use alloc::string::ToString;
     use alloc::vec;
-    use platform::bundle::spec::{DeviceKind, DiskSpec};
+    use platform::bundle::spec::{DeviceKind, DiskSpec, Medium};
     use platform::qemu_virt;
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use vm_fdt::FdtWriter;
@@ -295,8 +295,7 @@ pub(crate) mod tests {
             devices[0],
             DeviceSpec {
                 kind: DeviceKind::Blk(DiskSpec {
-                    size: 4096,
-                    image: Some(&[9; 10]),
+                    medium: Medium::Ram { size: 4096, image: Some(&[9; 10]) },
                     read_only: false,
                     serial: Some("disk0")
                 }),

@@ -225,6 +225,14 @@ impl Devices {
         true
     }
 
+    /// The host disk behind the virtio device in `slot` interrupted.
+    pub fn host_interrupt<I: VirtualInterface>(&self, slot: usize, gic: &mut VgicSession<'_, I>) {
+        let Some(device) = self.virtio.get(slot) else { return };
+        let mut device = device.lock();
+        device.update(gic, VirtioMmio::host_interrupt);
+        self.note_backlog(slot, device.device());
+    }
+
     /// The PL011, for console input: `feed` is given it while it has room for a
     /// byte, and says whether it gave one.
     pub fn uart_input<I: VirtualInterface>(

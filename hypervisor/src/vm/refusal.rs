@@ -4,6 +4,7 @@
 use super::config::ConfigError;
 use super::VmError;
 use crate::mm::guest_memory::GuestMemoryError;
+use alloc::string::String;
 use core::fmt;
 
 /// Why a VM was refused at start.
@@ -39,6 +40,13 @@ pub enum Refusal {
         /// Why.
         error: GuestMemoryError,
     },
+    /// The disk of its virtio slot `slot` is on a host device the machine lacks.
+    NoHostDisk {
+        /// The slot.
+        slot: usize,
+        /// The ID of the host device asked for.
+        id: String,
+    },
     /// It could not be built or loaded.
     Vm(VmError),
 }
@@ -56,6 +64,9 @@ impl fmt::Display for Refusal {
                 write!(f, "virtio[{slot}]: not enough free RAM for a {} MiB disk", bytes >> 20)
             }
             Self::Disk { slot, error } => write!(f, "virtio[{slot}]: {error}"),
+            Self::NoHostDisk { slot, id } => {
+                write!(f, "virtio[{slot}]: the machine has no disk {id:?} (QEMU's -device virtio-blk-device,serial={id})")
+            }
             Self::Vm(e) => write!(f, "{e}"),
         }
     }

@@ -2,12 +2,12 @@
 //! the `fdt` crate behind its own structure check). Every spec read is checked
 //! with the rules in `spec`, so what this returns is what the tools could write.
 
-use super::spec::{check_device_count, CpuList, DeviceKind, DeviceSpec, DiskSpec, Fault, VmSpec};
+use super::spec::{check_device_count, CpuList, DeviceKind, DeviceSpec, DiskSpec, Fault, Medium, VmSpec};
 use super::{
-    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_READ_ONLY, DISK_SERIAL, DISK_SIZE,
-    KIND_BLK, KIND_CONSOLE, LOG_LEVEL, MAX_HOST_CPUS, TRACE, TRACE_OFF, VM_BOOTARGS, VM_CPUS, VM_DTB_ADDR,
-    VM_ENTRY, VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR, VM_MEMORY_SIZE, VM_NAME,
-    VM_NODE,
+    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_READ_ONLY, DISK_SERIAL,
+    DISK_SIZE, KIND_BLK, KIND_CONSOLE, LOG_LEVEL, MAX_HOST_CPUS, TRACE, TRACE_OFF, VM_BOOTARGS, VM_CPUS,
+    VM_DTB_ADDR, VM_ENTRY, VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR,
+    VM_MEMORY_SIZE, VM_NAME, VM_NODE,
 };
 
 /// A node of a device tree whose properties live `'a` long.
@@ -130,12 +130,17 @@ pub fn device<'a>(node: &impl Node<'a>) -> Result<DeviceSpec<'a>, Fault> {
     let props = Properties(node);
     let kind = match props.string(DEVICE_KIND)? {
         Some(KIND_CONSOLE) => DeviceKind::Console,
-        Some(KIND_BLK) => DeviceKind::Blk(DiskSpec {
-            size: props.required_u64(DISK_SIZE)?,
-            image: props.bytes(DISK),
-            read_only: props.bytes(DISK_READ_ONLY).is_some(),
-            serial: props.string(DISK_SERIAL)?,
-        }),
+        Some(KIND_BLK) => {
+            let medium = match props.string(DISK_HOST_DEVICE)? {
+                Some(id) => Medium::HostDevice { id },
+                None => Medium::Ram { size: props.required_u64(DISK_SIZE)?, image: props.bytes(DISK) },
+            };
+            DeviceKind::Blk(DiskSpec {
+                medium,
+                read_only: props.bytes(DISK_READ_ONLY).is_some(),
+                serial: props.string(DISK_SERIAL)?,
+            })
+        }
         _ => return Err(fault(DEVICE_KIND, "must be \"blk\" or \"console\"")),
     };
     let spec = DeviceSpec { kind, legacy: props.bytes(DEVICE_LEGACY).is_some() };

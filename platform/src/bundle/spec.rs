@@ -7,8 +7,8 @@ use core::fmt;
 use core::ops::Deref;
 
 use super::{
-    DEVICE_NODE, DISK, DISK_SERIAL, DISK_SIZE, MAX_HOST_CPUS, MAX_SERIAL_LEN, MEMORY_GRANULE, SECTOR_SIZE,
-    VM_BOOTARGS, VM_CPUS, VM_HOST_BASE, VM_KERNEL, VM_MEMORY_SIZE, VM_NAME,
+    DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_SERIAL, DISK_SIZE, MAX_HOST_CPUS, MAX_SERIAL_LEN,
+    MEMORY_GRANULE, SECTOR_SIZE, VM_BOOTARGS, VM_CPUS, VM_HOST_BASE, VM_KERNEL, VM_MEMORY_SIZE, VM_NAME,
 };
 use crate::layout::ImageLayout;
 use crate::{qemu_virt, Region};
@@ -61,17 +61,43 @@ pub enum DeviceKind<'a> {
     Console,
 }
 
-/// A RAM disk.
+/// A disk: where its sectors live, and what the guest is told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskSpec<'a> {
-    /// Size in bytes, a multiple of [`SECTOR_SIZE`].
-    pub size: u64,
-    /// Initial contents of the disk's first bytes.
-    pub image: Option<&'a [u8]>,
+    /// Where the sectors live.
+    pub medium: Medium<'a>,
     /// Writes are refused.
     pub read_only: bool,
     /// `GET_ID`'s answer.
     pub serial: Option<&'a str>,
+}
+
+/// Where a disk's sectors live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Medium<'a> {
+    /// In host RAM the hypervisor sets aside, gone when the machine stops.
+    Ram {
+        /// Size in bytes, a multiple of [`SECTOR_SIZE`].
+        size: u64,
+        /// Initial contents of the disk's first bytes.
+        image: Option<&'a [u8]>,
+    },
+    /// On one of the machine's own virtio-blk devices (a disk image file QEMU was
+    /// given), which the hypervisor drives: the device whose `GET_ID` is `id`.
+    HostDevice {
+        /// The host device's ID string.
+        id: &'a str,
+    },
+}
+
+impl DiskSpec<'_> {
+    /// Bytes of host RAM the disk takes (a RAM disk's size; nothing for a host device).
+    pub fn ram_size(&self) -> Option<u64> {
+        match self.medium {
+            Medium::Ram { size, .. } => Some(size),
+            Medium::HostDevice { .. } => None,
+        }
+    }
 }
 
 /// A bundle property that breaks a rule, and why.
@@ -289,9 +315,14 @@ impl DeviceSpec<'_> {
     /// The first property that breaks one.
     pub fn check(&self) -> Result<(), Fault> {
         let DeviceKind::Blk(disk) = &self.kind else { return Ok(()) };
-        at(DISK_SIZE, check_disk_size(disk.size))?;
-        if disk.image.is_some_and(|image| image.len() as u64 > disk.size) {
-            return Err(Fault { property: DISK, reason: "is larger than the disk" });
+        match disk.medium {
+            Medium::Ram { size, image } => {
+                at(DISK_SIZE, check_disk_size(size))?;
+                if image.is_some_and(|image| image.len() as u64 > size) {
+                    return Err(Fault { property: DISK, reason: "is larger than the disk" });
+                }
+            }
+            Medium::HostDevice { id } => at(DISK_HOST_DEVICE, check_serial(id))?,
         }
         if let Some(serial) = disk.serial {
             at(DISK_SERIAL, check_serial(serial))?;
@@ -356,9 +387,20 @@ mod tests {
     #[test]
     fn disks_keep_their_rules() {
         let disk = |size, image: Option<&'static [u8]>, serial| DeviceSpec {
-            kind: DeviceKind::Blk(DiskSpec { size, image, read_only: false, serial }),
+            kind: DeviceKind::Blk(DiskSpec { medium: Medium::Ram { size, image }, read_only: false, serial }),
             legacy: false,
         };
+        let host = |id| DeviceSpec {
+            kind: DeviceKind::Blk(DiskSpec {
+                medium: Medium::HostDevice { id },
+                read_only: true,
+                serial: None,
+            }),
+            legacy: false,
+        };
+        assert_eq!(host("sluice-0-1").check(), Ok(()));
+        assert_eq!(host("").check(), Ok(()), "QEMU's default ID is empty, though the tools always set one");
+        assert_eq!(host("012345678901234567890").check().unwrap_err().property, DISK_HOST_DEVICE);
         assert_eq!(disk(4096, Some(&[1; 10]), Some("disk0")).check(), Ok(()));
         assert_eq!(disk(1000, None, None).check().unwrap_err().property, DISK_SIZE);
         assert_eq!(disk(512, Some(&[0; 513]), None).check().unwrap_err().property, DISK);

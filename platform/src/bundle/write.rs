@@ -9,10 +9,10 @@ use core::fmt;
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
 use super::read::Header;
-use super::spec::{check_device_count, DeviceKind, DeviceSpec, Fault, VmSpec};
+use super::spec::{check_device_count, DeviceKind, DeviceSpec, Fault, Medium, VmSpec};
 use super::{
-    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_READ_ONLY, DISK_SERIAL, DISK_SIZE,
-    KIND_BLK, KIND_CONSOLE, LOG_LEVEL, MAX_VMS, TRACE, TRACE_OFF, TRACE_ON, VM_BOOTARGS, VM_CPUS,
+    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_READ_ONLY, DISK_SERIAL,
+    DISK_SIZE, KIND_BLK, KIND_CONSOLE, LOG_LEVEL, MAX_VMS, TRACE, TRACE_OFF, TRACE_ON, VM_BOOTARGS, VM_CPUS,
     VM_DTB_ADDR, VM_ENTRY, VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR,
     VM_MEMORY_SIZE, VM_NAME, VM_NODE,
 };
@@ -133,9 +133,14 @@ fn write_device(fdt: &mut FdtWriter, device: &DeviceSpec<'_>) -> FdtWriterResult
         DeviceKind::Console => fdt.property_string(DEVICE_KIND, KIND_CONSOLE),
         DeviceKind::Blk(disk) => {
             fdt.property_string(DEVICE_KIND, KIND_BLK)?;
-            fdt.property_u64(DISK_SIZE, disk.size)?;
-            if let Some(image) = disk.image {
-                fdt.property(DISK, image)?;
+            match disk.medium {
+                Medium::Ram { size, image } => {
+                    fdt.property_u64(DISK_SIZE, size)?;
+                    if let Some(image) = image {
+                        fdt.property(DISK, image)?;
+                    }
+                }
+                Medium::HostDevice { id } => fdt.property_string(DISK_HOST_DEVICE, id)?,
             }
             if disk.read_only {
                 fdt.property_null(DISK_READ_ONLY)?;
@@ -172,10 +177,17 @@ mod tests {
             initrd: Some((&[7; 300], 0x4000_0000 + 32 * MIB)),
             bootargs: Some("console=ttyAMA0"),
         };
-        let disk = DiskSpec { size: 4096, image: Some(&[1; 100]), read_only: true, serial: Some("disk0") };
+        let disk = DiskSpec {
+            medium: Medium::Ram { size: 4096, image: Some(&[1; 100]) },
+            read_only: true,
+            serial: Some("disk0"),
+        };
+        let file =
+            DiskSpec { medium: Medium::HostDevice { id: "sluice-1-2" }, read_only: false, serial: None };
         let devices = vec![
             DeviceSpec { kind: DeviceKind::Blk(disk), legacy: false },
             DeviceSpec { kind: DeviceKind::Console, legacy: true },
+            DeviceSpec { kind: DeviceKind::Blk(file), legacy: false },
         ];
         (spec, devices)
     }
@@ -214,8 +226,11 @@ mod tests {
         let err = write(&header, &[(spec, devices)]).unwrap_err();
         assert_eq!(err.to_string(), "vm[0].memory-size: must be a non-zero multiple of 2 MiB");
         let (spec, mut devices) = linux();
-        devices[0].kind =
-            DeviceKind::Blk(DiskSpec { size: 1000, image: None, read_only: false, serial: None });
+        devices[0].kind = DeviceKind::Blk(DiskSpec {
+            medium: Medium::Ram { size: 1000, image: None },
+            read_only: false,
+            serial: None,
+        });
         let err = write(&header, &[(spec, devices)]).unwrap_err();
         assert_eq!(err.to_string(), "vm[0].virtio[0].disk-size: must be a non-zero multiple of 512");
     }

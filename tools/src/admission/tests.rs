@@ -17,7 +17,12 @@ fn sized_files(path: &Path) -> io::Result<Vec<u8>> {
 
 fn scenario(text: &str) -> Scenario {
     let config = config::parse(text).expect("test config parses");
-    let sources = Sources { config_dir: Path::new("/s"), guests_dir: Path::new("/g"), read: &sized_files };
+    let sources = Sources {
+        config_dir: Path::new("/s"),
+        guests_dir: Path::new("/g"),
+        read: &sized_files,
+        open_disk: &crate::validate::tests::fake_open_disk,
+    };
     validate::validate(&config, &sources).expect("the test scenario is valid")
 }
 

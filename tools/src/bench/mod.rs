@@ -125,7 +125,7 @@ fn arguments(
             let bundle_path = out.join(format!("{}.dtb", plan.slug()));
             bundle::write(scenario, &bundle_path)?;
             qemu::args(&Invocation::captured(
-                scenario.machine,
+                scenario,
                 ws.relative(&built.hypervisor_bin),
                 ws.relative(&bundle_path),
                 plan.clock,

@@ -27,88 +27,18 @@
 use crate::guest_log;
 use crate::guest_log::Kind;
 
+pub mod host;
+pub mod wire;
+
 use super::chain::{Chain, Cursor};
 use super::queue::{Queue, QueueError};
-use super::{device_id, read_config_image, Budget, Progress, VirtioBackend, MAX_QUEUE_SIZE};
+use super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
 use crate::mm::guest_memory::GuestMemory;
 use alloc::boxed::Box;
-
-/// Feature bits (§5.2.3).
-pub mod feature {
-    /// `size_max` is valid.
-    pub const SIZE_MAX: u64 = 1 << 1;
-    /// `seg_max` is valid.
-    pub const SEG_MAX: u64 = 1 << 2;
-    /// The disk is read-only.
-    pub const RO: u64 = 1 << 5;
-    /// `blk_size` is valid.
-    pub const BLK_SIZE: u64 = 1 << 6;
-    /// FLUSH requests.
-    pub const FLUSH: u64 = 1 << 9;
-    /// DISCARD requests, limits in the configuration.
-    pub const DISCARD: u64 = 1 << 13;
-    /// WRITE_ZEROES requests, limits in the configuration.
-    pub const WRITE_ZEROES: u64 = 1 << 14;
-}
-
-/// Request types (§5.2.6).
-mod request {
-    pub const IN: u32 = 0;
-    pub const OUT: u32 = 1;
-    pub const FLUSH: u32 = 4;
-    pub const GET_ID: u32 = 8;
-    pub const DISCARD: u32 = 11;
-    pub const WRITE_ZEROES: u32 = 13;
-}
-
-/// Request status values (§5.2.6).
-pub mod status {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Device or driver error.
-    pub const IOERR: u8 = 1;
-    /// Request not supported.
-    pub const UNSUPP: u8 = 2;
-}
-
-/// Bytes per sector, the unit of `capacity` and of request offsets (the bundle's
-/// disk sizes are multiples of it too).
-pub use platform::bundle::SECTOR_SIZE;
-/// Length of the GET_ID answer.
-pub const ID_BYTES: usize = 20;
-/// `size_max`: the largest single buffer a driver should use (1 MiB).
-pub const SIZE_MAX: u32 = 1 << 20;
-/// `seg_max`: data buffers per request, the queue size less header and status.
-pub const SEG_MAX: u32 = MAX_QUEUE_SIZE as u32 - 2;
-/// `max_discard_sectors` and `max_write_zeroes_sectors`: 2 GiB per segment.
-pub const MAX_ZERO_SECTORS: u32 = 1 << 22;
-/// `max_discard_seg` and `max_write_zeroes_seg`.
-pub const MAX_ZERO_SEGMENTS: u32 = 16;
-/// `discard_sector_alignment`, in sectors.
-pub const DISCARD_ALIGNMENT: u32 = 1;
-
-/// Header bytes of every request.
-const HEADER: u64 = 16;
-/// Bytes of one DISCARD / WRITE_ZEROES segment.
-const SEGMENT: u64 = 16;
-/// WRITE_ZEROES segment flag: the device may unmap.
-const FLAG_UNMAP: u32 = 1;
-
-/// Offsets in `struct virtio_blk_config` (§5.2.4).
-mod config {
-    pub const CAPACITY: usize = 0;
-    pub const SIZE_MAX: usize = 8;
-    pub const SEG_MAX: usize = 12;
-    pub const BLK_SIZE: usize = 20;
-    pub const NUM_QUEUES: usize = 34;
-    pub const MAX_DISCARD_SECTORS: usize = 36;
-    pub const MAX_DISCARD_SEG: usize = 40;
-    pub const DISCARD_SECTOR_ALIGNMENT: usize = 44;
-    pub const MAX_WRITE_ZEROES_SECTORS: usize = 48;
-    pub const MAX_WRITE_ZEROES_SEG: usize = 52;
-    /// Through `write_zeroes_may_unmap` and its padding.
-    pub const LEN: usize = 60;
-}
+use wire::{
+    answer_get_id, parse, request, Parsed, FLAG_UNMAP, HEADER, MAX_ZERO_SECTORS, MAX_ZERO_SEGMENTS, SEGMENT,
+};
+pub use wire::{feature, status, Config, ID_BYTES, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
 
 /// A virtio block device over a disk in memory.
 pub struct Blk {
@@ -142,21 +72,15 @@ impl Blk {
         self.capacity
     }
 
-    /// The configuration space image.
-    fn config(&self) -> [u8; config::LEN] {
-        let mut c = [0; config::LEN];
-        let mut put = |at: usize, bytes: &[u8]| c[at..at + bytes.len()].copy_from_slice(bytes);
-        put(config::CAPACITY, &self.capacity.to_le_bytes());
-        put(config::SIZE_MAX, &SIZE_MAX.to_le_bytes());
-        put(config::SEG_MAX, &SEG_MAX.to_le_bytes());
-        put(config::BLK_SIZE, &(SECTOR_SIZE as u32).to_le_bytes());
-        put(config::NUM_QUEUES, &1u16.to_le_bytes());
-        put(config::MAX_DISCARD_SECTORS, &MAX_ZERO_SECTORS.to_le_bytes());
-        put(config::MAX_DISCARD_SEG, &MAX_ZERO_SEGMENTS.to_le_bytes());
-        put(config::DISCARD_SECTOR_ALIGNMENT, &DISCARD_ALIGNMENT.to_le_bytes());
-        put(config::MAX_WRITE_ZEROES_SECTORS, &MAX_ZERO_SECTORS.to_le_bytes());
-        put(config::MAX_WRITE_ZEROES_SEG, &MAX_ZERO_SEGMENTS.to_le_bytes());
-        c
+    /// What the driver is told.
+    fn config(&self) -> Config {
+        Config {
+            capacity: self.capacity,
+            size_max: SIZE_MAX,
+            seg_max: SEG_MAX,
+            blk_size: SECTOR_SIZE as u32,
+            zeroing: Some((MAX_ZERO_SECTORS, MAX_ZERO_SEGMENTS)),
+        }
     }
 
     /// The disk byte offset of `bytes` bytes at `sector`, if all inside the disk.
@@ -168,49 +92,39 @@ impl Blk {
 
     /// Runs one request; returns `used.len`.
     fn execute(&mut self, chain: &Chain, mem: &GuestMemory) -> Result<u32, QueueError> {
-        let Some(status_at) =
-            chain.writable().iter().rev().find(|b| b.len > 0).map(|b| b.addr + u64::from(b.len) - 1)
-        else {
-            guest_log!(
-                Kind::Virtio,
-                Warn,
-                "virtio-blk: request {} has no status byte; completed with nothing written",
-                chain.head()
-            );
-            return Ok(0);
-        };
-        // The data the device may write: everything writable but the status byte.
-        let data_in = chain.writable_len() - 1;
         let mut reader = chain.reader();
-        let mut header = [0u8; HEADER as usize];
-        let (status, written) = if reader.read(mem, &mut header)? < header.len() {
-            guest_log!(
-                Kind::Virtio,
-                Warn,
-                "virtio-blk: request {} has a header shorter than {HEADER} bytes",
-                chain.head()
-            );
-            (status::IOERR, 0)
-        } else {
-            let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-            let mut sector = [0; 8];
-            sector.copy_from_slice(&header[8..16]);
-            let sector = u64::from_le_bytes(sector);
-            let data_out = reader.remaining();
-            let mut writer = chain.writer();
-            match kind {
-                request::IN => self.read(mem, sector, &mut writer, data_in)?,
-                request::OUT => (self.write(mem, sector, &mut reader, data_out)?, 0),
-                request::FLUSH => (status::OK, 0),
-                request::GET_ID => {
-                    let n = (data_in as usize).min(ID_BYTES);
-                    writer.write(mem, &self.serial[..n])?;
-                    (status::OK, n as u64)
-                }
-                request::DISCARD => (self.zero(mem, &mut reader, data_out, false)?, 0),
-                request::WRITE_ZEROES => (self.zero(mem, &mut reader, data_out, true)?, 0),
-                _ => (status::UNSUPP, 0),
+        let (header, status_at, data_in) = match parse(chain, &mut reader, mem)? {
+            Parsed::Request { header, status_at, data_in } => (header, status_at, data_in),
+            Parsed::NoStatus => {
+                guest_log!(
+                    Kind::Virtio,
+                    Warn,
+                    "virtio-blk: request {} has no status byte; completed with nothing written",
+                    chain.head()
+                );
+                return Ok(0);
             }
+            Parsed::ShortHeader { status_at } => {
+                guest_log!(
+                    Kind::Virtio,
+                    Warn,
+                    "virtio-blk: request {} has a header shorter than {HEADER} bytes",
+                    chain.head()
+                );
+                mem.write(status_at, &[status::IOERR])?;
+                return Ok(1);
+            }
+        };
+        let data_out = reader.remaining();
+        let mut writer = chain.writer();
+        let (status, written) = match header.kind {
+            request::IN => self.read(mem, header.sector, &mut writer, data_in)?,
+            request::OUT => (self.write(mem, header.sector, &mut reader, data_out)?, 0),
+            request::FLUSH => (status::OK, 0),
+            request::GET_ID => (status::OK, answer_get_id(&self.serial, mem, &mut writer, data_in)?),
+            request::DISCARD => (self.zero(mem, &mut reader, data_out, false)?, 0),
+            request::WRITE_ZEROES => (self.zero(mem, &mut reader, data_out, true)?, 0),
+            _ => (status::UNSUPP, 0),
         };
         mem.write(status_at, &[status])?;
         Ok(u32::try_from(written + 1).unwrap_or(u32::MAX))
@@ -327,7 +241,7 @@ impl VirtioBackend for Blk {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_image(&self.config(), offset, data);
+        read_config_image(&self.config().image(), offset, data);
     }
 
     /// Nothing in the configuration is writable (`writeback` needs CONFIG_WCE).

@@ -313,6 +313,16 @@ impl VirtioMmio {
         taken
     }
 
+    /// The host device behind the backend interrupted: the backend moves what it
+    /// can, and the guest's interrupt follows its used rings.
+    pub fn host_interrupt(&mut self) {
+        let live = self.live();
+        let result = self.backend.host_interrupt(&mut self.queues, &self.memory, live);
+        if live {
+            self.after_backend(result);
+        }
+    }
+
     /// The device's configuration changed: bump ConfigGeneration and raise the
     /// configuration-change interrupt (§2.5.1, §4.2.2).
     pub fn config_changed(&mut self) {
@@ -323,6 +333,9 @@ impl VirtioMmio {
     /// Writing 0 to Status (§2.4): queues, features, selectors, interrupt state and
     /// the backend back to their reset state.
     pub fn reset(&mut self) {
+        // First the backend, which may have to wait for its host device to let go of
+        // the guest's buffers, while the queues still say where they are.
+        self.backend.reset();
         self.status = 0;
         self.device_features_sel = 0;
         self.driver_features_sel = 0;
@@ -333,7 +346,6 @@ impl VirtioMmio {
         (self.backlog, self.waiting) = (0, 0);
         self.queues.iter_mut().for_each(Queue::reset);
         self.legacy_queues.fill(LegacyQueue::RESET);
-        self.backend.reset();
     }
 
     /// Everything offered: the backend's features and the transport's.

@@ -149,6 +149,17 @@ pub trait VirtioBackend: Send {
         0
     }
 
+    /// The host device behind the backend interrupted (a backend that drives one:
+    /// `blk::host`). `live`: the guest's device is live, so its queues may be used.
+    fn host_interrupt(
+        &mut self,
+        _queues: &mut [Queue],
+        _mem: &GuestMemory,
+        _live: bool,
+    ) -> Result<(), QueueError> {
+        Ok(())
+    }
+
     /// Input bytes dropped so far because nowhere could hold them.
     fn input_dropped(&self) -> u64 {
         0
