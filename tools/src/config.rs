@@ -206,6 +206,48 @@ pub struct ExpectConfig {
     /// Ctrl-A x, say), measured by the tools' wall clock.
     #[serde(default)]
     pub quit_within_ms: Option<i64>,
+    /// Runs after the first on the same disk files, under the same clock, each
+    /// judged by its own `lines` (`[[expect.rerun]]` tables): what a run leaves on
+    /// a file-backed disk, the next finds.
+    #[serde(default)]
+    pub rerun: Vec<RerunConfig>,
+    /// What file-backed disks hold after the runs (`[[expect.disk]]` tables).
+    #[serde(default)]
+    pub disk: Vec<DiskCheckConfig>,
+}
+
+/// One `[[expect.disk]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskCheckConfig {
+    /// The VM, by name.
+    pub vm: String,
+    /// Its virtio slot (a file-backed blk device).
+    pub slot: usize,
+    /// The ext4 file system must be clean.
+    #[serde(default)]
+    pub fsck: bool,
+    /// Files that must hold these texts (each the whole file but a final newline).
+    #[serde(default)]
+    pub files: Vec<FileCheckConfig>,
+}
+
+/// A file and what it must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCheckConfig {
+    /// Its absolute path in the file system.
+    pub path: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// One `[[expect.rerun]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunConfig {
+    /// Lines that must appear in this run, in order, written as in `[expect]`.
+    pub lines: Vec<String>,
 }
 
 impl ExpectConfig {

@@ -261,6 +261,8 @@ mod tests {
             sends: Vec::new(),
             quit_within: None,
             reference: Vec::new(),
+            reruns: Vec::new(),
+            disks: Vec::new(),
         }
     }
 

@@ -25,6 +25,7 @@ mod config;
 mod damage;
 mod deps;
 mod devices;
+mod disk_check;
 mod expect;
 mod figures;
 mod fuzz;

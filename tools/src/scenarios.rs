@@ -10,6 +10,7 @@ use crate::admission;
 use crate::damage::Damage;
 use crate::devices::Mode;
 use crate::devices::{DeviceKind, Disk, Medium};
+use crate::disk_check::{self, DiskCheck};
 use crate::expect::{self, tail};
 use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference;
@@ -124,23 +125,34 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
             .with_context(|| format!("{}: has no [expect] table, so it is not a test", path.display()))?;
         Ok((scenario, expect))
     });
-    let (scenario, expect) =
-        match loaded.and_then(|(scenario, expect)| Ok((scratch_disks(ws, &name, scenario)?, expect))) {
-            Ok(loaded) => loaded,
-            Err(e) => return vec![outcome(name, start, Err(e))],
-        };
+    let (scenario, expect) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return vec![outcome(name, start, Err(e))],
+    };
     let mut outcomes = Vec::new();
     let damages: Vec<Option<Damage>> = match expect.bundle_damage.as_slice() {
         [] => vec![None],
         damages => damages.iter().cloned().map(Some).collect(),
     };
     for &clock in &expect.clocks {
+        let clocked = |label: String| {
+            if clock == Clock::Wall {
+                label
+            } else {
+                format!("{label} under {}", clock.label())
+            }
+        };
+        // Each clock's runs start from the disk files as the scenario names them.
+        let scenario = match scratch_disks(ws, &name, scenario.clone()) {
+            Ok(scenario) => scenario,
+            Err(e) => {
+                outcomes.push(outcome(clocked(name.clone()), Instant::now(), Err(e)));
+                continue;
+            }
+        };
         for damage in &damages {
             let start = Instant::now();
-            let mut label = name.clone();
-            if clock != Clock::Wall {
-                label += &format!(" under {}", clock.label());
-            }
+            let mut label = clocked(name.clone());
             if let Some(damage) = damage {
                 label += &format!(" ({damage})");
             }
@@ -153,13 +165,48 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
                 try_run(ws, path, &scenario, &expect, clock, damage.as_ref()),
             ));
         }
+        for (k, lines) in expect.reruns.iter().enumerate() {
+            let start = Instant::now();
+            let label = clocked(format!("{name}, run {} on the same disks", k + 2));
+            eprintln!("\n=== {label} ===");
+            let rerun = validate::Expect {
+                lines: lines.clone(),
+                anywhere: Vec::new(),
+                sends: Vec::new(),
+                quit_within: None,
+                ..expect.clone()
+            };
+            outcomes.push(outcome(label, start, try_run(ws, path, &scenario, &rerun, clock, None)));
+        }
+        if !expect.disks.is_empty() {
+            let start = Instant::now();
+            let failures = check_disks(&scenario, &expect.disks);
+            let label = clocked(format!("{name}, its disk files after the runs"));
+            outcomes.push(outcome(label, start, Ok((failures, None))));
+        }
     }
     outcomes
 }
 
+/// Runs the `[[expect.disk]]` checks on `scenario`'s disk files.
+fn check_disks(scenario: &validate::Scenario, checks: &[DiskCheck]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for check in checks {
+        let device = scenario.vms.get(check.vm).and_then(|vm| vm.devices.get(check.slot));
+        match device.map(|d| &d.kind) {
+            Some(DeviceKind::Blk(Disk { medium: Medium::File { file, .. }, .. })) => {
+                failures.extend(disk_check::run(check, &file.path));
+            }
+            _ => failures.push(format!("vm {} has no file-backed disk in slot {}", check.vm, check.slot)),
+        }
+    }
+    failures
+}
+
 /// `scenario` with each file-backed disk replaced by a fresh copy under
 /// `target/sluice/scratch/NAME/`: a test changes no file of the source tree, and the
-/// runs of one scenario (its clocks, its damages) share the copies, in order.
+/// runs of one scenario under one clock (its damages, its reruns) share the copies,
+/// in order.
 ///
 /// # Errors
 ///

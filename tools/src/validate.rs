@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::damage::Damage;
 use crate::devices::{self, Device, DeviceFiles, DeviceKind, Disk, MachineDisk, Medium, Mode, MAX_DEVICES};
+use crate::disk_check::{self, DiskCheck};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
 use crate::regular_file::DiskFile;
 use crate::send::Step;
@@ -144,6 +145,10 @@ pub struct Expect {
     pub quit_within: Option<Duration>,
     /// Plain-QEMU reference runs of the same guest.
     pub reference: Vec<Mode>,
+    /// The lines of each run after the first, on the same disk files.
+    pub reruns: Vec<Vec<Said>>,
+    /// What file-backed disks hold after the runs.
+    pub disks: Vec<DiskCheck>,
 }
 
 /// Where the images named in a scenario come from.
@@ -200,7 +205,15 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
     let vms: Vec<Option<Vm>> = config.vm.iter().enumerate().map(|(i, vm)| checker.check(i, vm)).collect();
 
     let vm_names: Vec<&str> = config.vm.iter().map(|vm| vm.name.as_str()).collect();
-    let expect = config.expect.as_ref().and_then(|e| check_expect(e, &vm_names, &mut errors));
+    let mut expect = config.expect.as_ref().and_then(|e| check_expect(e, &vm_names, &mut errors));
+    if let (Some(expect), Some(config)) = (&mut expect, &config.expect) {
+        let checked: Vec<(&str, &[Device])> =
+            vms.iter().flatten().map(|vm| (vm.name.as_str(), vm.devices.as_slice())).collect();
+        match disk_check::check(&config.disk, &checked) {
+            Ok(disks) => expect.disks = disks,
+            Err(refusals) => errors.extend(refusals),
+        }
+    }
     if expect.as_ref().is_some_and(|e| !e.reference.is_empty()) && config.vm.len() != 1 {
         errors.push(
             "expect.reference: reference runs boot one guest on plain QEMU; the scenario has several VMs"
@@ -271,6 +284,12 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
         errors.push(format!("expect.exit_status: {} is not an exit status (0..=255)", expect.exit_status));
     }
     let lines = check_said("lines", &expect.lines, vm_names, true, errors);
+    let reruns: Vec<Vec<Said>> = expect
+        .rerun
+        .iter()
+        .enumerate()
+        .map(|(k, rerun)| check_said(&format!("rerun[{k}].lines"), &rerun.lines, vm_names, true, errors))
+        .collect();
     let anywhere = check_said("anywhere", &expect.anywhere, vm_names, true, errors);
     let absent = check_said("absent", &expect.absent, vm_names, false, errors);
     let mut clocks = Vec::new();
@@ -360,6 +379,8 @@ fn check_expect(expect: &ExpectConfig, vm_names: &[&str], errors: &mut Vec<Strin
             .collect(),
         quit_within,
         reference: modes,
+        reruns,
+        disks: Vec::new(),
     })
 }
 
