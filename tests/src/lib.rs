@@ -20,6 +20,7 @@ pub mod console_sink;
 pub mod disk;
 pub mod filter;
 pub mod hal;
+pub mod host_disk;
 pub mod region;
 pub mod rig;
 pub mod rings;

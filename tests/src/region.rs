@@ -71,6 +71,11 @@ impl SharedRegion {
         Layout::from_size_align(len, PAGE).expect("region layout")
     }
 
+    /// Host address of the first byte.
+    pub fn host_base(&self) -> usize {
+        self.host
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.len

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use guest_drivers::transport::mmio::{reg, RegisterAccess};
 use hypervisor::devices::virtio::{VirtioBackend, VirtioMmio};
 use hypervisor::devices::{AccessWidth, MmioDevice};
+use hypervisor::mm::guest_memory::GuestMemory;
 
 use crate::region::SharedRegion;
 
@@ -70,7 +71,10 @@ struct Inner {
     quiet_reads: Cell<u32>,
     hold: Cell<bool>,
     held: RefCell<Vec<u32>>,
-    _region: Arc<SharedRegion>,
+    /// Held notifications run at the next load (the driver polling a device that
+    /// works on its own time).
+    release_on_read: Cell<bool>,
+    _regions: Vec<Arc<SharedRegion>>,
 }
 
 /// A device model in a slot, shared by the test and the transports that drive it.
@@ -87,14 +91,26 @@ impl Slot {
     /// `backend` behind a virtio-mmio transport (legacy if `legacy`) whose guest RAM
     /// is `region`.
     pub fn new(backend: Box<dyn VirtioBackend>, region: &Arc<SharedRegion>, legacy: bool) -> Self {
-        let mmio = VirtioMmio::new(backend, region.device_view(), legacy);
+        Self::with_memory(backend, region.device_view(), vec![region.clone()], legacy)
+    }
+
+    /// `backend` behind a virtio-mmio transport whose guest RAM is `memory`, a view
+    /// into `regions` (kept alive as long as the slot).
+    pub fn with_memory(
+        backend: Box<dyn VirtioBackend>,
+        memory: GuestMemory,
+        regions: Vec<Arc<SharedRegion>>,
+        legacy: bool,
+    ) -> Self {
+        let mmio = VirtioMmio::new(backend, memory, legacy);
         Self(Rc::new(Inner {
             mmio: RefCell::new(mmio),
             stats: Cell::new(TrapStats::default()),
             quiet_reads: Cell::new(0),
             hold: Cell::new(false),
             held: RefCell::new(Vec::new()),
-            _region: region.clone(),
+            release_on_read: Cell::new(false),
+            _regions: regions,
         }))
     }
 
@@ -109,6 +125,9 @@ impl Slot {
         let quiet = self.0.quiet_reads.get() + 1;
         self.0.quiet_reads.set(quiet);
         assert!(quiet < SPIN_LIMIT, "the driver spins on register {offset:#x}: the device makes no progress");
+        if self.0.release_on_read.get() {
+            self.release_notifies();
+        }
         self.0.mmio.borrow_mut().read(offset, width)
     }
 
@@ -193,6 +212,13 @@ impl Slot {
     /// or run it at once again (`false`, which does not release what is held).
     pub fn hold_notifies(&self, hold: bool) {
         self.0.hold.set(hold);
+    }
+
+    /// Held notifications (see [`hold_notifies`](Self::hold_notifies)) run at the
+    /// next load of a register, when `on`: a device that works on its own time, but
+    /// does work while its driver waits.
+    pub fn release_held_on_read(&self, on: bool) {
+        self.0.release_on_read.set(on);
     }
 
     /// Delivers the held notifications, in order; returns how many there were.

@@ -490,14 +490,30 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
                 result => return result,
             }
             polls = polls.wrapping_add(1);
-            if polls.is_multiple_of(STATUS_POLL_INTERVAL)
-                && self.transport.status().contains(DeviceStatus::DEVICE_NEEDS_RESET)
-            {
-                self.break_device();
-                return Err(Error::DeviceNeedsReset);
+            if polls.is_multiple_of(STATUS_POLL_INTERVAL) {
+                self.check_status()?;
             }
             core::hint::spin_loop();
         }
+    }
+
+    /// Whether the device still works: once it sets DEVICE_NEEDS_RESET (or broke
+    /// the protocol before), it is reset, every request in flight is over (its
+    /// result is lost), and this reports the error. For interrupt handlers: a device
+    /// that gives up says so with a configuration-change interrupt.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DeviceNeedsReset`] the first time, [`Error::Broken`] after.
+    pub fn check_status(&mut self) -> Result {
+        if self.broken {
+            return Err(Error::Broken);
+        }
+        if self.transport.status().contains(DeviceStatus::DEVICE_NEEDS_RESET) {
+            self.break_device();
+            return Err(Error::DeviceNeedsReset);
+        }
+        Ok(())
     }
 
     /// Requests in flight or completed and not yet collected by `complete`.

@@ -338,6 +338,17 @@ fn a_bogus_completion_resets_the_device_and_breaks_the_driver() {
 }
 
 #[test]
+fn check_status_notices_a_device_that_gave_up() {
+    let (transport, _backend) = device(F_FLUSH);
+    let mut blk = Blk::new(transport.clone(), FakeHal::new()).unwrap();
+    assert_eq!(blk.check_status(), Ok(()));
+    transport.state().status |= DeviceStatus::DEVICE_NEEDS_RESET.0;
+    assert_eq!(blk.check_status(), Err(Error::DeviceNeedsReset));
+    assert_eq!(blk.check_status(), Err(Error::Broken));
+    assert_eq!(blk.submit_flush(), Err(Error::Broken));
+}
+
+#[test]
 fn device_needs_reset_ends_a_wait() {
     let (transport, backend) = device(0);
     let mut blk = Blk::new(transport.clone(), FakeHal::new()).unwrap();

@@ -251,6 +251,7 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
             let token = match self.disk.poll() {
                 Ok(Some(token)) => token,
                 Ok(None) => return Ok(()),
+                Err(_) if self.in_flight() == 0 => return Ok(()),
                 Err(e) => {
                     guest_log!(
                         Kind::Virtio,
@@ -392,6 +393,18 @@ impl<H: Hal + Send, T: Transport + Send> VirtioBackend for HostBlk<H, T> {
     ) -> Result<(), QueueError> {
         self.disk.ack_interrupt();
         let Some(q) = queues.first_mut().filter(|q| live && q.ready()) else { return Ok(()) };
+        // A host device that gives up (DEVICE_NEEDS_RESET) says so with a
+        // configuration-change interrupt: what it had is over, with IOERR.
+        if let Err(e) = self.disk.check_status() {
+            if self.in_flight() > 0 {
+                guest_log!(
+                    Kind::Virtio,
+                    Warn,
+                    "virtio-blk: the host disk failed ({e:?}); its requests get IOERR"
+                );
+            }
+            self.fail_all(q, mem)?;
+        }
         self.collect(q, mem)?;
         self.serve(q, mem).map(|_| ())
     }
