@@ -20,6 +20,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod blk_stress;
 pub mod bootargs;
 pub mod cpu;
 pub mod disk_pattern;

@@ -40,7 +40,9 @@
 //! proves its transmit path (and the emergency write). Any failed check prints
 //! `virtio: FAIL ...` and powers off. With `rounds=N` in the bootargs step 2 runs N
 //! times (then `virtio: blk write/flush/read-back ok N times`), to keep checking
-//! the disk while other VMs run.
+//! the disk while other VMs run. With `stress=MS`, after the out-of-range check it
+//! keeps 64 requests in flight for MS ms (`test_guests::blk_stress`) and says how
+//! many (`virtio: blk stress: ...`).
 #![cfg_attr(bare_metal, no_std, no_main)]
 #![deny(unsafe_code)]
 
@@ -150,6 +152,17 @@ mod guest {
                 / u128::from(test_guests::timer::frequency())
                 / u128::from(reads);
             println!("virtio: {reads} polled 4 KiB reads, {ns} ns each");
+        }
+
+        // `stress=MS` in the bootargs: MS ms of concurrent writes and read-backs at
+        // queue depth 64 (tests/scenarios/disk-files.toml).
+        let stress_ms = test_guests::dtb::BootInfo::read(dtb)
+            .ok()
+            .and_then(|info| test_guests::bootargs::value(info.bootargs?, "stress"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if stress_ms > 0 {
+            stress(&mut blk, capacity, hal, stress_ms);
         }
 
         let Some(interrupt) = blk_slot.interrupt_or_default() else {
@@ -291,6 +304,47 @@ mod guest {
     pub(crate) fn fail(what: fmt::Arguments<'_>) -> ! {
         println!("virtio: FAIL {what}");
         psci::system_off()
+    }
+
+    /// `ms` ms of concurrent I/O at queue depth 64 over sectors no other step uses
+    /// (between the batch extent and the middle of the disk), polled.
+    #[allow(unsafe_code)]
+    fn stress(blk: &mut Blk, capacity: u64, hal: Hal, ms: u64) {
+        use guest_drivers::hal::Hal as _;
+        use test_guests::blk_stress::{self, QUEUE_DEPTH};
+        let bytes = core::mem::size_of::<[[u8; SECTOR_SIZE]; QUEUE_DEPTH]>();
+        let Some((_, memory)) = hal.dma_alloc(bytes.div_ceil(4096)) else {
+            fail(format_args!("blk stress: no DMA memory for its buffers"))
+        };
+        // SAFETY: fresh zeroed pages of the DMA pool, this function's alone (never
+        // given back: the guest powers off after its test), byte arrays need no
+        // alignment.
+        let buffers = unsafe { &mut *memory.as_ptr().cast::<[[u8; SECTOR_SIZE]; QUEUE_DEPTH]>() };
+        let (first, end) = (disk_pattern::BATCH_START + disk_pattern::BATCH_SECTORS + 32, capacity / 2 - 8);
+        let (deadline, give_up) =
+            (test_guests::timer::Deadline::after_ms(ms), test_guests::timer::Deadline::after_ms(ms + 10_000));
+        // SAFETY: the buffers are the DMA pool's, which the device reaches (MMU off).
+        let outcome = unsafe {
+            blk_stress::run(
+                blk,
+                first,
+                end.saturating_sub(first),
+                buffers,
+                || deadline.expired(),
+                || give_up.expired(),
+            )
+        }
+        .unwrap_or_else(|e| fail(format_args!("blk stress: {e}")));
+        if outcome.submitted != outcome.completed {
+            fail(format_args!(
+                "blk stress: {} requests submitted, {} completed",
+                outcome.submitted, outcome.completed
+            ));
+        }
+        println!(
+            "virtio: blk stress: {} requests at queue depth {QUEUE_DEPTH} in {ms} ms, every one completed once; {} sectors written and read back as written",
+            outcome.submitted, outcome.writes
+        );
     }
 
     /// The interrupt-driven batch of reads.
