@@ -219,7 +219,7 @@ fn linux_rows(ws: &Workspace, built: &build::Built) -> Vec<LinuxRow> {
 /// The three biggest contributors to the polled and interrupt-driven blk reads.
 fn contributors(report: &Report) -> String {
     let mut text = String::new();
-    for path in ["blk-read-poll", "blk-read-irq"] {
+    for path in ["blk-read-poll", "blk-read-irq", "blk-read-disk-poll", "blk-read-disk-irq"] {
         let top = report::top_contributors(report, path, 3);
         if top.is_empty() {
             continue;

@@ -27,6 +27,8 @@
 //! | 12 | `gicd-read` | one trapped read of a GIC distributor register (GICD_IIDR) |
 //! | 13 | `first-instruction` | one sample: the counter when the guest's `main` starts, i.e. the time from the machine's start (counter 0) to the guest's first instructions: Sluice's start-up, or plain QEMU's |
 //! | 14 | `sgi` | an SGI from CPU 0 (a write of ICC_SGI1R_EL1) to CPU 1, waiting in `wfi`, until CPU 1's handler runs (only with 2 CPUs in the DTB) |
+//! | 15 | `blk-read-disk-irq-handler`, `blk-read-disk-irq` | phase 4's paths on a second virtio-blk, if there is one: under Sluice a disk image file, served on QEMU's own device (only with a second blk) |
+//! | 16 | `blk-read-disk-poll` | phase 5's path on that disk |
 //!
 //! Before `hvc-null`, untimed, the guest floods Sluice with [`FLOOD`] unknown
 //! hypercalls: the log lines they cause are rate-limited, so neither `hvc-null` nor
@@ -120,8 +122,10 @@ mod guest {
         let slots = virtio::read_slots(dtb)
             .unwrap_or_else(|e| fail(format_args!("cannot read the DTB at {dtb:#x}: {e}")));
         let hal = virtio::take_dma_hal().unwrap_or_else(|| fail(format_args!("the DMA pool is taken")));
-        let [blk, console] = virtio::claim_first(&slots, [device_id::BLOCK, device_id::CONSOLE])
-            .unwrap_or_else(|(slot, e)| fail(format_args!("virtio-mmio slot at {:#x}: {e}", slot.base)));
+        // A second blk, if there is one, is the disk of phases 15 and 16.
+        let [blk, console, disk] =
+            virtio::claim_first(&slots, [device_id::BLOCK, device_id::CONSOLE, device_id::BLOCK])
+                .unwrap_or_else(|(slot, e)| fail(format_args!("virtio-mmio slot at {:#x}: {e}", slot.base)));
         let Some((blk_slot, blk)) = blk else { fail(format_args!("no virtio-blk")) };
         let Some((_, console)) = console else { fail(format_args!("no virtio-console")) };
         gic::init_distributor().unwrap_or_else(|e| fail(format_args!("gic: {e}")));
@@ -160,8 +164,18 @@ mod guest {
         });
 
         let sectors = (blk.capacity().saturating_sub(8)).max(1);
-        blk = blk_by_interrupt(&plan, blk, &blk_slot, sectors);
-        blk_by_polling(&plan, &mut blk, sectors);
+        blk = blk_by_interrupt(&plan, blk, &blk_slot, sectors, 4, ["blk-read-irq-handler", "blk-read-irq"]);
+        blk_by_polling(&plan, &mut blk, sectors, 5, "blk-read-poll");
+        // Under Sluice, the second disk is a disk image file on the machine's own disk.
+        if let Some((disk_slot, disk)) = disk {
+            let mut disk =
+                Blk::new(disk, hal).unwrap_or_else(|e| fail(format_args!("second virtio-blk: {e}")));
+            disk.disable_interrupts();
+            let sectors = (disk.capacity().saturating_sub(8)).max(1);
+            let names = ["blk-read-disk-irq-handler", "blk-read-disk-irq"];
+            disk = blk_by_interrupt(&plan, disk, &disk_slot, sectors, 15, names);
+            blk_by_polling(&plan, &mut disk, sectors, 16, "blk-read-disk-poll");
+        }
 
         let dots = [b'.'; 64];
         let mut line = dots;
@@ -302,9 +316,17 @@ mod guest {
         });
     }
 
-    /// Paths `blk-read-irq-handler` and `blk-read-irq`; hands the driver back.
+    /// A read by interrupt, as phase `phase`'s two paths `names` (to the handler, and
+    /// to `get_buf` in it); hands the driver back.
     #[allow(unsafe_code)]
-    fn blk_by_interrupt(plan: &Plan, mut blk: Blk, slot: &Slot, sectors: u64) -> Blk {
+    fn blk_by_interrupt(
+        plan: &Plan,
+        mut blk: Blk,
+        slot: &Slot,
+        sectors: u64,
+        phase: u32,
+        names: [&str; 2],
+    ) -> Blk {
         let Some(interrupt) = slot.interrupt_or_default() else {
             fail(format_args!("no interrupt for the virtio-blk at {:#x}", slot.base))
         };
@@ -319,7 +341,7 @@ mod guest {
         irq::enable();
         let mut buf = [0u8; READ_BYTES];
         let mut sector = 0u64;
-        measure(plan, 4, ["blk-read-irq-handler", "blk-read-irq"], || {
+        measure(plan, phase, names, || {
             sector = (sector + 8) % sectors;
             COMPLETED.store(false, Ordering::Relaxed);
             let start = BLK
@@ -346,13 +368,13 @@ mod guest {
         BLK.take().unwrap_or_else(|| fail(format_args!("the blk driver went missing")))
     }
 
-    /// Path `blk-read-poll`.
+    /// A read by polling, as phase `phase`'s path `name`.
     #[allow(unsafe_code)]
-    fn blk_by_polling(plan: &Plan, blk: &mut Blk, sectors: u64) {
+    fn blk_by_polling(plan: &Plan, blk: &mut Blk, sectors: u64, phase: u32, name: &str) {
         blk.disable_interrupts();
         let mut buf = [0u8; READ_BYTES];
         let mut sector = 0u64;
-        measure(plan, 5, ["blk-read-poll"], || {
+        measure(plan, phase, [name], || {
             sector = (sector + 8) % sectors;
             let start = timer::counter();
             // SAFETY: `buf` is not touched until `complete` returned the request.
