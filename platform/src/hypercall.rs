@@ -22,7 +22,7 @@ pub const TRACE_PHASE: u32 = 0x8600_0001;
 pub const TRACE_DUMP: u32 = 0x8600_0002;
 
 /// Phases `TRACE_PHASE` accepts: 0 to `PHASES - 1`.
-pub const PHASES: u64 = 16;
+pub const PHASES: u64 = 32;
 
 /// Most exits per vCPU `TRACE_DUMP` prints.
 pub const MAX_DUMPED_EXITS: u64 = 1024;

@@ -214,6 +214,20 @@ pub struct ExpectConfig {
     /// What file-backed disks hold after the runs (`[[expect.disk]]` tables).
     #[serde(default)]
     pub disk: Vec<DiskCheckConfig>,
+    /// Blank, sparse disk image files the runner makes when they are missing, before
+    /// it reads the scenario: large test disks without a large file in the tree.
+    #[serde(default)]
+    pub blank_disks: Vec<BlankDiskConfig>,
+}
+
+/// One `[[expect.blank_disks]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlankDiskConfig {
+    /// The file, relative to the scenario.
+    pub path: String,
+    /// Its size (`"4G"`).
+    pub size: Number,
 }
 
 /// One `[[expect.disk]]` table.

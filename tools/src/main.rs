@@ -39,6 +39,7 @@ mod regular_file;
 mod runner;
 mod scenarios;
 mod send;
+mod sparse;
 mod status;
 #[cfg(test)]
 mod testutil;

@@ -49,8 +49,7 @@ pub fn write_files(vm: &Vm, dir: &Path) -> Result<Files> {
             DeviceKind::Blk(Disk { medium: Medium::File { file, .. }, .. }) => {
                 // A copy, so the reference run leaves the VM's own disk as it was.
                 let copy = dir.join(format!("disk{slot}.img"));
-                std::fs::copy(&file.path, &copy)
-                    .with_context(|| format!("cannot copy {} to {}", file.path.display(), copy.display()))?;
+                crate::sparse::copy(&file.path, &copy)?;
                 Some(copy)
             }
             DeviceKind::Console => None,

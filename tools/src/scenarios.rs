@@ -15,6 +15,7 @@ use crate::expect::{self, tail};
 use crate::qemu::{self, Clock, Console, Invocation};
 use crate::reference;
 use crate::runner::{self, Echo};
+use crate::sparse;
 use crate::workspace::{scenario_name, Workspace};
 use crate::{attribution, bundle, config, validate};
 
@@ -118,13 +119,14 @@ pub fn is_test(path: &Path) -> Result<bool> {
 pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
     let name = scenario_name(path);
     let start = Instant::now();
-    let loaded = admission::load(path, &ws.guests_dir()).and_then(|scenario| {
-        let expect = scenario
-            .expect
-            .clone()
-            .with_context(|| format!("{}: has no [expect] table, so it is not a test", path.display()))?;
-        Ok((scenario, expect))
-    });
+    let loaded =
+        make_blank_disks(path).and_then(|()| admission::load(path, &ws.guests_dir())).and_then(|scenario| {
+            let expect = scenario
+                .expect
+                .clone()
+                .with_context(|| format!("{}: has no [expect] table, so it is not a test", path.display()))?;
+            Ok((scenario, expect))
+        });
     let (scenario, expect) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => return vec![outcome(name, start, Err(e))],
@@ -188,6 +190,25 @@ pub fn run_one(ws: &Workspace, path: &Path) -> Vec<Outcome> {
     outcomes
 }
 
+/// Makes the blank disk files the scenario at `path` asks for
+/// (`[[expect.blank_disks]]`), where they are missing.
+///
+/// # Errors
+///
+/// The scenario cannot be read, a size is not one, or a file cannot be made.
+fn make_blank_disks(path: &Path) -> Result<()> {
+    let config = config::load(path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (k, blank) in config.expect.iter().flat_map(|e| e.blank_disks.iter().enumerate()) {
+        let size = blank
+            .size
+            .bytes()
+            .map_err(|e| anyhow::anyhow!("{}: expect.blank_disks[{k}].size: {e}", path.display()))?;
+        sparse::make_blank(&dir.join(&blank.path), size)?;
+    }
+    Ok(())
+}
+
 /// Runs the `[[expect.disk]]` checks on `scenario`'s disk files.
 fn check_disks(scenario: &validate::Scenario, checks: &[DiskCheck]) -> Vec<String> {
     let mut failures = Vec::new();
@@ -219,8 +240,7 @@ fn scratch_disks(ws: &Workspace, name: &str, mut scenario: validate::Scenario) -
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let copy = dir.join(format!("{id}.img"));
-        std::fs::copy(&file.path, &copy)
-            .with_context(|| format!("cannot copy {} to {}", file.path.display(), copy.display()))?;
+        sparse::copy(&file.path, &copy)?;
         file.path = copy;
     }
     Ok(scenario)

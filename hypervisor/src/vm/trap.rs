@@ -656,8 +656,8 @@ mod tests {
         };
         let resumed = |value: i64| (value, ExitAction::Resume);
         assert_eq!(call(&vm, NULL, 0), resumed(0));
-        assert_eq!(call(&vm, TRACE_PHASE, 15), resumed(0));
-        assert_eq!(call(&vm, TRACE_PHASE, 16), resumed(-2), "phases are 0 to 15");
+        assert_eq!(call(&vm, TRACE_PHASE, 31), resumed(0));
+        assert_eq!(call(&vm, TRACE_PHASE, 32), resumed(-2), "phases are 0 to 31");
         assert_eq!(call(&vm, TRACE_PHASE, 1 << 32), resumed(0), "SMC32: only the low half counts");
         assert_eq!(call(&vm, TRACE_DUMP, 5), (0, ExitAction::DumpTrace { exits: 5 }));
         assert_eq!(
