@@ -9,6 +9,7 @@ use crate::devices::virtio::blk::host::HostBlk;
 use crate::devices::virtio::blk::Blk;
 use crate::devices::virtio::console::Console;
 use crate::devices::virtio::VirtioBackend;
+use crate::drivers::dma::HeapDma;
 use crate::drivers::gicv3::Gic;
 use crate::drivers::host_disks::HostDisks;
 use crate::drivers::pl011::Uart;
@@ -308,7 +309,7 @@ fn build_vm(index: usize, config: VmConfig<'static>, media: &mut Media<'_>) -> R
                             .host_disks
                             .claim(id, index, slot)
                             .ok_or(Refusal::NoHostDisk { slot, id: String::from(id) })?;
-                        Box::new(HostBlk::new(driver, disk.read_only, serial))
+                        Box::new(HostBlk::new(driver, HeapDma, disk.read_only, serial))
                     }
                 }
             }

@@ -129,7 +129,8 @@ impl HostDiskRig {
         let registers = HostRegisters(QueueLimit::new(host.registers(), host_queue));
         let transport = MmioTransport::from_registers(registers).expect("the host device");
         let driver = VirtioBlk::new(transport, IdentityHal(host_dma.clone())).expect("the host driver");
-        let backend: RigHostBlk = HostBlk::new(driver, read_only, GUEST_SERIAL);
+        let backend: RigHostBlk =
+            HostBlk::new(driver, IdentityHal(host_dma.clone()), read_only, GUEST_SERIAL);
 
         let half = data.len() / 2;
         let window = GUEST_BASE + rings.len() as u64;

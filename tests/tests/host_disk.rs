@@ -195,3 +195,40 @@ fn a_host_device_that_gives_up_fails_its_requests_with_ioerr() {
     let token = submit(&rig, &mut guest, Request::Read, 0, &[(0, 512)]);
     assert_eq!(finish(&rig, &mut guest, token), Err(Error::IoError));
 }
+
+#[test]
+fn write_zeroes_and_discard_reach_the_host_with_the_ranges_as_checked() {
+    let rig = HostDiskRig::new(SECTORS, 256, false);
+    for sector in 0..SECTORS {
+        rig.disk.write(sector, &pattern(sector, SECTOR));
+    }
+    let mut guest = rig.guest();
+    let offered = guest.features() & (1 << 13 | 1 << 14);
+    assert_eq!(offered, 1 << 13 | 1 << 14, "the host offers both, so the guest is offered both");
+    // One range: 2 sectors from sector 4.
+    let mut range = [0u8; 16];
+    range[..8].copy_from_slice(&4u64.to_le_bytes());
+    range[8..12].copy_from_slice(&2u32.to_le_bytes());
+    rig.write_data(0, &range);
+    rig.host.hold_notifies(true);
+    let token = submit(&rig, &mut guest, Request::WriteZeroes, 0, &[(0, 16)]);
+    // The guest moves its range to sector 40 once the request is on its way.
+    rig.write_data(0, &40u64.to_le_bytes());
+    rig.host.release_notifies();
+    assert_eq!(finish(&rig, &mut guest, token), Ok(()));
+    assert_eq!(rig.disk.read(4, 2), vec![0; 2 * SECTOR]);
+    assert_eq!(rig.disk.read(40, 1), pattern(40, SECTOR), "the host saw the range as checked");
+    assert_eq!(rig.disk.read(6, 1), pattern(6, SECTOR));
+
+    rig.host.hold_notifies(false);
+    rig.write_data(0, &10u64.to_le_bytes());
+    let token = submit(&rig, &mut guest, Request::Discard, 0, &[(0, 16)]);
+    assert_eq!(finish(&rig, &mut guest, token), Ok(()));
+    assert_eq!(rig.disk.read(10, 2), vec![0; 2 * SECTOR], "the model discards by zeroing");
+
+    // A range past the end: IOERR from Sluice's check, the disk untouched.
+    rig.write_data(0, &(SECTORS - 1).to_le_bytes());
+    let token = submit(&rig, &mut guest, Request::WriteZeroes, 0, &[(0, 16)]);
+    assert_eq!(finish(&rig, &mut guest, token), Err(Error::IoError));
+    assert_eq!(rig.disk.read(SECTORS - 1, 1), pattern(SECTORS - 1, SECTOR));
+}

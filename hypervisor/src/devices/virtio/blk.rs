@@ -28,6 +28,7 @@ use crate::guest_log;
 use crate::guest_log::Kind;
 
 pub mod host;
+mod range_tables;
 pub mod wire;
 
 use super::chain::{Chain, Cursor};
@@ -36,7 +37,7 @@ use super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
 use crate::mm::guest_memory::GuestMemory;
 use alloc::boxed::Box;
 use wire::{
-    answer_get_id, parse, request, Parsed, FLAG_UNMAP, HEADER, MAX_ZERO_SECTORS, MAX_ZERO_SEGMENTS, SEGMENT,
+    answer_get_id, parse, read_zero_ranges, request, Parsed, HEADER, MAX_ZERO_SECTORS, MAX_ZERO_SEGMENTS,
 };
 pub use wire::{feature, status, Config, ID_BYTES, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
 
@@ -175,32 +176,13 @@ impl Blk {
         len: u64,
         write_zeroes: bool,
     ) -> Result<u8, QueueError> {
-        if len == 0 || !len.is_multiple_of(SEGMENT) {
-            return Ok(status::IOERR);
-        }
-        if len / SEGMENT > u64::from(MAX_ZERO_SEGMENTS) {
-            return Ok(status::UNSUPP);
-        }
-        let allowed_flags = if write_zeroes { FLAG_UNMAP } else { 0 };
-        // The segments are copied into Sluice's memory once, then checked, then
-        // acted on: the guest (another of its vCPUs) can't change one between its
-        // check and its use.
-        let count = (len / SEGMENT) as usize;
-        let mut segments = [(0u64, 0u32); MAX_ZERO_SEGMENTS as usize];
-        for segment in &mut segments[..count] {
-            let mut raw = [0u8; SEGMENT as usize];
-            reader.read(mem, &mut raw)?;
-            let mut sector = [0; 8];
-            sector.copy_from_slice(&raw[..8]);
-            let sectors = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
-            let flags = u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]]);
-            if flags & !allowed_flags != 0 {
-                return Ok(status::UNSUPP);
-            }
-            *segment = (u64::from_le_bytes(sector), sectors);
-        }
+        let segments = match read_zero_ranges(reader, mem, len, write_zeroes)? {
+            Ok(segments) => segments,
+            Err(status) => return Ok(status),
+        };
+        let count = segments.count;
         let mut ranges = [(0u64, 0u64); MAX_ZERO_SEGMENTS as usize];
-        for (range, &(sector, sectors)) in ranges.iter_mut().zip(&segments[..count]) {
+        for (range, (sector, sectors, _)) in ranges.iter_mut().zip(segments.iter()) {
             let bytes = u64::from(sectors) * SECTOR_SIZE;
             match self.range(sector, bytes) {
                 Some(offset) if !self.read_only && sectors <= MAX_ZERO_SECTORS => *range = (offset, bytes),

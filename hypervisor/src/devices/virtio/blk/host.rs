@@ -30,13 +30,18 @@
 //!   after the reset returns.
 //! - FLUSH goes to the host as a flush, and completes when the host's does (a host
 //!   without FLUSH writes through: OK at once). GET_ID is answered from the
-//!   configured serial. Other types (DISCARD and WRITE_ZEROES are not offered yet)
-//!   get UNSUPP.
+//!   configured serial. DISCARD and WRITE_ZEROES are offered when the host device
+//!   offers them: their ranges are copied into Sluice's memory, checked against the
+//!   disk and the limits, and the host reads that copy (`range_tables`). Other
+//!   types get UNSUPP.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use guest_drivers::blk::spec::F_FLUSH;
+use guest_drivers::blk::spec::{
+    CONFIG_MAX_DISCARD_SECTORS, CONFIG_MAX_DISCARD_SEG, CONFIG_MAX_WRITE_ZEROES_SECTORS,
+    CONFIG_MAX_WRITE_ZEROES_SEG, F_DISCARD, F_FLUSH, F_WRITE_ZEROES,
+};
 use guest_drivers::blk::{Request, Token, VirtioBlk};
 use guest_drivers::hal::Hal;
 use guest_drivers::transport::Transport;
@@ -45,8 +50,10 @@ use guest_drivers::Error as HostError;
 use super::super::chain::{Chain, Cursor};
 use super::super::queue::{Queue, QueueError};
 use super::super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
+use super::range_tables::RangeTables;
 use super::wire::{
-    self, answer_get_id, feature, parse, request, status, Config, Parsed, ID_BYTES, SECTOR_SIZE,
+    self, answer_get_id, feature, parse, read_zero_ranges, request, status, Config, Parsed, ZeroRanges,
+    ID_BYTES, SECTOR_SIZE,
 };
 use crate::guest_log;
 use crate::guest_log::Kind;
@@ -57,6 +64,25 @@ use crate::mm::guest_memory::GuestMemory;
 /// VM's RAM chunks (2 MiB-aligned blocks).
 fn guest_seg_max(host_seg_max: Option<u32>) -> u32 {
     (host_seg_max.unwrap_or(wire::SEG_MAX) / 2).clamp(1, wire::SEG_MAX)
+}
+
+/// The discard and write-zeroes limits to tell the guest, `(max sectors per range,
+/// max ranges)`: the host's, within Sluice's; `None` if the host offers neither.
+fn zeroing_limits<H: Hal, T: Transport>(disk: &VirtioBlk<H, T>) -> Option<(u32, u32)> {
+    let host = disk.transport();
+    let mut limits = (wire::MAX_ZERO_SECTORS, wire::MAX_ZERO_SEGMENTS);
+    let limit_of = [
+        (F_DISCARD, CONFIG_MAX_DISCARD_SECTORS, CONFIG_MAX_DISCARD_SEG),
+        (F_WRITE_ZEROES, CONFIG_MAX_WRITE_ZEROES_SECTORS, CONFIG_MAX_WRITE_ZEROES_SEG),
+    ];
+    let mut offered = false;
+    for (_, sectors, ranges) in limit_of.into_iter().filter(|&(feature, _, _)| disk.features() & feature != 0)
+    {
+        offered = true;
+        limits.0 = limits.0.min(host.read_config_u32(sectors).max(1));
+        limits.1 = limits.1.min(host.read_config_u32(ranges).max(1));
+    }
+    offered.then_some(limits)
 }
 
 /// A guest request on the host device.
@@ -70,6 +96,8 @@ struct InFlight {
     status_at: u64,
     /// Data bytes the host writes into the guest's buffers when it succeeds.
     data_in: u32,
+    /// The range table it names (DISCARD, WRITE_ZEROES), given back when it is over.
+    table: Option<usize>,
 }
 
 /// How starting a request went.
@@ -84,7 +112,10 @@ enum Start {
 
 /// A virtio block device over a host virtio-blk device.
 pub struct HostBlk<H: Hal, T: Transport> {
+    // Declared before `tables`, so dropped (and the device reset) before them.
     disk: VirtioBlk<H, T>,
+    /// Copies of the DISCARD and WRITE_ZEROES ranges, if the host offers either.
+    tables: Option<RangeTables<H>>,
     config: Config,
     read_only: bool,
     serial: [u8; ID_BYTES],
@@ -100,22 +131,26 @@ pub struct HostBlk<H: Hal, T: Transport> {
 
 impl<H: Hal, T: Transport> HostBlk<H, T> {
     /// A block device over the host device `disk`, read-only if asked (or if the
-    /// host device is), answering GET_ID with `serial` (its first 20 bytes).
-    pub fn new(disk: VirtioBlk<H, T>, read_only: bool, serial: &[u8]) -> Self {
+    /// host device is), answering GET_ID with `serial` (its first 20 bytes); `hal`
+    /// gives the memory for copies of DISCARD and WRITE_ZEROES ranges.
+    pub fn new(disk: VirtioBlk<H, T>, hal: H, read_only: bool, serial: &[u8]) -> Self {
+        let zeroing = zeroing_limits(&disk);
+        let slots = usize::from(disk.queue_size());
+        let tables = zeroing.and_then(|_| RangeTables::new(hal, slots));
         let config = Config {
             capacity: disk.capacity(),
             size_max: disk.max_segment_size().map_or(wire::SIZE_MAX, |host| host.min(wire::SIZE_MAX)),
             seg_max: guest_seg_max(disk.max_segments()),
             blk_size: disk.block_size().unwrap_or(SECTOR_SIZE as u32),
-            zeroing: None,
+            zeroing: zeroing.filter(|_| tables.is_some()),
         };
         let mut id = [0; ID_BYTES];
         let n = serial.len().min(ID_BYTES);
         id[..n].copy_from_slice(&serial[..n]);
-        let slots = usize::from(disk.queue_size());
         Self {
             read_only: read_only || disk.read_only(),
             disk,
+            tables,
             config,
             serial: id,
             in_flight: alloc::vec![None; slots],
@@ -197,6 +232,16 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
                 let written = answer_get_id(&self.serial, mem, &mut chain.writer(), data_in)?;
                 return Ok(finished(status::OK, written));
             }
+            request::DISCARD | request::WRITE_ZEROES if self.offers(header.kind) => {
+                let write_zeroes = header.kind == request::WRITE_ZEROES;
+                let len = reader.remaining();
+                let ranges = match read_zero_ranges(&mut reader, mem, len, write_zeroes)? {
+                    Ok(ranges) => ranges,
+                    Err(value) => return Ok(finished(value, 0)),
+                };
+                let head = chain.head();
+                return self.start_zeroing(&ranges, write_zeroes, head, status_at);
+            }
             _ => return Ok(finished(status::UNSUPP, 0)),
         };
         let len = data.len();
@@ -224,7 +269,7 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
         match unsafe { self.disk.submit_segments(kind, header.sector, &self.segments) } {
             Ok(token) => {
                 let data_in = if kind == Request::Read { u32::try_from(len).unwrap_or(u32::MAX) } else { 0 };
-                Ok(Start::Submitted(InFlight { token, head: chain.head(), status_at, data_in }))
+                Ok(Start::Submitted(InFlight { token, head: chain.head(), status_at, data_in, table: None }))
             }
             Err(HostError::QueueFull) => Ok(Start::NoRoom),
             Err(e) => {
@@ -236,6 +281,65 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
                 );
                 Ok(finished(status::IOERR, 0))
             }
+        }
+    }
+
+    /// Whether the guest was offered requests of type `kind` (DISCARD, WRITE_ZEROES).
+    fn offers(&self, kind: u32) -> bool {
+        let feature = if kind == request::DISCARD { F_DISCARD } else { F_WRITE_ZEROES };
+        self.config.zeroing.is_some() && self.disk.features() & feature != 0
+    }
+
+    /// A DISCARD or WRITE_ZEROES request (chain `head`) with `ranges`, Sluice's
+    /// copy of them: checked, then what the host device reads.
+    #[allow(unsafe_code)]
+    fn start_zeroing(
+        &mut self,
+        ranges: &ZeroRanges,
+        write_zeroes: bool,
+        head: u16,
+        status_at: u64,
+    ) -> Result<Start, QueueError> {
+        let finished = |value| Start::Finished { status: Some((status_at, value)), used: 1 };
+        let (Some((max_sectors, max_ranges)), Some(tables)) = (self.config.zeroing, self.tables.as_mut())
+        else {
+            return Ok(finished(status::UNSUPP));
+        };
+        if ranges.count > max_ranges as usize {
+            return Ok(finished(status::UNSUPP));
+        }
+        let capacity = self.config.capacity;
+        let inside = |(sector, sectors, _): (u64, u32, u32)| {
+            sectors <= max_sectors
+                && sector.checked_add(u64::from(sectors)).is_some_and(|end| end <= capacity)
+        };
+        if self.read_only || !ranges.iter().all(inside) {
+            return Ok(finished(status::IOERR));
+        }
+        let Some((table, address, table_len)) = tables.take(ranges) else { return Ok(Start::NoRoom) };
+        let request = if write_zeroes { Request::WriteZeroes } else { Request::Discard };
+        // SAFETY: the table is Sluice's DMA memory, untouched until the request is
+        // over (its index is given back only then), and freed only after the host
+        // device is reset.
+        match unsafe { self.disk.submit_segments(request, 0, &[(address, table_len)]) } {
+            Ok(token) => {
+                Ok(Start::Submitted(InFlight { token, head, status_at, data_in: 0, table: Some(table) }))
+            }
+            Err(e) => {
+                tables.give_back(table);
+                if e == HostError::QueueFull {
+                    Ok(Start::NoRoom)
+                } else {
+                    Ok(finished(status::IOERR))
+                }
+            }
+        }
+    }
+
+    /// The request is over: its range table is free again.
+    fn release(&mut self, request: &InFlight) {
+        if let (Some(table), Some(tables)) = (request.table, self.tables.as_mut()) {
+            tables.give_back(table);
         }
     }
 
@@ -266,6 +370,7 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
             else {
                 continue;
             };
+            self.release(&request);
             let (value, used) = match result {
                 Ok(()) => (status::OK, request.data_in.saturating_add(1)),
                 Err(HostError::Unsupported) => (status::UNSUPP, 1),
@@ -279,7 +384,9 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
     /// The host device broke (it was reset, so it lets go of every buffer): every
     /// request in flight ends with IOERR.
     fn fail_all(&mut self, q: &mut Queue, mem: &GuestMemory) -> Result<(), QueueError> {
-        for request in self.in_flight.iter_mut().filter_map(Option::take) {
+        for index in 0..self.in_flight.len() {
+            let Some(request) = self.in_flight[index].take() else { continue };
+            self.release(&request);
             mem.write(request.status_at, &[status::IOERR])?;
             q.push_used(mem, request.head, 1)?;
         }
@@ -289,9 +396,11 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
     /// Waits until the host is done with every request in flight, writing nothing
     /// into the guest's memory for them.
     fn drain(&mut self) {
-        for request in self.in_flight.iter_mut().filter_map(Option::take) {
+        for index in 0..self.in_flight.len() {
+            let Some(request) = self.in_flight[index].take() else { continue };
             // Its result is dropped: the guest reset the device and forgot it.
             let _ = self.disk.wait(request.token);
+            self.release(&request);
         }
         self.stalled = false;
     }
@@ -351,7 +460,11 @@ impl<H: Hal + Send, T: Transport + Send> VirtioBackend for HostBlk<H, T> {
 
     fn features(&self) -> u64 {
         let ro = if self.read_only { feature::RO } else { 0 };
-        feature::SIZE_MAX | feature::SEG_MAX | feature::BLK_SIZE | feature::FLUSH | ro
+        let zeroing = [(request::DISCARD, feature::DISCARD), (request::WRITE_ZEROES, feature::WRITE_ZEROES)]
+            .into_iter()
+            .filter(|&(kind, _)| self.offers(kind))
+            .fold(0, |bits, (_, feature)| bits | feature);
+        feature::SIZE_MAX | feature::SEG_MAX | feature::BLK_SIZE | feature::FLUSH | ro | zeroing
     }
 
     fn queue_count(&self) -> usize {

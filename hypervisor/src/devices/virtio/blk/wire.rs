@@ -208,3 +208,59 @@ pub fn answer_get_id(
     writer.write(mem, &serial[..n])?;
     Ok(n as u64)
 }
+
+/// The ranges of a DISCARD or WRITE_ZEROES request, copied into Sluice's memory
+/// once: what is checked is what is used, whatever the guest writes to its copy
+/// afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZeroRanges {
+    /// How many of `ranges` there are.
+    pub count: usize,
+    /// `(sector, sectors, flags)` of each.
+    pub ranges: [(u64, u32, u32); MAX_ZERO_SEGMENTS as usize],
+}
+
+impl ZeroRanges {
+    /// The ranges, in the request's order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32, u32)> + '_ {
+        self.ranges[..self.count].iter().copied()
+    }
+}
+
+/// Reads the `len` bytes of ranges under `reader` (16 bytes each: sector, sectors,
+/// flags) for a DISCARD (`write_zeroes` false) or WRITE_ZEROES request.
+///
+/// # Errors
+///
+/// `Ok(Err(status))` for a request to refuse: IOERR for a length that is not whole
+/// ranges, UNSUPP for more than [`MAX_ZERO_SEGMENTS`] or a flag the type does not
+/// allow; a [`QueueError`] when the buffers are not the guest's RAM.
+pub fn read_zero_ranges(
+    reader: &mut Cursor<'_>,
+    mem: &GuestMemory,
+    len: u64,
+    write_zeroes: bool,
+) -> Result<Result<ZeroRanges, u8>, QueueError> {
+    if len == 0 || !len.is_multiple_of(SEGMENT) {
+        return Ok(Err(status::IOERR));
+    }
+    if len / SEGMENT > u64::from(MAX_ZERO_SEGMENTS) {
+        return Ok(Err(status::UNSUPP));
+    }
+    let allowed_flags = if write_zeroes { FLAG_UNMAP } else { 0 };
+    let mut read =
+        ZeroRanges { count: (len / SEGMENT) as usize, ranges: [(0, 0, 0); MAX_ZERO_SEGMENTS as usize] };
+    for range in &mut read.ranges[..read.count] {
+        let mut raw = [0u8; SEGMENT as usize];
+        reader.read(mem, &mut raw)?;
+        let mut sector = [0; 8];
+        sector.copy_from_slice(&raw[..8]);
+        let sectors = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
+        let flags = u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]]);
+        if flags & !allowed_flags != 0 {
+            return Ok(Err(status::UNSUPP));
+        }
+        *range = (u64::from_le_bytes(sector), sectors, flags);
+    }
+    Ok(Ok(read))
+}
