@@ -56,7 +56,16 @@ pub fn bundles() -> Vec<(&'static str, Vec<u8>)> {
     let mut linux = vm("linux", &[0], 64 * MIB, Some(&[7; 48]));
     linux.bootargs = Some("console=hvc0 earlycon=pl011,0x9000000");
     let linux: VmEntry<'_> = (linux, vec![blk(false, false), CONSOLE]);
-    let bare = (vm("bare", &[1, 2], 64 * MIB, None), vec![CONSOLE]);
+    // A disk image file: the machine's own device, found by its ID.
+    let file = DeviceSpec {
+        kind: DeviceKind::Blk(DiskSpec {
+            medium: Medium::HostDevice { id: "sluice-1-1" },
+            read_only: false,
+            serial: None,
+        }),
+        legacy: false,
+    };
+    let bare = (vm("bare", &[1, 2], 64 * MIB, None), vec![CONSOLE, file]);
     let mut pinned = vm("pinned", &[0], 32 * MIB, None);
     pinned.host_base = Some(0x5000_0000);
     let pinned = (pinned, vec![blk(true, true), DeviceSpec { legacy: true, ..CONSOLE }]);

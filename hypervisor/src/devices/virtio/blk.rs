@@ -24,9 +24,6 @@
 //! - `used.len` is the number of bytes written into the guest's buffers: the data read
 //!   (IN, GET_ID) plus the status byte.
 
-use crate::guest_log;
-use crate::guest_log::Kind;
-
 pub mod host;
 mod range_tables;
 pub mod wire;
@@ -36,9 +33,7 @@ use super::queue::{Queue, QueueError};
 use super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
 use crate::mm::guest_memory::GuestMemory;
 use alloc::boxed::Box;
-use wire::{
-    answer_get_id, parse, read_zero_ranges, request, Parsed, HEADER, MAX_ZERO_SECTORS, MAX_ZERO_SEGMENTS,
-};
+use wire::{answer_get_id, parse, read_zero_ranges, request, Parsed, MAX_ZERO_SECTORS, MAX_ZERO_SEGMENTS};
 pub use wire::{feature, status, Config, ID_BYTES, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
 
 /// A virtio block device over a disk in memory.
@@ -96,22 +91,8 @@ impl Blk {
         let mut reader = chain.reader();
         let (header, status_at, data_in) = match parse(chain, &mut reader, mem)? {
             Parsed::Request { header, status_at, data_in } => (header, status_at, data_in),
-            Parsed::NoStatus => {
-                guest_log!(
-                    Kind::Virtio,
-                    Warn,
-                    "virtio-blk: request {} has no status byte; completed with nothing written",
-                    chain.head()
-                );
-                return Ok(0);
-            }
+            Parsed::NoStatus => return Ok(0),
             Parsed::ShortHeader { status_at } => {
-                guest_log!(
-                    Kind::Virtio,
-                    Warn,
-                    "virtio-blk: request {} has a header shorter than {HEADER} bytes",
-                    chain.head()
-                );
                 mem.write(status_at, &[status::IOERR])?;
                 return Ok(1);
             }

@@ -205,15 +205,7 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
         let mut reader = chain.reader();
         let (header, status_at, data_in) = match parse(chain, &mut reader, mem)? {
             Parsed::Request { header, status_at, data_in } => (header, status_at, data_in),
-            Parsed::NoStatus => {
-                guest_log!(
-                    Kind::Virtio,
-                    Warn,
-                    "virtio-blk: request {} has no status byte; completed with nothing written",
-                    chain.head()
-                );
-                return Ok(Start::Finished { status: None, used: 0 });
-            }
+            Parsed::NoStatus => return Ok(Start::Finished { status: None, used: 0 }),
             Parsed::ShortHeader { status_at } => {
                 return Ok(Start::Finished { status: Some((status_at, status::IOERR)), used: 1 })
             }

@@ -5,6 +5,8 @@
 use super::super::chain::{Chain, Cursor};
 use super::super::queue::QueueError;
 use super::super::MAX_QUEUE_SIZE;
+use crate::guest_log;
+use crate::guest_log::Kind;
 use crate::mm::guest_memory::GuestMemory;
 
 /// Feature bits (§5.2.3).
@@ -179,10 +181,22 @@ pub fn parse(chain: &Chain, reader: &mut Cursor<'_>, mem: &GuestMemory) -> Resul
     let Some(status_at) =
         chain.writable().iter().rev().find(|b| b.len > 0).map(|b| b.addr + u64::from(b.len) - 1)
     else {
+        guest_log!(
+            Kind::Virtio,
+            Warn,
+            "virtio-blk: request {} has no status byte; completed with nothing written",
+            chain.head()
+        );
         return Ok(Parsed::NoStatus);
     };
     let mut raw = [0u8; HEADER as usize];
     if reader.read(mem, &mut raw)? < raw.len() {
+        guest_log!(
+            Kind::Virtio,
+            Warn,
+            "virtio-blk: request {} has a header shorter than {HEADER} bytes",
+            chain.head()
+        );
         return Ok(Parsed::ShortHeader { status_at });
     }
     let kind = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
