@@ -29,6 +29,10 @@ pub struct Figures {
     pub boot_to_init: f64,
     /// MiB/s of `dd` from `/dev/vda`.
     pub read_mib_s: f64,
+    /// MiB/s of `dd bs=1M iflag=direct` from `/dev/vda`, if the run made it.
+    pub direct_mib_s: Option<f64>,
+    /// Microseconds per 4 KiB direct read (`dd iflag=direct`), if the run made them.
+    pub direct_read_us: Option<f64>,
 }
 
 /// Reads the figures from the init's lines that VM `vm` printed on `console` (the
@@ -38,21 +42,52 @@ pub fn parse(output: &[String], host: Host, vm: &str) -> Option<Figures> {
     let boot_to_init = said_by(output, host, vm)
         .find_map(|l| after(l, "init: reached /init at "))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())?;
-    let read_mib_s = said_by(output, host, vm)
-        .find_map(|l| after(l, "init: dd read "))
-        .and_then(|rest| rest.rsplit_once('(')?.1.split_whitespace().next()?.parse().ok())?;
-    Some(Figures { boot_to_init, read_mib_s })
+    let mib_s = |rest: String| rest.rsplit_once('(')?.1.split_whitespace().next()?.parse().ok();
+    let read_mib_s = said_by(output, host, vm).find_map(|l| after(l, "init: dd read ")).and_then(mib_s)?;
+    let direct_mib_s = said_by(output, host, vm)
+        .find_map(|l| after(l, "init: dd ").filter(|rest| rest.contains(" MiB direct from ")))
+        .and_then(mib_s);
+    // "init: dd N direct 4 KiB reads from /dev/vda in T s"
+    let direct_read_us = said_by(output, host, vm)
+        .find_map(|l| after(l, "init: dd ").filter(|rest| rest.contains(" direct 4 KiB reads ")))
+        .and_then(|rest| {
+            let reads: f64 = rest.split_whitespace().next()?.parse().ok()?;
+            let seconds: f64 = rest.split_once(" in ")?.1.split_whitespace().next()?.parse().ok()?;
+            (reads > 0.0).then(|| seconds * 1e6 / reads)
+        });
+    Some(Figures { boot_to_init, read_mib_s, direct_mib_s, direct_read_us })
+}
+
+/// The Linux table's heading.
+pub const TABLE_HEAD: &str = "| run | boot to /init (s) | dd read of /dev/vda (MiB/s) | the same, direct (MiB/s) | 4 KiB direct read (µs) |\n| --- | ---: | ---: | ---: | ---: |\n";
+
+/// One row of the Linux table, from `[boot, read, direct read, 4 KiB direct read]`;
+/// a figure missing reads "failed" if the run failed (`ran` false), else "n/a".
+pub fn table_row(label: &str, figures: [Option<f64>; 4], ran: bool) -> String {
+    let cells: Vec<String> = figures
+        .iter()
+        .zip([2, 1, 1, 1])
+        .map(|(figure, decimals)| match figure {
+            Some(value) => format!("{value:.decimals$}"),
+            None if ran => "n/a".to_owned(),
+            None => "failed".to_owned(),
+        })
+        .collect();
+    format!("| {label} | {} |\n", cells.join(" | "))
 }
 
 /// The table: one row per run.
 pub fn table(rows: &[(String, Option<Figures>)]) -> String {
-    let mut text =
-        String::from("| run | boot to /init (s) | dd read of /dev/vda (MiB/s) |\n| --- | ---: | ---: |\n");
+    let mut text = String::from(TABLE_HEAD);
     for (label, figures) in rows {
-        match figures {
-            Some(f) => text += &format!("| {label} | {:.2} | {:.1} |\n", f.boot_to_init, f.read_mib_s),
-            None => text += &format!("| {label} | failed | failed |\n"),
-        }
+        text += &match figures {
+            Some(f) => table_row(
+                label,
+                [Some(f.boot_to_init), Some(f.read_mib_s), f.direct_mib_s, f.direct_read_us],
+                true,
+            ),
+            None => table_row(label, [None; 4], false),
+        };
     }
     text
 }
@@ -123,10 +158,20 @@ mod tests {
         let output = lines(&[
             "[linux] init: reached /init at 10.73 s of uptime",
             "[linux] init: dd read 32 MiB from /dev/vda in 1.2 s (26.7 MiB/s)",
+            "[linux] init: dd 32 MiB direct from /dev/vda in 0.8 s (40.0 MiB/s)",
+            "[linux] init: dd 8192 direct 4 KiB reads from /dev/vda in 0.4096 s",
             "[linux] init: reached /init at 11.00 s of uptime",
         ]);
         let sluice = Host::Sluice;
-        assert_eq!(parse(&output, sluice, "linux"), Some(Figures { boot_to_init: 10.73, read_mib_s: 26.7 }));
+        let all = Figures {
+            boot_to_init: 10.73,
+            read_mib_s: 26.7,
+            direct_mib_s: Some(40.0),
+            direct_read_us: Some(50.0),
+        };
+        assert_eq!(parse(&output, sluice, "linux"), Some(all));
+        let buffered_only = Figures { direct_mib_s: None, direct_read_us: None, ..all };
+        assert_eq!(parse(&output[..2], sluice, "linux"), Some(buffered_only), "a dd without iflag=direct");
         assert_eq!(parse(&output[..1], sluice, "linux"), None);
         assert_eq!(parse(&output, sluice, "other"), None, "another VM's lines are not the figures");
     }
@@ -134,13 +179,22 @@ mod tests {
     #[test]
     fn table_has_a_row_per_run() {
         let rows = vec![
-            ("Sluice, wall clock".to_owned(), Some(Figures { boot_to_init: 10.7, read_mib_s: 26.7 })),
+            (
+                "Sluice, wall clock".to_owned(),
+                Some(Figures {
+                    boot_to_init: 10.7,
+                    read_mib_s: 26.7,
+                    direct_mib_s: Some(40.0),
+                    direct_read_us: None,
+                }),
+            ),
             ("plain QEMU, wall clock".to_owned(), None),
         ];
+        let table = table(&rows);
+        assert!(table.starts_with(TABLE_HEAD));
         assert_eq!(
-            table(&rows),
-            "| run | boot to /init (s) | dd read of /dev/vda (MiB/s) |\n| --- | ---: | ---: |\n\
-             | Sluice, wall clock | 10.70 | 26.7 |\n| plain QEMU, wall clock | failed | failed |\n"
+            &table[TABLE_HEAD.len()..],
+            "| Sluice, wall clock | 10.70 | 26.7 | 40.0 | n/a |\n| plain QEMU, wall clock | failed | failed | failed | failed |\n"
         );
     }
 }

@@ -8,6 +8,7 @@
 
 use super::console_input::refill_input;
 use super::cpu::{park, wait_for_start};
+use super::host_disks::take_host_disks;
 use super::interrupts::{finish_maintenance, service_interrupts, Taken};
 use super::kicks::send_kicks;
 use super::lifecycle::{dump_trace, restart_vm, stop_other_vcpus, stop_vm};
@@ -164,6 +165,9 @@ fn exit_with_vm(
     let vm = vm(vm_index);
     let mut gic = local_vgic(vm, vcpu);
     gic.sync();
+    if taken.host_disks != 0 {
+        take_host_disks(taken.host_disks, vm, &mut gic);
+    }
     // The `decode` segment of these exits includes the sync.
     exit.stamp(Stage::Decoded);
     if !still_running(vm, vcpu) {

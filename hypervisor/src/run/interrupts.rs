@@ -19,6 +19,10 @@ pub(super) struct Taken {
     /// list registers are written again, and only then may it be deactivated, or it
     /// would fire again at once.
     pub(super) maintenance: bool,
+    /// Host disks that interrupted (a bit per index in `Machine::host_disk_irqs`),
+    /// left active for the trap path, which hands their completions over with the
+    /// vCPU's own vGIC session (`host_disks::take_host_disks`).
+    pub(super) host_disks: u32,
 }
 
 /// Acknowledges every pending physical interrupt. With a vCPU running here
@@ -44,11 +48,14 @@ pub(super) fn service_interrupts(cpu: usize, guest_running: bool) -> Taken {
                 el2::deactivate(intid);
             }
             i if m.host_disk_irqs.iter().any(|irq| irq.intid == i) => {
-                // Each disk's line drops when its interrupt is acknowledged, in there.
-                for &irq in m.host_disk_irqs.iter().filter(|irq| irq.intid == i) {
-                    host_disk_interrupt(irq);
+                let disks = m.host_disk_irqs.iter().enumerate().filter(|(_, irq)| irq.intid == i);
+                if guest_running {
+                    disks.for_each(|(index, _)| taken.host_disks |= 1 << index);
+                } else {
+                    // Each disk's line drops when its interrupt is acknowledged, in there.
+                    disks.for_each(|(_, &irq)| host_disk_interrupt(irq));
+                    el2::deactivate(intid);
                 }
-                el2::deactivate(intid);
             }
             HYP_TIMER => {
                 // The alarm for left-over virtio work: the trap path does it now.

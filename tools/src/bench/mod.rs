@@ -207,11 +207,19 @@ fn linux_rows(ws: &Workspace, built: &build::Built) -> Vec<LinuxRow> {
                 label,
                 boot_to_init_s: f.map(|f| f.boot_to_init),
                 read_mib_s: f.map(|f| f.read_mib_s),
+                direct_mib_s: f.and_then(|f| f.direct_mib_s),
+                direct_read_us: f.and_then(|f| f.direct_read_us),
             })
             .collect(),
         Err(e) => {
             eprintln!("xtask: bench: the Linux figures could not be made: {e:#}");
-            vec![LinuxRow { label: format!("Linux ({e:#})"), boot_to_init_s: None, read_mib_s: None }]
+            vec![LinuxRow {
+                label: format!("Linux ({e:#})"),
+                boot_to_init_s: None,
+                read_mib_s: None,
+                direct_mib_s: None,
+                direct_read_us: None,
+            }]
         }
     }
 }

@@ -104,6 +104,12 @@ pub struct LinuxRow {
     pub boot_to_init_s: Option<f64>,
     /// MiB/s of `dd` from `/dev/vda`.
     pub read_mib_s: Option<f64>,
+    /// MiB/s of `dd bs=1M iflag=direct` from `/dev/vda`.
+    #[serde(default)]
+    pub direct_mib_s: Option<f64>,
+    /// Microseconds per 4 KiB direct read of `/dev/vda`.
+    #[serde(default)]
+    pub direct_read_us: Option<f64>,
 }
 
 /// Everything one `cargo xtask bench` measured.

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use super::model::{self, Bucket, Clock, Report, Run, Side, StageSums, SEGMENTS};
 use super::plot;
+use crate::figures;
 
 /// The name of the per-iteration time a path spends outside every traced segment.
 pub const OUTSIDE: &str = "outside the trace";
@@ -147,11 +148,11 @@ fn stage_section(run: &Run) -> String {
 /// The Linux guest's table.
 fn linux_section(rows: &[model::LinuxRow]) -> String {
     let mut text = String::from("### Linux guest\n\n");
-    text += "| run | boot to /init (s) | dd read of /dev/vda (MiB/s) |\n| --- | ---: | ---: |\n";
+    text += figures::TABLE_HEAD;
     for row in rows {
-        let boot = row.boot_to_init_s.map_or_else(|| "failed".to_owned(), |s| format!("{s:.2}"));
-        let read = row.read_mib_s.map_or_else(|| "failed".to_owned(), |r| format!("{r:.1}"));
-        let _ = writeln!(text, "| {} | {boot} | {read} |", row.label);
+        let ran = row.boot_to_init_s.is_some();
+        let figures = [row.boot_to_init_s, row.read_mib_s, row.direct_mib_s, row.direct_read_us];
+        text += &figures::table_row(&row.label, figures, ran);
     }
     text
 }
@@ -343,8 +344,16 @@ mod tests {
                     label: "Sluice, -icount shift=0".into(),
                     boot_to_init_s: Some(1.234),
                     read_mib_s: Some(45.67),
+                    direct_mib_s: Some(40.0),
+                    direct_read_us: Some(61.25),
                 },
-                LinuxRow { label: "plain QEMU, wall clock".into(), boot_to_init_s: None, read_mib_s: None },
+                LinuxRow {
+                    label: "plain QEMU, wall clock".into(),
+                    boot_to_init_s: None,
+                    read_mib_s: None,
+                    direct_mib_s: None,
+                    direct_read_us: None,
+                },
             ],
         }
     }
@@ -376,10 +385,10 @@ mod tests {
 
 ### Linux guest
 
-| run | boot to /init (s) | dd read of /dev/vda (MiB/s) |
-| --- | ---: | ---: |
-| Sluice, -icount shift=0 | 1.23 | 45.7 |
-| plain QEMU, wall clock | failed | failed |
+| run | boot to /init (s) | dd read of /dev/vda (MiB/s) | the same, direct (MiB/s) | 4 KiB direct read (µs) |
+| --- | ---: | ---: | ---: | ---: |
+| Sluice, -icount shift=0 | 1.23 | 45.7 | 40.0 | 61.2 |
+| plain QEMU, wall clock | failed | failed | failed | failed |
 
 ### runs that failed
 
