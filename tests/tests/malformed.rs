@@ -720,7 +720,11 @@ fn random_rings_reach_the_host_disk_only_checked() {
         let table = rig.rings.buffer(PAGE, 0);
         let mut q = RawQueue::new(&rig.rings, QSIZE);
         bring_up(&rig.vm, if round % 5 == 0 { 0 } else { RING }, &[&q]);
-        scribble(&mut q, &rig.rings, &mut noise, table.guest_addr(), round % 3 == 0);
+        if round % 2 == 0 {
+            plausible_requests(&mut q, &rig, &mut noise);
+        } else {
+            scribble(&mut q, &rig.rings, &mut noise, table.guest_addr(), round % 3 == 0);
+        }
         notify(&rig.vm, 0);
         for _ in 0..4 {
             rig.host_interrupt();
@@ -738,4 +742,46 @@ fn random_rings_reach_the_host_disk_only_checked() {
     assert!(resets > 0 && resets < rounds, "{resets} of {rounds} rounds needed a reset");
     assert!(completions > rounds / 4, "{completions} completions");
     assert!(forwarded > rounds as u64 / 10, "only {forwarded} requests reached the host disk");
+}
+
+/// Requests shaped like a driver's, with random types (some unknown), sectors (some
+/// past the end), data pieces (lengths whole sectors or not, some outside RAM, some
+/// across the data window's middle, where the VM's RAM is two host pieces) and
+/// DISCARD/WRITE_ZEROES ranges (some past the end, some with flags), for
+/// `random_rings_reach_the_host_disk_only_checked`: many reach the host disk.
+fn plausible_requests(q: &mut RawQueue, rig: &sluice_tests::host_disk::HostDiskRig, noise: &mut Noise) {
+    const TYPES: [u32; 7] = [0, 1, 4, 8, 11, 13, 99];
+    let middle = rig.data.len() / 2;
+    for request in 0..2usize {
+        let base = request * 0x2_0000;
+        let kind = TYPES[noise.below(7) as usize];
+        let mut header = [0u8; 16];
+        header[..4].copy_from_slice(&kind.to_le_bytes());
+        header[8..].copy_from_slice(&noise.below(80).to_le_bytes());
+        rig.write_data(base, &header);
+        let mut chain = vec![(rig.data_ipa(base), 16, R)];
+        if kind == 11 || kind == 13 {
+            let count = 1 + noise.below(3) as usize;
+            for i in 0..count {
+                let mut range = [0u8; 16];
+                range[..8].copy_from_slice(&noise.below(70).to_le_bytes());
+                range[8..12].copy_from_slice(&(noise.below(8) as u32).to_le_bytes());
+                range[12..].copy_from_slice(&(noise.below(4) as u32 / 3).to_le_bytes());
+                rig.write_data(base + 16 + 16 * i, &range);
+            }
+            chain.push((rig.data_ipa(base + 16), 16 * count as u32, R));
+        } else if kind != 4 {
+            for _ in 0..=noise.below(3) {
+                let len = [512, 1024, 4096, 100, 0][noise.below(5) as usize];
+                let addr = match noise.below(8) {
+                    0 => 0x1000,
+                    1 => rig.data_ipa(middle - 512),
+                    _ => rig.data_ipa(0x4_0000 + noise.below(0x1_0000) as usize),
+                };
+                chain.push((addr, len, kind != 1));
+            }
+        }
+        chain.push((rig.data_ipa(base + 0x1000), 1, W));
+        q.add_chain(&chain);
+    }
 }
