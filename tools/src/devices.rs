@@ -95,6 +95,16 @@ pub fn host_disk_id(vm: usize, slot: usize) -> String {
 }
 
 impl Device {
+    /// The machine's own disk this device is, if it is a file-backed disk.
+    pub fn machine_disk(&self) -> Option<MachineDisk> {
+        match &self.kind {
+            DeviceKind::Blk(Disk { medium: Medium::File { file, id }, read_only, .. }) => {
+                Some(MachineDisk { path: file.path.clone(), id: id.clone(), read_only: *read_only })
+            }
+            _ => None,
+        }
+    }
+
     /// The device as the bundle describes it.
     pub fn spec(&self) -> DeviceSpec<'_> {
         let kind = match &self.kind {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::config::DiskCheckConfig;
-use crate::devices::{Device, DeviceKind, Disk, Medium};
+use crate::devices::Device;
 
 /// A checked `[[expect.disk]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +36,7 @@ pub fn check(configs: &[DiskCheckConfig], vms: &[(&str, &[Device])]) -> Result<V
             errors.push(format!("expect.disk[{k}].vm: no VM is named {:?}", config.vm));
             continue;
         };
-        let file_backed = matches!(
-            vms[vm].1.get(config.slot).map(|d| &d.kind),
-            Some(DeviceKind::Blk(Disk { medium: Medium::File { .. }, .. }))
-        );
+        let file_backed = vms[vm].1.get(config.slot).and_then(Device::machine_disk).is_some();
         if !file_backed {
             errors.push(format!(
                 "expect.disk[{k}].slot: virtio[{}] of vm {:?} is not a file-backed disk",
@@ -104,6 +101,7 @@ pub fn run(check: &DiskCheck, image: &Path) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::config::FileCheckConfig;
+    use crate::devices::{DeviceKind, Disk, Medium};
     use crate::regular_file::DiskFile;
 
     fn devices() -> Vec<Device> {

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::admission;
 use crate::damage::Damage;
 use crate::devices::Mode;
-use crate::devices::{DeviceKind, Disk, Medium};
+use crate::devices::{Device, DeviceKind, Disk, Medium};
 use crate::disk_check::{self, DiskCheck};
 use crate::expect::{self, tail};
 use crate::qemu::{self, Clock, Console, Invocation};
@@ -214,11 +214,9 @@ fn check_disks(scenario: &validate::Scenario, checks: &[DiskCheck]) -> Vec<Strin
     let mut failures = Vec::new();
     for check in checks {
         let device = scenario.vms.get(check.vm).and_then(|vm| vm.devices.get(check.slot));
-        match device.map(|d| &d.kind) {
-            Some(DeviceKind::Blk(Disk { medium: Medium::File { file, .. }, .. })) => {
-                failures.extend(disk_check::run(check, &file.path));
-            }
-            _ => failures.push(format!("vm {} has no file-backed disk in slot {}", check.vm, check.slot)),
+        match device.and_then(Device::machine_disk) {
+            Some(disk) => failures.extend(disk_check::run(check, &disk.path)),
+            None => failures.push(format!("vm {} has no file-backed disk in slot {}", check.vm, check.slot)),
         }
     }
     failures

@@ -20,7 +20,7 @@ use crate::attribution::{Said, Speaker};
 use crate::clock::Clock;
 use crate::config::{Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::damage::Damage;
-use crate::devices::{self, Device, DeviceFiles, DeviceKind, Disk, MachineDisk, Medium, Mode, MAX_DEVICES};
+use crate::devices::{self, Device, DeviceFiles, MachineDisk, Mode, MAX_DEVICES};
 use crate::disk_check::{self, DiskCheck};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
 use crate::regular_file::DiskFile;
@@ -57,16 +57,7 @@ impl Scenario {
 
     /// The VMs' file-backed disks, which the machine gets as devices of its own.
     pub fn machine_disks(&self) -> Vec<MachineDisk> {
-        self.vms
-            .iter()
-            .flat_map(|vm| &vm.devices)
-            .filter_map(|device| match &device.kind {
-                DeviceKind::Blk(Disk { medium: Medium::File { file, id }, read_only, .. }) => {
-                    Some(MachineDisk { path: file.path.clone(), id: id.clone(), read_only: *read_only })
-                }
-                _ => None,
-            })
-            .collect()
+        self.vms.iter().flat_map(|vm| &vm.devices).filter_map(Device::machine_disk).collect()
     }
 }
 
@@ -565,13 +556,13 @@ impl VmChecker<'_, '_> {
     /// Refuses a disk file that an earlier disk of the scenario uses already: two
     /// writers of one file would each wreck what the other wrote.
     fn check_disk_unshared(&mut self, i: usize, j: usize, device: &Device) {
-        let DeviceKind::Blk(Disk { medium: Medium::File { file, .. }, .. }) = &device.kind else { return };
-        if let Some(&(vm, slot)) = self.disk_files.get(&file.path) {
+        let Some(disk) = device.machine_disk() else { return };
+        if let Some(&(vm, slot)) = self.disk_files.get(&disk.path) {
             let name = self.owner_name(vm);
-            let what = format!("{} is already the disk of vm {name:?} (virtio[{slot}])", file.path.display());
+            let what = format!("{} is already the disk of vm {name:?} (virtio[{slot}])", disk.path.display());
             self.refuse(i, &format!("virtio[{j}].image"), what);
         } else {
-            self.disk_files.insert(file.path.clone(), (i, j));
+            self.disk_files.insert(disk.path, (i, j));
         }
     }
 

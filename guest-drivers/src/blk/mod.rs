@@ -577,10 +577,9 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
             len: u32::try_from(len).unwrap_or(0),
             device_writable,
         });
+        let data = data.as_slice();
         // SAFETY: forwarded from the caller.
-        unsafe {
-            self.submit_chain(kind, sector, usize::from(data.is_some()), |_| data.expect("one segment"))
-        }
+        unsafe { self.submit_chain(kind, sector, data.len(), |i| data[i]) }
     }
 
     /// Submits a request of `kind` at `sector` whose `count` data segments are

@@ -77,16 +77,14 @@ pub fn vm<'a>(node: &impl Node<'a>) -> Result<VmSpec<'a>, Fault> {
     if cells.is_empty() || cells.len() % 4 != 0 {
         return Err(fault(VM_CPUS, "must be a non-empty list of 32-bit CPU indices"));
     }
-    let count = cells.len() / 4;
-    if count > MAX_HOST_CPUS {
-        return Err(fault(VM_CPUS, "lists more CPUs than Sluice drives (8)"));
-    }
     let mut cpus = [0u32; MAX_HOST_CPUS];
     for (cpu, cell) in cpus.iter_mut().zip(cells.chunks_exact(4)) {
         *cpu = u32::from_be_bytes([cell[0], cell[1], cell[2], cell[3]]);
     }
-    let cpus =
-        CpuList::new(&cpus[..count]).ok_or(fault(VM_CPUS, "lists more CPUs than Sluice drives (8)"))?;
+    let cpus = cpus
+        .get(..cells.len() / 4)
+        .and_then(CpuList::new)
+        .ok_or(fault(VM_CPUS, "lists more CPUs than Sluice drives (8)"))?;
     let initrd = match props.bytes(VM_INITRD) {
         None => None,
         Some(data) => Some((data, props.required_u64(VM_INITRD_ADDR)?)),

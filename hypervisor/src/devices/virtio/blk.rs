@@ -33,7 +33,9 @@ use super::queue::{Queue, QueueError};
 use super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
 use crate::mm::guest_memory::GuestMemory;
 use alloc::boxed::Box;
-use wire::{answer_get_id, parse, read_zero_ranges, request, Parsed, MAX_ZERO_SECTORS, MAX_ZERO_SEGMENTS};
+use wire::{
+    answer_get_id, parse, read_zero_ranges, request, serial_id, Parsed, MAX_ZERO_SECTORS, MAX_ZERO_SEGMENTS,
+};
 pub use wire::{feature, status, Config, ID_BYTES, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
 
 /// A virtio block device over a disk in memory.
@@ -57,10 +59,7 @@ impl Blk {
             }
             end += c.size;
         }
-        let mut id = [0; ID_BYTES];
-        let n = serial.len().min(ID_BYTES);
-        id[..n].copy_from_slice(&serial[..n]);
-        Self { disk, capacity: end / SECTOR_SIZE, read_only, serial: id, chain: None }
+        Self { disk, capacity: end / SECTOR_SIZE, read_only, serial: serial_id(serial), chain: None }
     }
 
     /// Capacity in 512-byte sectors.

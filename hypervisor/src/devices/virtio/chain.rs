@@ -229,7 +229,7 @@ impl<'a> Cursor<'a> {
 
     /// Calls `f(guest address, bytes before it, length)` for the next contiguous
     /// runs, at most `len` bytes in all, moving past them; returns how many.
-    fn each_span(
+    pub fn each_span(
         &mut self,
         len: u64,
         mut f: impl FnMut(u64, u64, u64) -> Result<(), GuestMemoryError>,

@@ -52,8 +52,8 @@ use super::super::queue::{Queue, QueueError};
 use super::super::{device_id, read_config_image, Budget, Progress, VirtioBackend};
 use super::range_tables::RangeTables;
 use super::wire::{
-    self, answer_get_id, feature, parse, read_zero_ranges, request, status, Config, Parsed, ZeroRanges,
-    ID_BYTES, SECTOR_SIZE,
+    self, answer_get_id, feature, parse, read_zero_ranges, request, serial_id, status, Config, Parsed,
+    ZeroRanges, ID_BYTES, SECTOR_SIZE,
 };
 use crate::guest_log;
 use crate::guest_log::Kind;
@@ -144,15 +144,12 @@ impl<H: Hal, T: Transport> HostBlk<H, T> {
             blk_size: disk.block_size().unwrap_or(SECTOR_SIZE as u32),
             zeroing: zeroing.filter(|_| tables.is_some()),
         };
-        let mut id = [0; ID_BYTES];
-        let n = serial.len().min(ID_BYTES);
-        id[..n].copy_from_slice(&serial[..n]);
         Self {
             read_only: read_only || disk.read_only(),
             disk,
             tables,
             config,
-            serial: id,
+            serial: serial_id(serial),
             in_flight: alloc::vec![None; slots],
             chain: Box::new(Chain::new(0)),
             stalled: false,
@@ -430,14 +427,11 @@ fn physical_segments(
     mem: &GuestMemory,
     segments: &mut Vec<(u64, u32)>,
 ) -> Result<(), crate::mm::guest_memory::GuestMemoryError> {
-    let mut left = len;
-    while let Some((addr, n)) = cursor.next_span(usize::try_from(left).unwrap_or(usize::MAX)) {
-        for (pa, piece) in mem.physical_spans(addr, n as u64)? {
-            // A span is at most one buffer, whose length is a u32.
-            segments.push((pa, piece as u32));
-        }
-        left -= n as u64;
-    }
+    cursor.each_span(len, |addr, _, n| {
+        // A span lies in one buffer, whose length is a u32.
+        segments.extend(mem.physical_spans(addr, n)?.map(|(pa, piece)| (pa, piece as u32)));
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -206,6 +206,14 @@ pub fn parse(chain: &Chain, reader: &mut Cursor<'_>, mem: &GuestMemory) -> Resul
     Ok(Parsed::Request { header, status_at, data_in: chain.writable_len() - 1 })
 }
 
+/// GET_ID's answer for `serial`: its first [`ID_BYTES`] bytes, NUL-padded.
+pub fn serial_id(serial: &[u8]) -> [u8; ID_BYTES] {
+    let mut id = [0; ID_BYTES];
+    let n = serial.len().min(ID_BYTES);
+    id[..n].copy_from_slice(&serial[..n]);
+    id
+}
+
 /// GET_ID: writes `serial` (as much as the `data_in` writable bytes take) through
 /// `writer`; returns the bytes written.
 ///
