@@ -30,6 +30,7 @@ struct Input {
     initrd: Option<(bool, u64, u64)>,
     boot_count: u32,
     virtio_devices: u8,
+    pmu: bool,
 }
 
 fuzz_target!(|input: Input| {
@@ -56,6 +57,7 @@ fuzz_target!(|input: Input| {
         initrd,
         boot_count: input.boot_count,
         virtio_devices: u32::from(input.virtio_devices) % (qemu_virt::VIRTIO_MMIO_SLOTS + 1),
+        pmu: input.pmu,
     };
     let blob = match write_guest_dtb(&spec) {
         Ok(blob) => blob,
@@ -105,6 +107,10 @@ fuzz_target!(|input: Input| {
     let end = spec.initrd.map(|r| (r.base + r.size).to_be_bytes());
     assert_eq!(value("linux,initrd-start"), start.as_ref().map(|b| &b[..]));
     assert_eq!(value("linux,initrd-end"), end.as_ref().map(|b| &b[..]));
+
+    let pmu = children.iter().find(|n| n.name == "pmu");
+    assert_eq!(pmu.is_some(), spec.pmu, "a /pmu node exactly when the guest has the PMU");
+    assert!(children.iter().any(|n| n.name == "pl031@9010000"), "every guest has its clock");
 
     let virtio: Vec<&FdtNode<'_, '_>> = children
         .iter()

@@ -4,11 +4,13 @@
 
 use crate::arch::aarch64::boot::secondary_entry_point;
 use crate::arch::aarch64::el2;
+use crate::arch::aarch64::features::{self, GuestFeatures, Pmu};
 use crate::arch::aarch64::stacks::MAX_CPUS;
 use crate::devices::virtio::blk::host::HostBlk;
 use crate::devices::virtio::blk::Blk;
 use crate::devices::virtio::console::Console;
 use crate::devices::virtio::VirtioBackend;
+use crate::drivers::board_clock::HostClock;
 use crate::drivers::dma::HeapDma;
 use crate::drivers::gicv3::Gic;
 use crate::drivers::host_disks::HostDisks;
@@ -32,6 +34,7 @@ use core::sync::atomic::Ordering;
 use log::{error, info, LevelFilter};
 use platform::bundle::spec::{DeviceKind, Medium};
 use platform::{qemu_virt, Region};
+use spin::Once;
 
 #[allow(unsafe_code)]
 unsafe extern "C" {
@@ -83,6 +86,12 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
         run::fatal(format_args!("cannot map RAM at EL2: {e:?}"));
     }
     banner(&host);
+    let features = features::install(GuestFeatures::decide(el2::cpu_ids(host.pmu_ppi), qemu_virt::PMU_PPI));
+    report_features(features);
+    // SAFETY: the DTB names this PL031; EL2 maps the device space below RAM as
+    // device memory; Sluice only reads it.
+    let clock: &'static HostClock =
+        HOST_CLOCK.call_once(|| unsafe { HostClock::new(host.rtc.map(|r| r.base)) });
     if host.cpus.len() > MAX_CPUS {
         run::fatal(format_args!("{} CPUs; Sluice drives at most {MAX_CPUS}", host.cpus.len()));
     }
@@ -139,7 +148,8 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
     let mut vms = Vec::new();
     let mut cpu_slot = vec![None; host.cpus.len()];
     for (index, config) in bundle.vms.into_iter().enumerate() {
-        let mut media = Media { free: &free, pinned: &pinned, ram: &mut ram, host_disks: &mut host_disks };
+        let mut media =
+            Media { free: &free, pinned: &pinned, ram: &mut ram, host_disks: &mut host_disks, clock };
         let built = config.map_err(Refusal::from).and_then(|config| build_vm(index, config, &mut media));
         match built {
             Ok(vm) => {
@@ -263,6 +273,8 @@ struct Media<'a> {
     ram: &'a mut RamAllocator,
     /// The machine's disks, for file-backed disks.
     host_disks: &'a mut HostDisks,
+    /// The board's time, for the VMs' clocks.
+    clock: &'static HostClock,
 }
 
 /// Whether any VM of the bundle has a disk on a host device (only then are the
@@ -317,7 +329,7 @@ fn build_vm(index: usize, config: VmConfig<'static>, media: &mut Media<'_>) -> R
         };
         backends.push(backend);
     }
-    let vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), backends)?;
+    let vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), media.clock, backends)?;
     vm.load(&mut vm.power().lock())?;
     Ok(vm)
 }
@@ -356,6 +368,26 @@ fn alloc_disk(
     let filled = disk.zero(0, rounded).and_then(|()| image.map_or(Ok(()), |image| disk.write(0, image)));
     filled.map_err(|error| Refusal::Disk { slot, error })?;
     Ok(disk)
+}
+
+/// The board's time, which every VM's clock reads.
+static HOST_CLOCK: Once<HostClock> = Once::new();
+
+/// Says what guests get of their CPUs (`arch::aarch64::features`).
+fn report_features(features: &GuestFeatures) {
+    let pmu = match features.pmu {
+        Pmu::Hidden => String::from("hidden"),
+        Pmu::PassedThrough { counters, pmcr_trapped, .. } => alloc::format!(
+            "{counters} counters and the cycle counter{}",
+            if pmcr_trapped { ", PMCR_EL0 trapped" } else { "" }
+        ),
+    };
+    info!(
+        "guests own their CPUs' PMU ({pmu}), {} breakpoints, {} watchpoints; MTE {}",
+        features.breakpoints,
+        features.watchpoints,
+        if features.mte { "with tag storage" } else { "hidden" }
+    );
 }
 
 fn banner(host: &HostInfo) {

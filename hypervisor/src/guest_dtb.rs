@@ -8,7 +8,8 @@
 //!
 //! The GICv3 (`arm,gic-v3`, redistributor region sized for the vCPUs) is the root's
 //! `interrupt-parent`; the architected timer lists its four PPIs like QEMU virt's
-//! (secure, non-secure physical, virtual, hypervisor), and the PL011 its SPI. Each
+//! (secure, non-secure physical, virtual, hypervisor), the PMU (when the guest has
+//! it) its PPI, and the PL011 and the PL031 their SPIs. Each
 //! virtio-mmio device gets a `virtio,mmio` node in its QEMU virt slot, with its SPI
 //! and `dma-coherent`.
 
@@ -73,6 +74,8 @@ pub struct GuestDtbSpec<'a> {
     pub boot_count: u32,
     /// Number of virtio-mmio devices, in slots `0..virtio_devices`.
     pub virtio_devices: u32,
+    /// Whether the guest has its CPUs' PMU (a `/pmu` node).
+    pub pmu: bool,
 }
 
 /// Why no guest DTB was written.
@@ -154,7 +157,11 @@ pub fn write_guest_dtb(spec: &GuestDtbSpec) -> Result<Vec<u8>, GuestDtbError> {
     write_memory(&mut fdt, spec.memory)?;
     write_gic(&mut fdt, spec.cpus)?;
     write_timer(&mut fdt)?;
+    if spec.pmu {
+        write_pmu(&mut fdt)?;
+    }
     write_uart(&mut fdt)?;
+    write_rtc(&mut fdt)?;
     for slot in 0..spec.virtio_devices {
         write_virtio_mmio(&mut fdt, slot)?;
     }
@@ -240,6 +247,28 @@ fn write_timer(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
     fdt.end_node(node)
 }
 
+/// `/pmu`: the PMUv3 and its overflow PPI (Linux `arm/pmu.yaml`), as QEMU virt
+/// describes it.
+fn write_pmu(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
+    let node = fdt.begin_node("pmu")?;
+    fdt.property_string("compatible", "arm,armv8-pmuv3")?;
+    fdt.property_array_u32("interrupts", &[irq::PPI, qemu_virt::PMU_PPI, irq::LEVEL_HIGH])?;
+    fdt.end_node(node)
+}
+
+/// `/pl031@9010000`: the real-time clock (Linux `rtc/arm,pl031.yaml`), clocked
+/// like the PL011, with its SPI.
+fn write_rtc(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
+    let rtc = qemu_virt::RTC;
+    let node = fdt.begin_node(&format!("pl031@{:x}", rtc.base))?;
+    fdt.property_string_list("compatible", strings(&["arm,pl031", "arm,primecell"]))?;
+    fdt.property_array_u64("reg", &[rtc.base, rtc.size])?;
+    fdt.property_string("clock-names", "apb_pclk")?;
+    fdt.property_u32("clocks", phandle::APB_PCLK)?;
+    fdt.property_array_u32("interrupts", &[irq::SPI, qemu_virt::RTC_SPI, irq::LEVEL_HIGH])?;
+    fdt.end_node(node)
+}
+
 /// The PL011's clock and the PL011 itself, as QEMU virt describes them.
 fn write_uart(fdt: &mut FdtWriter) -> Result<(), vm_fdt::Error> {
     let clock = fdt.begin_node("apb-pclk")?;
@@ -308,6 +337,7 @@ mod tests {
             initrd: Some(Region::new(0x4400_0000, 0x12_3000)),
             boot_count: 0,
             virtio_devices: 0,
+            pmu: false,
         }
     }
 
@@ -487,5 +517,27 @@ mod tests {
         assert!(slot1.property("dma-coherent").is_some());
         assert!(fdt.find_node("/virtio_mmio@a000000").is_some());
         assert!(fdt.find_node("/virtio_mmio@a000400").is_none());
+    }
+
+    #[test]
+    fn describes_the_rtc_always_and_the_pmu_when_the_guest_has_it() {
+        let blob = write_guest_dtb(&spec(1)).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        assert!(fdt.find_node("/pmu").is_none());
+        let rtc = fdt.find_node("/pl031@9010000").unwrap();
+        assert_eq!(
+            prop(&fdt, "/pl031@9010000", "compatible"),
+            Some(&strs(&["arm,pl031", "arm,primecell"])[..])
+        );
+        let reg = rtc.reg().unwrap().next().unwrap();
+        assert_eq!((reg.starting_address as u64, reg.size), (0x0901_0000, Some(0x1000)));
+        assert_eq!(rtc.property("interrupts").unwrap().value, u32s(&[0, 2, 4]));
+        assert_eq!(prop(&fdt, "/pl031@9010000", "clocks"), Some(&u32s(&[phandle::APB_PCLK])[..]));
+        assert_eq!(prop(&fdt, "/pl031@9010000", "clock-names"), Some(&strs(&["apb_pclk"])[..]));
+
+        let blob = write_guest_dtb(&GuestDtbSpec { pmu: true, ..spec(2) }).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(prop(&fdt, "/pmu", "compatible"), Some(&strs(&["arm,armv8-pmuv3"])[..]));
+        assert_eq!(prop(&fdt, "/pmu", "interrupts"), Some(&u32s(&[1, 7, 4])[..]));
     }
 }

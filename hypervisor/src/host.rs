@@ -39,6 +39,11 @@ pub struct HostInfo {
     /// The machine's virtio-mmio transports (`virtio,mmio`), in DTB order; most are
     /// empty (device ID 0), the rest are devices QEMU was given (`-device`).
     pub virtio_mmio: Vec<HostVirtio>,
+    /// The PPI of the PMU's overflow interrupt, if the DTB has an
+    /// `arm,armv8-pmuv3` node that names one.
+    pub pmu_ppi: Option<u32>,
+    /// The board's real-time clock (`arm,pl031`), if it has one.
+    pub rtc: Option<Region>,
 }
 
 /// A virtio-mmio transport of the machine.
@@ -155,16 +160,28 @@ pub fn read_host_dtb(blob: &'static [u8]) -> Result<HostInfo, HostError> {
         bundle,
         bootargs: chosen.and_then(|c| string(c, "bootargs")),
         virtio_mmio,
+        pmu_ppi: fdt.find_compatible(&["arm,armv8-pmuv3"]).and_then(ppi),
+        rtc: fdt.find_compatible(&["arm,pl031"]).and_then(|n| region_of(n, 0)),
     })
+}
+
+/// The cells of `node`'s first interrupt (GICv3 binding: `<type number flags>`).
+fn interrupt_cells(node: FdtNode<'_, '_>) -> Option<(u32, u32)> {
+    let value = node.property("interrupts")?.value;
+    let cell = |i: usize| value.get(i * 4..i * 4 + 4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    Some((cell(0)?, cell(1)?))
+}
+
+/// The number of `node`'s first interrupt, if it is a PPI (type 1, numbers 0 to 15).
+fn ppi(node: FdtNode<'_, '_>) -> Option<u32> {
+    interrupt_cells(node).filter(|&(kind, number)| kind == 1 && number < 16).map(|(_, number)| number)
 }
 
 /// The INTID of `node`'s first interrupt, if it is an SPI. GICv3 binding:
 /// `<type number flags>`, type 0 = SPI, INTID = 32 + number; SPIs are INTIDs 32 to
 /// 1019 (GICv3 architecture specification, 2.2.1).
 fn spi_intid(node: FdtNode<'_, '_>) -> Option<u32> {
-    let value = node.property("interrupts")?.value;
-    let cell = |i: usize| value.get(i * 4..i * 4 + 4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-    (cell(0)? == 0).then_some(cell(1)?).filter(|spi| *spi < 988).map(|spi| 32 + spi)
+    interrupt_cells(node).filter(|&(kind, spi)| kind == 0 && spi < 988).map(|(_, spi)| 32 + spi)
 }
 
 /// The MPIDR of each CPU under `/cpus`, in order: the nodes named `cpu` or

@@ -16,6 +16,10 @@ pub const GICR_FRAME_SIZE: u64 = 0x2_0000;
 pub const UART: Region = Region::new(0x0900_0000, 0x1000);
 /// The PL011's shared peripheral interrupt (INTID 33).
 pub const UART_SPI: u32 = 1;
+/// The PL031 real-time clock.
+pub const RTC: Region = Region::new(0x0901_0000, 0x1000);
+/// The PL031's shared peripheral interrupt (INTID 34).
+pub const RTC_SPI: u32 = 2;
 /// First virtio-mmio slot.
 pub const VIRTIO_MMIO_BASE: u64 = 0x0a00_0000;
 /// Distance between two virtio-mmio slots.
@@ -35,6 +39,8 @@ pub const VIRTUAL_TIMER_PPI: u32 = 11;
 pub const PHYSICAL_TIMER_PPI: u32 = 14;
 /// PPI of the EL2 physical timer (INTID 26).
 pub const HYP_TIMER_PPI: u32 = 10;
+/// PPI of the PMU's overflow interrupt (INTID 23).
+pub const PMU_PPI: u32 = 7;
 /// PPI of the secure physical timer (INTID 29).
 pub const SECURE_TIMER_PPI: u32 = 13;
 

@@ -97,6 +97,16 @@ impl Said {
         said.is_some_and(|text| text.contains(self.text.as_str()))
     }
 
+    /// Whether VM `vm`, alone on plain QEMU, can say this: a line of Sluice's or of
+    /// another VM cannot be.
+    pub fn said_alone_by(&self, vm: &str) -> bool {
+        match &self.speaker {
+            None => true,
+            Some(Speaker::Vm(name)) => name == vm,
+            Some(Speaker::Sluice) => false,
+        }
+    }
+
     /// Whether anything can say this on `host` (Sluice is absent from plain QEMU).
     pub fn applies_to(&self, host: Host) -> bool {
         !(host == Host::PlainQemu && self.speaker == Some(Speaker::Sluice))
@@ -173,6 +183,15 @@ mod tests {
         assert!(!said.matches("[a] sluice: vm \"a\" powered off", Host::Sluice));
         assert!(!said.applies_to(Host::PlainQemu));
         assert!(!said.matches("sluice: vm \"a\" powered off", Host::PlainQemu));
+    }
+
+    #[test]
+    fn on_plain_qemu_only_the_vm_itself_and_anyone_speak() {
+        let said = |speaker: Option<Speaker>| Said { speaker, text: "x".to_owned() };
+        assert!(said(None).said_alone_by("a"));
+        assert!(said(Some(Speaker::Vm("a".to_owned()))).said_alone_by("a"));
+        assert!(!said(Some(Speaker::Vm("b".to_owned()))).said_alone_by("a"));
+        assert!(!said(Some(Speaker::Sluice)).said_alone_by("a"));
     }
 
     #[test]

@@ -307,8 +307,9 @@ fn try_run(
     Ok((failures, Some(tail(&run.output, TAIL_LINES).to_vec())))
 }
 
-/// The plain-QEMU reference runs the scenario at `path` asks for, each judged like
-/// the run under Sluice but expecting QEMU to exit 0 (the guest's PSCI SYSTEM_OFF).
+/// The plain-QEMU reference runs the scenario at `path` asks for, of its first VM
+/// under its first clock, each judged like the run under Sluice on that VM's lines
+/// but expecting QEMU to exit 0 (the guest's PSCI SYSTEM_OFF).
 fn run_references(ws: &Workspace, path: &Path) -> Vec<Outcome> {
     let Ok(scenario) = admission::load(path, &ws.guests_dir()) else { return Vec::new() };
     let Some(expect) = scenario.expect.clone() else { return Vec::new() };
@@ -327,9 +328,12 @@ fn try_reference(ws: &Workspace, scenario: &validate::Scenario, name: &str, mode
     let vm = &scenario.vms[0];
     let dir = ws.out_dir().join("reference").join(name);
     let files = reference::write_files(vm, &dir)?;
-    let args = reference::args(vm, &files, mode, Console::Captured, Clock::Wall);
+    let expect = scenario.expect.as_ref().context("a test scenario")?.for_plain_qemu(&vm.name);
+    // The scenario's first clock: a guest that counts instructions needs icount on
+    // plain QEMU too.
+    let clock = expect.clocks.first().copied().unwrap_or(Clock::Wall);
+    let args = reference::args(vm, &files, mode, Console::Captured, clock);
     eprintln!("$ {}", qemu::display(&args));
-    let expect = scenario.expect.clone().context("a test scenario")?;
     let mut command = ws.command(qemu::QEMU);
     command.args(&args);
     let run = runner::run(&mut command, expect.timeout, Echo::Terminal, &expect.sends)?;

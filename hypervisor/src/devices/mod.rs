@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod irq;
 pub mod pl011;
+pub mod pl031;
 pub mod virtio;
 
 pub use crate::arch::aarch64::esr::AccessWidth;

@@ -1,5 +1,7 @@
 //! Drivers for the host devices Sluice itself uses.
 
+#[cfg(bare_metal)]
+pub mod board_clock;
 pub mod dma;
 #[cfg(bare_metal)]
 pub mod gicv3;

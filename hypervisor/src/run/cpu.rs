@@ -6,7 +6,10 @@ use super::kicks::KICK_SGI;
 use super::machine::{machine, vm, vm_ended, MACHINE};
 use super::power::fatal;
 use crate::arch::aarch64::el2;
-use crate::arch::aarch64::intid::{HYP_TIMER, MAINTENANCE, PHYSICAL_TIMER, VIRTUAL_TIMER};
+use crate::arch::aarch64::features::guest_features;
+use crate::arch::aarch64::intid::{
+    HYP_TIMER, LINKED_PPI_MASK, MAINTENANCE, PHYSICAL_TIMER, PMU_OVERFLOW, VIRTUAL_TIMER,
+};
 use crate::arch::aarch64::stacks::trap_stack_top;
 use crate::arch::aarch64::trap_frame::TrapFrame;
 use crate::arch::aarch64::vectors::enter_guest;
@@ -18,10 +21,12 @@ pub fn cpu_main(cpu: usize) -> ! {
     let m = machine();
     el2::set_cpu_index(cpu);
     el2::init_cpu();
+    let pmu = if guest_features().has_pmu() { 1 << PMU_OVERFLOW } else { 0 };
     let sgi_and_ppis = (1 << KICK_SGI)
         | (1 << MAINTENANCE)
         | (1 << VIRTUAL_TIMER)
         | (1 << PHYSICAL_TIMER)
+        | pmu
         | (1 << HYP_TIMER);
     if m.gic.init_cpu(m.cpus[cpu].mpidr, sgi_and_ppis).is_none() {
         fatal(format_args!("no GIC redistributor for CPU {cpu}"));
@@ -69,16 +74,16 @@ pub(super) fn wait_for_start(cpu: usize, vm_index: usize, vcpu: usize) -> TrapFr
 }
 
 /// Leaves this CPU quiet after its vCPU stopped (the VM powered off, faulted or is
-/// restarting, or the vCPU was turned off): the guest's EL1 timers off, the virtual
-/// CPU interface off and empty, and the timers' physical interrupts neither pending
-/// nor active. Otherwise a stopped guest's armed timer would keep interrupting a CPU
+/// restarting, or the vCPU was turned off): the guest's EL1 timers and PMU off, the
+/// virtual CPU interface off and empty, and their physical interrupts neither
+/// pending nor active. Otherwise a stopped guest's armed timer would keep interrupting a CPU
 /// nobody runs a guest on, burning a host thread, and under `-icount` (one thread runs
 /// every CPU in turn) starving every other VM.
 pub(super) fn quiesce(cpu: usize) {
     let m = machine();
     el2::quiesce_guest(m.list_registers);
     el2::disarm_hyp_timer();
-    m.gic.clear_ppis(m.cpus[cpu].mpidr, (1 << VIRTUAL_TIMER) | (1 << PHYSICAL_TIMER));
+    m.gic.clear_ppis(m.cpus[cpu].mpidr, LINKED_PPI_MASK);
 }
 
 /// Stops this CPU for good, quiet, still serving console input if it is the boot CPU.
@@ -89,13 +94,14 @@ pub(super) fn park(cpu: usize) -> ! {
     }
 }
 
-/// Puts this CPU's EL1 and virtual GIC interface in their reset state for `vcpu`
-/// and points stage 2 at its VM.
+/// Puts this CPU's EL1 (with the PMU, debug and tag state the guest owns) and
+/// virtual GIC interface in their reset state for `vcpu` and points stage 2 at its
+/// VM.
 fn prepare_vcpu(cpu: usize, vm: &Vm, vcpu: usize) {
     let m = machine();
     el2::reset_el1_state();
     el2::reset_virtual_interface(m.list_registers);
-    m.gic.deactivate_ppis(m.cpus[cpu].mpidr, (1 << VIRTUAL_TIMER) | (1 << PHYSICAL_TIMER));
+    m.gic.deactivate_ppis(m.cpus[cpu].mpidr, LINKED_PPI_MASK);
     el2::switch_to_vm(vm.stage2_root(), vm.vmid, vcpu);
 }
 

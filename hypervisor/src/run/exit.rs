@@ -16,7 +16,7 @@ use super::machine::{machine, vm, vm_ended, CLEAN, FAILED};
 use super::power::fatal;
 use crate::arch::aarch64::el2::{self, El1Cpu, ThisCpuInterface};
 use crate::arch::aarch64::esr::{decode_data_abort, ec, exception_class, MmioAccess, Trap};
-use crate::arch::aarch64::intid::{PHYSICAL_TIMER, VIRTUAL_TIMER};
+use crate::arch::aarch64::intid::LINKED_PPIS;
 use crate::arch::aarch64::trap_frame::TrapFrame;
 use crate::arch::aarch64::vectors::kind;
 use crate::guest_log;
@@ -129,8 +129,8 @@ fn mmio_exit(
         // The guest may have read its UART and made room.
         refill_input(vm, &mut gic);
     }
-    if vm.devices.has_backlog() {
-        arm_backlog_alarm(vm);
+    if vm.devices.has_backlog() || vm.devices.rtc_alarm_due().is_some() {
+        arm_alarms(vm);
     }
     let kicks = gic.finish();
     trace::point(Stage::Injected);
@@ -138,14 +138,25 @@ fn mmio_exit(
     exit.finish(ExitReason::Mmio);
 }
 
-/// Makes this CPU exit after a slice of guest time, for the next budget of its
-/// devices' left-over work: the guest, other vCPUs and console input get their turn
-/// in between, and the work goes on even if the guest never exits by itself (a
-/// driver that spins on its used ring).
-fn arm_backlog_alarm(vm: &Vm) {
-    let slices =
-        if vm.devices.backlog_waits() { WAITING_SLICES_PER_SECOND } else { BACKLOG_SLICES_PER_SECOND };
-    el2::arm_hyp_timer(machine().counter_hz / slices);
+/// Makes this CPU exit at the earliest of: a slice of guest time from now, for the
+/// next budget of its devices' left-over work (the guest, other vCPUs and console
+/// input get their turn in between, and the work goes on even if the guest never
+/// exits by itself: a driver that spins on its used ring); the VM's RTC alarm.
+/// Each of the VM's CPUs arms its own timer for the alarm, so whichever exits
+/// first fires it, whatever the others do.
+fn arm_alarms(vm: &Vm) {
+    let backlog = vm.devices.has_backlog().then(|| {
+        let slices =
+            if vm.devices.backlog_waits() { WAITING_SLICES_PER_SECOND } else { BACKLOG_SLICES_PER_SECOND };
+        el2::counter() + machine().counter_hz / slices
+    });
+    let earliest = match (backlog, vm.devices.rtc_alarm_due()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(at) = earliest {
+        el2::arm_hyp_timer_at(at);
+    }
 }
 
 /// The rest of the exits: interrupts, and traps that read or change the VM's
@@ -174,14 +185,17 @@ fn exit_with_vm(
         leave(cpu, exit, vm, vcpu, frame, gic, &taken, is_interrupt);
         return;
     }
-    for intid in [VIRTUAL_TIMER, PHYSICAL_TIMER] {
-        if taken.timers & (1 << intid) != 0 {
+    for intid in LINKED_PPIS {
+        if taken.linked & (1 << intid) != 0 {
             gic.update(|v| v.raise_hw(vcpu, intid));
         }
     }
     if vm.devices.has_backlog() {
         // One more budget of the work a notify left (devices::virtio::budget).
         vm.devices.work_on_backlog(&mut gic);
+    }
+    if vm.devices.rtc_alarm_due().is_some_and(|due| el2::counter() >= due) {
+        vm.devices.fire_rtc_alarm(&mut gic);
     }
     if is_interrupt && logger::has_queued_input(vm_index) {
         // Input queued for this VM (the kick that came with it).
@@ -200,8 +214,8 @@ fn exit_with_vm(
     }
     match action {
         ExitAction::Resume | ExitAction::WaitForInterrupt | ExitAction::DumpTrace { .. } => {
-            if vm.devices.has_backlog() {
-                arm_backlog_alarm(vm);
+            if vm.devices.has_backlog() || vm.devices.rtc_alarm_due().is_some() {
+                arm_alarms(vm);
             }
             let kicks = gic.finish();
             trace::point(Stage::Injected);

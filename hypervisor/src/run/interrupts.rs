@@ -6,14 +6,18 @@ use super::host_disks::host_disk_interrupt;
 use super::kicks::KICK_SGI;
 use super::machine::machine;
 use crate::arch::aarch64::el2;
-use crate::arch::aarch64::intid::{HYP_TIMER, MAINTENANCE, PHYSICAL_TIMER, SPURIOUS, VIRTUAL_TIMER};
+use crate::arch::aarch64::features::guest_features;
+use crate::arch::aarch64::intid::{
+    HYP_TIMER, MAINTENANCE, PHYSICAL_TIMER, PMU_OVERFLOW, SPURIOUS, VIRTUAL_TIMER,
+};
 use log::{debug, warn};
 
 /// What [`service_interrupts`] leaves for the trap path.
 #[derive(Default)]
 pub(super) struct Taken {
-    /// Timer interrupts (a bit per INTID) to forward to the vCPU.
-    pub(super) timers: u32,
+    /// Interrupts of the guest's timers and PMU (a bit per INTID) to forward to the
+    /// vCPU.
+    pub(super) linked: u32,
     /// The maintenance interrupt came and is still active: its cause (list
     /// registers the guest completed, or ran dry of pending ones) goes away when the
     /// list registers are written again, and only then may it be deactivated, or it
@@ -26,7 +30,7 @@ pub(super) struct Taken {
 }
 
 /// Acknowledges every pending physical interrupt. With a vCPU running here
-/// (`guest_running`) the timers are left for it and the maintenance interrupt stays
+/// (`guest_running`) the timers' and PMU's are left for it and the maintenance interrupt stays
 /// active until [`finish_maintenance`].
 pub(super) fn service_interrupts(cpu: usize, guest_running: bool) -> Taken {
     let m = machine();
@@ -39,7 +43,7 @@ pub(super) fn service_interrupts(cpu: usize, guest_running: bool) -> Taken {
         el2::end_of_interrupt(intid);
         match intid {
             // Deactivated by the guest through the hardware link.
-            VIRTUAL_TIMER | PHYSICAL_TIMER if guest_running => taken.timers |= 1 << intid,
+            VIRTUAL_TIMER | PHYSICAL_TIMER | PMU_OVERFLOW if guest_running => taken.linked |= 1 << intid,
             MAINTENANCE if guest_running => taken.maintenance = true,
             i if Some(i) == m.uart_intid => {
                 // Drain the UART before deactivating: its level interrupt would come
@@ -69,6 +73,12 @@ pub(super) fn service_interrupts(cpu: usize, guest_running: bool) -> Taken {
                 el2::disable_el1_timers();
                 el2::deactivate(intid);
                 warn!("CPU {cpu}: timer interrupt {intid} with no vCPU running; the EL1 timers are now off");
+            }
+            PMU_OVERFLOW => {
+                // The same for the PMU, which `quiesce` stopped.
+                el2::stop_pmu(&guest_features());
+                el2::deactivate(intid);
+                warn!("CPU {cpu}: PMU interrupt with no vCPU running; the PMU is now off");
             }
             _ => {
                 debug!("CPU {cpu}: interrupt {intid} with nobody to take it");

@@ -345,19 +345,19 @@ impl Vgic {
     }
 
     /// Resamples hardware-linked PPI `intid` of `vcpu` from its source: when the
-    /// timer behind it no longer asserts its interrupt (`asserted` false: the guest
+    /// timer behind it no longer asserts its interrupt (`asserted` says false: the guest
     /// disabled or masked it, or moved its deadline), a pending state not yet taken
     /// by the guest is dropped, and the physical interrupt, still active from when
     /// Sluice took it, is listed for deactivation ([`Vgic::take_hw_deactivations`]),
     /// so it can fire again. A level-sensitive line behaves so on real hardware; the
     /// list register would otherwise deliver the stale interrupt later. Called after
     /// [`Vgic::sync`], when the list registers are folded back.
-    pub fn resample_hw(&mut self, vcpu: usize, intid: u32, asserted: bool) -> Kick {
-        if asserted || !(FIRST_PPI..FIRST_SPI).contains(&intid) || vcpu >= self.vcpu_count() {
+    pub fn resample_hw(&mut self, vcpu: usize, intid: u32, asserted: impl FnOnce() -> bool) -> Kick {
+        if !(FIRST_PPI..FIRST_SPI).contains(&intid) || vcpu >= self.vcpu_count() {
             return Kick::NONE;
         }
         let irq = self.irq(vcpu, intid);
-        if !(irq.hw && irq.latch) || irq.in_lr {
+        if !(irq.hw && irq.latch) || irq.in_lr || asserted() {
             return Kick::NONE;
         }
         self.update_hw(vcpu, intid, Irq::clear_pending)
@@ -766,9 +766,9 @@ mod tests {
         // The guest has not taken it yet; it disables its timer; the next exit
         // folds the list register back and resamples.
         g.sync(0, &lrs[..1]);
-        assert_eq!(g.resample_hw(0, 27, true), Kick::NONE, "still asserted: stays");
+        assert_eq!(g.resample_hw(0, 27, || true), Kick::NONE, "still asserted: stays");
         assert_ne!(g.redistributor_read(ispendr0, Word) & 1 << 27, 0);
-        g.resample_hw(0, 27, false);
+        g.resample_hw(0, 27, || false);
         assert_eq!(g.redistributor_read(ispendr0, Word) & 1 << 27, 0, "not pending any more");
         assert!(!g.has_pending(0));
         assert_eq!(g.take_hw_deactivations(0), 1 << 27, "the physical timer interrupt is deactivated");
@@ -786,7 +786,7 @@ mod tests {
         // The guest acknowledged it: the list register comes back active.
         let active = ListReg { state: LrState::Active, ..ListReg::decode(lrs[0]) }.encode();
         g.sync(0, &[active]);
-        g.resample_hw(0, 30, false);
+        g.resample_hw(0, 30, || false);
         assert_ne!(g.redistributor_read(sgi_base(0, 0x300), Word) & 1 << 30, 0, "still active");
         assert_eq!(g.take_hw_deactivations(0), 0, "the guest deactivates it through the link");
     }

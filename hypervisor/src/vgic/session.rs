@@ -11,13 +11,10 @@
 //! lock is taken: the order is device, then vGIC.
 
 use super::{Kick, Vgic, MAX_LIST_REGS};
-use crate::arch::aarch64::intid::{PHYSICAL_TIMER, VIRTUAL_TIMER};
+use crate::arch::aarch64::intid::LINKED_PPIS;
 use crate::arch::aarch64::virtual_interface::VirtualInterface;
 use crate::devices::InterruptSink;
 use crate::sync::{Lock, LockGuard};
-
-/// The timers whose interrupts are forwarded hardware-linked.
-const LINKED_TIMERS: [u32; 2] = [VIRTUAL_TIMER, PHYSICAL_TIMER];
 
 /// A vCPU's exit as the vGIC sees it (or, for [`VgicSession::remote`], a change
 /// from outside any of the VM's vCPUs: console input on another CPU).
@@ -61,9 +58,11 @@ impl<'a, I: VirtualInterface> VgicSession<'a, I> {
             let (in_hardware, kick) = fold_list_registers(&mut vgic, local);
             local.synced = Some(in_hardware);
             self.kicks |= kick;
-            for intid in LINKED_TIMERS {
-                // A timer the guest disabled or masked since is no longer pending.
-                self.kicks |= vgic.resample_hw(local.vcpu, intid, local.interface.timer_asserts(intid));
+            for intid in LINKED_PPIS {
+                // A timer the guest disabled or masked since (a PMU overflow it
+                // cleared) is no longer pending.
+                let interface = &local.interface;
+                self.kicks |= vgic.resample_hw(local.vcpu, intid, || interface.linked_ppi_asserts(intid));
             }
         }
         vgic
@@ -142,9 +141,9 @@ fn fold_list_registers<I: VirtualInterface>(vgic: &mut Vgic, local: &mut Local<I
 #[inline(never)]
 fn fill_list_registers<I: VirtualInterface>(vgic: &mut Vgic, local: &mut Local<I>, in_hardware: usize) {
     let vcpu = local.vcpu;
-    // Timer interrupts the guest dropped while the physical one was still active.
+    // Linked interrupts (timers, PMU) the guest dropped while the physical one was still active.
     let stale = vgic.take_hw_deactivations(vcpu);
-    for intid in LINKED_TIMERS {
+    for intid in LINKED_PPIS {
         if stale & (1 << intid) != 0 {
             local.interface.deactivate_physical(intid);
         }
@@ -177,6 +176,7 @@ fn fill_list_registers<I: VirtualInterface>(vgic: &mut Vgic, local: &mut Local<I
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::aarch64::intid::VIRTUAL_TIMER;
     use crate::devices::AccessWidth::Word;
     use crate::vgic::{ListReg, LrState};
     use alloc::vec::Vec;
@@ -188,7 +188,7 @@ mod tests {
         writes: usize,
         enabled: Option<bool>,
         deactivated: Vec<u32>,
-        timer_asserts: bool,
+        linked_asserts: bool,
     }
 
     impl VirtualInterface for &mut Recorded {
@@ -208,8 +208,8 @@ mod tests {
         fn deactivate_physical(&mut self, intid: u32) {
             self.deactivated.push(intid);
         }
-        fn timer_asserts(&self, _intid: u32) -> bool {
-            self.timer_asserts
+        fn linked_ppi_asserts(&self, _intid: u32) -> bool {
+            self.linked_asserts
         }
     }
 
@@ -281,7 +281,7 @@ mod tests {
         let gic = vgic();
         gic.lock().raise_hw(0, VIRTUAL_TIMER);
         // The timer was turned off before the interrupt reached the list registers.
-        let mut hw = Recorded { timer_asserts: false, ..Recorded::default() };
+        let mut hw = Recorded { linked_asserts: false, ..Recorded::default() };
         let mut session = VgicSession::local(&gic, 0, &mut hw);
         assert!(!session.lock().has_pending(0));
         session.finish();

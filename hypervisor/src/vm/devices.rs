@@ -11,6 +11,7 @@ use crate::bits::ones;
 use crate::console::mux::INPUT_QUEUE_LEN;
 use crate::console::BoxedConsole;
 use crate::devices::pl011::Pl011;
+use crate::devices::pl031::{BoardClock, Pl031};
 use crate::devices::virtio::{device_id, status, VirtioBackend, VirtioMmio};
 use crate::devices::{AccessWidth, BusError, MmioBus, Wired};
 use crate::mm::guest_memory::GuestMemory;
@@ -20,7 +21,7 @@ use crate::vgic::{Vgic, VgicSession, FIRST_SPI};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use platform::{qemu_virt, Region};
 
 /// What a guest-physical address on a VM's bus belongs to.
@@ -32,6 +33,8 @@ pub enum DeviceId {
     Gicr,
     /// The PL011.
     Uart,
+    /// The PL031.
+    Rtc,
     /// The virtio-mmio device in this slot.
     Virtio(u8),
     /// The virtio-mmio slots with no device.
@@ -44,6 +47,7 @@ impl fmt::Display for DeviceId {
             Self::Gicd => f.write_str("gic distributor"),
             Self::Gicr => f.write_str("gic redistributors"),
             Self::Uart => f.write_str("pl011"),
+            Self::Rtc => f.write_str("pl031"),
             Self::Virtio(slot) => write!(f, "virtio-mmio slot {slot}"),
             Self::EmptyVirtio => f.write_str("empty virtio-mmio slots"),
         }
@@ -66,6 +70,10 @@ pub struct Devices {
     bus: MmioBus<DeviceId>,
     vgic: Lock<Vgic>,
     uart: Lock<Wired<Pl011>>,
+    rtc: Lock<Wired<Pl031>>,
+    /// The counter value at which the PL031's alarm is due; 0 when none is armed
+    /// (read on every exit without the device's lock).
+    rtc_due: AtomicU64,
     virtio: Vec<Lock<Wired<VirtioMmio>>>,
     /// Virtio slots (a bit each) whose device has work its budget cut short (see
     /// `devices::virtio::budget`).
@@ -76,7 +84,7 @@ pub struct Devices {
 
 impl Devices {
     /// The devices of a VM with `vcpus` vCPUs: its vGIC, its PL011 writing to
-    /// `console`, and a virtio-mmio transport over `memory` for each backend, in
+    /// `console`, its PL031 over the board's `clock`, and a virtio-mmio transport over `memory` for each backend, in
     /// slot order (`legacy` says which use the Version 1 interface); every one on
     /// the bus.
     ///
@@ -88,6 +96,7 @@ impl Devices {
     pub fn new(
         vcpus: usize,
         console: BoxedConsole,
+        clock: &'static dyn BoardClock,
         memory: &GuestMemory,
         backends: Vec<(Box<dyn VirtioBackend>, bool)>,
     ) -> Result<Self, BusError> {
@@ -99,6 +108,7 @@ impl Devices {
             DeviceId::Gicr,
         )?;
         bus.insert(qemu_virt::UART, DeviceId::Uart)?;
+        bus.insert(qemu_virt::RTC, DeviceId::Rtc)?;
         for slot in 0..slots {
             bus.insert(qemu_virt::virtio_mmio_slot(slot as u32), DeviceId::Virtio(slot as u8))?;
         }
@@ -119,6 +129,8 @@ impl Devices {
             bus,
             vgic: Lock::new(Vgic::new(vcpus)),
             uart: Lock::new(Wired::new(Pl011::new(console), FIRST_SPI + qemu_virt::UART_SPI)),
+            rtc: Lock::new(Wired::new(Pl031::new(clock), FIRST_SPI + qemu_virt::RTC_SPI)),
+            rtc_due: AtomicU64::new(0),
             virtio,
             backlog: AtomicU32::new(0),
             backlog_ready: AtomicU32::new(0),
@@ -159,6 +171,13 @@ impl Devices {
                 self.uart.lock().write(offset, width, value, gic);
                 0
             }
+            (DeviceId::Rtc, None) => self.rtc.lock().read(offset, width, gic),
+            (DeviceId::Rtc, Some(value)) => {
+                let mut rtc = self.rtc.lock();
+                rtc.write(offset, width, value, gic);
+                self.note_rtc_alarm(rtc.device());
+                0
+            }
             (DeviceId::Virtio(slot), None) => self.virtio[usize::from(slot)].lock().read(offset, width, gic),
             (DeviceId::Virtio(slot), Some(value)) => {
                 let slot = usize::from(slot);
@@ -170,6 +189,24 @@ impl Devices {
             (DeviceId::EmptyVirtio, None) => empty_virtio_slot(offset % qemu_virt::VIRTIO_MMIO_SLOT_SIZE),
             (DeviceId::EmptyVirtio, Some(_)) => 0,
         })
+    }
+
+    /// The counter value at which the PL031's alarm is due, if one is armed.
+    #[inline]
+    pub fn rtc_alarm_due(&self) -> Option<u64> {
+        Some(self.rtc_due.load(Ordering::Relaxed)).filter(|&due| due != 0)
+    }
+
+    /// Fires the PL031's alarm if its time has come (see [`Pl031::fire_alarm`]).
+    pub fn fire_rtc_alarm<I: VirtualInterface>(&self, gic: &mut VgicSession<'_, I>) {
+        let mut rtc = self.rtc.lock();
+        rtc.update(gic, Pl031::fire_alarm);
+        self.note_rtc_alarm(rtc.device());
+    }
+
+    /// Records when the PL031's alarm is due, for [`Self::rtc_alarm_due`].
+    fn note_rtc_alarm(&self, rtc: &Pl031) {
+        self.rtc_due.store(rtc.alarm_due().map_or(0, |due| due.max(1)), Ordering::Relaxed);
     }
 
     /// Whether a virtio device has work its budget cut short.
@@ -257,6 +294,8 @@ impl Devices {
         // fresh vGIC, and its own reset lowers both together.
         self.vgic.lock().reset();
         self.uart.lock().reset();
+        self.rtc.lock().reset();
+        self.rtc_due.store(0, Ordering::Relaxed);
         for device in &self.virtio {
             device.lock().reset();
         }
@@ -300,6 +339,7 @@ mod tests {
     use super::*;
     use crate::arch::aarch64::virtual_interface::NoListRegisters;
     use crate::console::ConsoleOutput;
+    use crate::devices::pl031::StoppedClock;
     use crate::devices::virtio::console::Console;
     use crate::devices::virtio::testing::ram;
     use crate::devices::virtio::VENDOR_ID;
@@ -320,7 +360,7 @@ mod tests {
     /// Devices of a 2-vCPU VM with one virtio-console in slot 0.
     fn devices(sent: &Sent) -> Devices {
         let console: Box<dyn VirtioBackend> = Box::new(Console::new(Box::new(Sent::default())));
-        Devices::new(2, Box::new(sent.clone()), &ram(), vec![(console, false)]).unwrap()
+        Devices::new(2, Box::new(sent.clone()), &StoppedClock, &ram(), vec![(console, false)]).unwrap()
     }
 
     fn load(devices: &Devices, ipa: u64) -> Option<u64> {

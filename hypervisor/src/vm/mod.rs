@@ -16,7 +16,9 @@ pub mod refusal;
 pub mod trap;
 pub mod vcpu;
 
+use crate::arch::aarch64::features::guest_features;
 use crate::console::BoxedConsole;
+use crate::devices::pl031::BoardClock;
 use crate::devices::virtio::VirtioBackend;
 use crate::devices::BusError;
 use crate::guest_dtb::{write_guest_dtb, GuestDtbError, GuestDtbSpec};
@@ -107,8 +109,8 @@ pub struct Power {
 }
 
 impl Vm {
-    /// Builds VM `index` from `config` over `memory`, with `console` as its UART output
-    /// and a virtio-mmio device for each of `backends`, in the order (and legacy
+    /// Builds VM `index` from `config` over `memory`, with `console` as its UART output,
+    /// its RTC reading `clock`, and a virtio-mmio device for each of `backends`, in the order (and legacy
     /// interface) of `config.devices`.
     ///
     /// # Errors
@@ -120,6 +122,7 @@ impl Vm {
         config: VmConfig<'static>,
         memory: GuestMemory,
         console: BoxedConsole,
+        clock: &'static dyn BoardClock,
         backends: Vec<Box<dyn VirtioBackend>>,
     ) -> Result<Self, VmError> {
         if memory.size() != config.spec.memory_size
@@ -141,7 +144,7 @@ impl Vm {
         let vmid = u8::try_from(index + 1).expect("at most MAX_VMS VMs");
         let vcpus = config.spec.cpus.len();
         let backends = backends.into_iter().zip(config.devices.iter().map(|d| d.legacy)).collect();
-        let devices = Devices::new(vcpus, console, &memory, backends).map_err(VmError::Bus)?;
+        let devices = Devices::new(vcpus, console, clock, &memory, backends).map_err(VmError::Bus)?;
         Ok(Self {
             index,
             config,
@@ -197,6 +200,7 @@ impl Vm {
             initrd: c.layout().initrd,
             boot_count: power.boots,
             virtio_devices: self.config.devices.len() as u32,
+            pmu: guest_features().has_pmu(),
         };
         let dtb = write_guest_dtb(&spec).map_err(VmError::Dtb)?;
         self.memory.write(c.dtb_addr, &dtb).map_err(VmError::Memory)?;

@@ -12,6 +12,7 @@ use super::hypercall::Answer;
 use super::psci::{self, PsciOutcome, VcpuView};
 use super::{Power, Vm};
 use crate::arch::aarch64::esr::{decode_trap, DecodeError, MmioAccess, SysReg, SysRegAccess, Trap, WfxKind};
+use crate::arch::aarch64::features::guest_features;
 use crate::arch::aarch64::guest_cpu::GuestCpu;
 use crate::arch::aarch64::insn;
 use crate::arch::aarch64::sysreg::{self, SysRegOutcome};
@@ -114,9 +115,14 @@ pub fn handle_on_cpu(
 /// sanitised value, what Sluice ignores is stepped past, the rest is undefined.
 #[inline(never)]
 fn sysreg_on_cpu(access: SysRegAccess, frame: &mut TrapFrame, cpu: &mut impl GuestCpu) {
-    match sysreg::emulate(access, |reg| cpu.read_id_register(reg)) {
+    let features = guest_features();
+    match sysreg::emulate(access, frame.reg(access.rt), &features, |reg| cpu.read_register(reg)) {
         SysRegOutcome::Read(value) => {
             frame.set_reg(access.rt, value);
+            frame.skip_instruction();
+        }
+        SysRegOutcome::Write(value) => {
+            cpu.write_pmcr(value);
             frame.skip_instruction();
         }
         SysRegOutcome::Ignored => frame.skip_instruction(),
@@ -457,6 +463,7 @@ mod tests {
     use crate::arch::aarch64::virtual_interface::NoListRegisters;
     use crate::arch::inject::Injection;
     use crate::console::ConsoleOutput;
+    use crate::devices::pl031::StoppedClock;
     use crate::mm::guest_memory::{GuestMemory, RamChunk};
     use crate::vm::config::VmConfig;
     use alloc::sync::Arc;
@@ -494,9 +501,10 @@ mod tests {
         fn set_exception_registers(&mut self, injection: &Injection) {
             self.injected = Some(*injection);
         }
-        fn read_id_register(&self, _reg: SysReg) -> u64 {
+        fn read_register(&self, _reg: SysReg) -> u64 {
             0x1111
         }
+        fn write_pmcr(&mut self, _value: u64) {}
         fn guest_va_to_ipa(&self, va: u64) -> Option<u64> {
             Some(va)
         }
@@ -522,7 +530,7 @@ mod tests {
             RamChunk { ipa: RAM, pa: 0x8000_0000, host: backing.as_mut_ptr() as usize, size: RAM_SIZE };
         // SAFETY: `backing` outlives the VM in every test and is touched only through it.
         let memory = unsafe { GuestMemory::new(vec![chunk]) };
-        let vm = Vm::new(0, config, memory, Box::new(sink.clone()), Vec::new()).unwrap();
+        let vm = Vm::new(0, config, memory, Box::new(sink.clone()), &StoppedClock, Vec::new()).unwrap();
         let mut power = vm.power().lock();
         vm.load(&mut power).unwrap();
         // vCPU 0 is running, as the CPU loop leaves it when it enters the guest.

@@ -165,6 +165,13 @@ static FAULT_ESR: AtomicU64 = AtomicU64::new(0);
 static FAULT_FAR: AtomicU64 = AtomicU64::new(0);
 static FAULT_ELR: AtomicU64 = AtomicU64::new(0);
 
+/// Set while `expect_debug` runs its closure.
+static DEBUG_ARMED: AtomicBool = AtomicBool::new(false);
+/// The debug exception taken while armed (ESR 0: none).
+static DEBUG_ESR: AtomicU64 = AtomicU64::new(0);
+static DEBUG_FAR: AtomicU64 = AtomicU64::new(0);
+static DEBUG_ELR: AtomicU64 = AtomicU64::new(0);
+
 /// Set while faults are counted and skipped (see [`skip_faults`]).
 static SKIPPING: AtomicBool = AtomicBool::new(false);
 static SKIPPED_DATA_ABORTS: AtomicU64 = AtomicU64::new(0);
@@ -223,6 +230,28 @@ pub fn expect_fault<F: FnOnce()>(f: F) -> Option<Fault> {
     })
 }
 
+/// Runs `f`, which is to take one debug exception at EL1 (a hardware breakpoint,
+/// a watchpoint or a software step); returns what the guest saw, else `None`.
+///
+/// On the exception, `MDSCR_EL1` is cleared (no more debug exceptions) and
+/// execution resumes where the exception says: a breakpoint's or watchpoint's
+/// instruction runs again, now without the debug event; a step goes on after the
+/// stepped instruction. Not reentrant.
+pub fn expect_debug<F: FnOnce()>(f: F) -> Option<Fault> {
+    DEBUG_ESR.store(0, Ordering::SeqCst);
+    DEBUG_ARMED.store(true, Ordering::SeqCst);
+    compiler_fence(Ordering::SeqCst);
+    f();
+    compiler_fence(Ordering::SeqCst);
+    DEBUG_ARMED.store(false, Ordering::SeqCst);
+    let esr = DEBUG_ESR.load(Ordering::SeqCst);
+    (esr != 0).then(|| Fault {
+        esr,
+        far: DEBUG_FAR.load(Ordering::SeqCst),
+        elr: DEBUG_ELR.load(Ordering::SeqCst),
+    })
+}
+
 /// Called by every vector with the saved context and the vector's index.
 extern "C" fn el1_trap(frame: &mut TrapFrame, index: u64) {
     let vector = Vector(index as u8);
@@ -242,6 +271,15 @@ extern "C" fn el1_trap(frame: &mut TrapFrame, index: u64) {
         );
     }
     let fault = Fault { esr, far, elr: frame.elr };
+    if vector == Vector::SYNC_CURRENT_SPX && fault.is_debug() && DEBUG_ARMED.load(Ordering::SeqCst) {
+        DEBUG_ARMED.store(false, Ordering::SeqCst);
+        // SAFETY: turning the guest's own debug exceptions off touches no memory.
+        unsafe { asm!("msr mdscr_el1, xzr", "isb", options(nomem, nostack, preserves_flags)) };
+        DEBUG_FAR.store(fault.far, Ordering::SeqCst);
+        DEBUG_ELR.store(fault.elr, Ordering::SeqCst);
+        DEBUG_ESR.store(fault.esr, Ordering::SeqCst);
+        return;
+    }
     if vector == Vector::SYNC_CURRENT_SPX && fault.is_recoverable() && ARMED.load(Ordering::SeqCst) {
         ARMED.store(false, Ordering::SeqCst);
         FAULT_ESR.store(fault.esr, Ordering::SeqCst);

@@ -36,6 +36,12 @@ pub mod ec {
     pub const SP_ALIGN: u8 = 0x26;
     /// SError interrupt.
     pub const SERROR: u8 = 0x2f;
+    /// Hardware breakpoint taken without a change of exception level.
+    pub const BREAKPOINT_SAME: u8 = 0x31;
+    /// Software step taken without a change of exception level.
+    pub const SOFTWARE_STEP_SAME: u8 = 0x33;
+    /// Watchpoint taken without a change of exception level.
+    pub const WATCHPOINT_SAME: u8 = 0x35;
     /// `brk` from AArch64.
     pub const BRK64: u8 = 0x3c;
 }
@@ -64,6 +70,12 @@ impl Fault {
         matches!(self.ec(), ec::DABT_SAME | ec::UNKNOWN | ec::IABT_SAME)
     }
 
+    /// Whether it is a debug exception taken at the guest's own EL: a hardware
+    /// breakpoint, a software step or a watchpoint.
+    pub const fn is_debug(&self) -> bool {
+        matches!(self.ec(), ec::BREAKPOINT_SAME | ec::SOFTWARE_STEP_SAME | ec::WATCHPOINT_SAME)
+    }
+
     /// Whether FAR_EL1 holds the faulting address (aborts and PC alignment faults;
     /// for other classes it is UNKNOWN).
     pub const fn has_address(&self) -> bool {
@@ -85,6 +97,9 @@ impl Fault {
             ec::DABT_LOWER | ec::DABT_SAME => "data abort",
             ec::SP_ALIGN => "SP alignment fault",
             ec::SERROR => "SError",
+            ec::BREAKPOINT_SAME => "breakpoint",
+            ec::SOFTWARE_STEP_SAME => "software step",
+            ec::WATCHPOINT_SAME => "watchpoint",
             ec::BRK64 => "brk",
             _ => "other",
         }

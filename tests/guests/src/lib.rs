@@ -43,6 +43,8 @@ pub mod virtio;
 #[cfg(bare_metal)]
 mod boot;
 #[cfg(bare_metal)]
+pub mod debug;
+#[cfg(bare_metal)]
 pub mod el1_timer;
 #[cfg(bare_metal)]
 pub mod exceptions;
@@ -53,7 +55,11 @@ pub mod irq;
 #[cfg(bare_metal)]
 mod panic;
 #[cfg(bare_metal)]
+pub mod pmu;
+#[cfg(bare_metal)]
 pub mod probe;
+#[cfg(bare_metal)]
+pub mod rtc;
 #[cfg(bare_metal)]
 pub mod shared;
 #[cfg(bare_metal)]

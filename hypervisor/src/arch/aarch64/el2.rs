@@ -6,8 +6,10 @@
 
 use super::el2_tables::{self, MAIR_EL2 as MAIR_VALUE};
 use super::esr::SysReg;
+use super::features::{guest_features, CpuIds, GuestFeatures};
 use super::guest_cpu::GuestCpu;
 use super::inject::Injection;
+use super::sysreg::PMCR_EL0 as PMCR;
 use crate::mm::stage2;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
@@ -102,14 +104,24 @@ fn hcr_el2() -> u64 {
     if has_pauth {
         hcr |= (1 << 41) | (1 << 40);
     }
-    hcr
+    hcr | guest_features().hcr_el2()
+}
+
+/// What the CPU says about its PMU, debug and MTE, for
+/// [`GuestFeatures::decide`]; `pmu_ppi` is the host DTB's.
+pub fn cpu_ids(pmu_ppi: Option<u32>) -> CpuIds {
+    let dfr0 = ID_AA64DFR0_EL1.get();
+    let pmu_version = (dfr0 >> 8) & 0xf;
+    let has_pmu = pmu_version != 0 && pmu_version != 0xf;
+    CpuIds { dfr0, pfr1: ID_AA64PFR1_EL1.get(), pmcr: if has_pmu { mrs!("pmcr_el0") } else { 0 }, pmu_ppi }
 }
 
 /// Sets the EL2 controls that don't depend on the VM: traps and timer access.
 pub fn init_cpu() {
-    // Trap PMU (TPM, TPMCR) and debug (TDA, TDOSA, TDRA) registers; keep HPMN.
+    // The PMU and debug registers as `features` decides.
+    let mdcr = guest_features().mdcr_el2(ID_AA64DFR0_EL1.get());
     let hpmn = MDCR_EL2.get() & 0x1f;
-    MDCR_EL2.set(hpmn | (1 << 11) | (1 << 10) | (1 << 9) | (1 << 6) | (1 << 5));
+    MDCR_EL2.set(if guest_features().has_pmu() { mdcr } else { (mdcr & !0x1f) | hpmn });
     // FP/SIMD untrapped, SVE untrapped when present (TZ = 0), SME and trace trapped.
     let has_sve = (ID_AA64PFR0_EL1.get() >> 32) & 0xf != 0;
     let cptr = if has_sve { 0x32ff } else { 0x33ff };
@@ -169,6 +181,84 @@ pub fn reset_el1_state() {
     CNTV_CVAL_EL0.set(0);
     CNTP_CVAL_EL0.set(0);
     barrier::isb(barrier::SY);
+    reset_owned_state(&guest_features());
+}
+
+/// Zeroes the first `breakpoints` breakpoints' and `watchpoints` watchpoints'
+/// control and value registers (there are at most 16 of each).
+macro_rules! clear_debug_pairs {
+    ($breakpoints:expr, $watchpoints:expr; $($n:literal)*) => {
+        $(
+            if $n < $breakpoints {
+                // SAFETY: breakpoint $n exists (below ID_AA64DFR0_EL1.BRPs + 1); its
+                // registers only concern the guest's EL1 and EL0.
+                unsafe {
+                    core::arch::asm!(
+                        concat!("msr dbgbcr", $n, "_el1, xzr"),
+                        concat!("msr dbgbvr", $n, "_el1, xzr"),
+                        options(nostack)
+                    )
+                };
+            }
+            if $n < $watchpoints {
+                // SAFETY: as above, for watchpoint $n.
+                unsafe {
+                    core::arch::asm!(
+                        concat!("msr dbgwcr", $n, "_el1, xzr"),
+                        concat!("msr dbgwvr", $n, "_el1, xzr"),
+                        options(nostack)
+                    )
+                };
+            }
+        )*
+    };
+}
+
+/// Puts what the guest owns of its CPU (see [`super::features`]) in the state it
+/// has when the machine starts: the PMU stopped with every counter, event type,
+/// enable and overflow flag cleared; every breakpoint and watchpoint off,
+/// `MDSCR_EL1` clear, the OS lock locked (as at reset); the tag registers clear.
+pub fn reset_owned_state(features: &GuestFeatures) {
+    if let Some(pmcr) = features.pmcr_reset() {
+        msr!("pmcr_el0", pmcr);
+        msr!("pmcntenclr_el0", u64::from(u32::MAX));
+        msr!("pmintenclr_el1", u64::from(u32::MAX));
+        msr!("pmovsclr_el0", u64::from(u32::MAX));
+        let counters = if let super::features::Pmu::PassedThrough { counters, .. } = features.pmu {
+            counters
+        } else {
+            0
+        };
+        for n in 0..u64::from(counters) {
+            msr!("pmselr_el0", n);
+            barrier::isb(barrier::SY);
+            msr!("pmxevtyper_el0", 0);
+        }
+        msr!("pmselr_el0", 0);
+        msr!("pmccfiltr_el0", 0);
+        msr!("pmuserenr_el0", 0);
+    }
+    msr!("mdscr_el1", 0);
+    clear_debug_pairs!(features.breakpoints, features.watchpoints; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    msr!("osdlr_el1", 0);
+    msr!("oslar_el1", 1);
+    if features.mte {
+        msr!("S3_0_C1_C0_6", 0); // GCR_EL1
+        msr!("S3_0_C1_C0_5", 0); // RGSR_EL1
+        msr!("S3_0_C5_C6_0", 0); // TFSR_EL1
+        msr!("S3_0_C5_C6_1", 0); // TFSRE0_EL1
+    }
+    barrier::isb(barrier::SY);
+}
+
+/// Stops the guest's PMU from counting or interrupting (a stopped vCPU's CPU must
+/// stay quiet): counting off, overflow interrupts masked.
+pub fn stop_pmu(features: &GuestFeatures) {
+    if let Some(pmcr) = features.pmcr_reset() {
+        msr!("pmcr_el0", pmcr);
+        msr!("pmintenclr_el1", u64::from(u32::MAX));
+        barrier::isb(barrier::SY);
+    }
 }
 
 /// The CPU's counter, read in order with the instructions around it.
@@ -210,8 +300,17 @@ impl GuestCpu for El1Cpu {
         }
     }
 
-    fn read_id_register(&self, reg: SysReg) -> u64 {
-        read_id_register(reg)
+    fn read_register(&self, reg: SysReg) -> u64 {
+        if reg == PMCR {
+            mrs!("pmcr_el0")
+        } else {
+            read_id_register(reg)
+        }
+    }
+
+    fn write_pmcr(&mut self, value: u64) {
+        msr!("pmcr_el0", value);
+        barrier::isb(barrier::SY);
     }
 
     fn guest_va_to_ipa(&self, va: u64) -> Option<u64> {
@@ -392,13 +491,17 @@ pub fn disable_el1_timers() {
     barrier::isb(barrier::SY);
 }
 
-/// Whether the guest's EL1 timer with interrupt `intid` (the virtual or the physical
-/// one, see [`super::intid`]) asserts its interrupt now: enabled, its condition met
-/// (ISTATUS) and not masked (IMASK). Any other INTID: false.
-pub fn el1_timer_asserts(intid: u32) -> bool {
+/// Whether the source of hardware-linked PPI `intid` (see [`super::intid`])
+/// asserts its interrupt now: for the guest's EL1 timers, enabled, its condition
+/// met (ISTATUS) and not masked (IMASK); for its PMU, enabled with an overflow
+/// whose interrupt is enabled. Any other INTID: false.
+pub fn linked_ppi_asserts(intid: u32) -> bool {
     let ctl = match intid {
         super::intid::VIRTUAL_TIMER => CNTV_CTL_EL0.get(),
         super::intid::PHYSICAL_TIMER => CNTP_CTL_EL0.get(),
+        super::intid::PMU_OVERFLOW => {
+            return mrs!("pmcr_el0") & 1 != 0 && mrs!("pmovsset_el0") & mrs!("pmintenset_el1") != 0;
+        }
         _ => return false,
     };
     // ENABLE (bit 0) and ISTATUS (bit 2) set, IMASK (bit 1) clear.
@@ -429,15 +532,15 @@ impl super::virtual_interface::VirtualInterface for ThisCpuInterface {
         deactivate(intid);
     }
     #[inline]
-    fn timer_asserts(&self, intid: u32) -> bool {
-        el1_timer_asserts(intid)
+    fn linked_ppi_asserts(&self, intid: u32) -> bool {
+        linked_ppi_asserts(intid)
     }
 }
 
-/// Arms the EL2 physical timer (CNTHP, PPI 10) to interrupt this CPU `ticks` of the
-/// counter from now: Sluice's own alarm, which no guest can see or touch.
-pub fn arm_hyp_timer(ticks: u64) {
-    msr!("cnthp_tval_el2", ticks);
+/// Arms the EL2 physical timer (CNTHP, PPI 10) to interrupt this CPU when the
+/// counter reaches `at`: Sluice's own alarm, which no guest can see or touch.
+pub fn arm_hyp_timer_at(at: u64) {
+    msr!("cnthp_cval_el2", at);
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET);
     barrier::isb(barrier::SY);
 }
@@ -449,10 +552,11 @@ pub fn disarm_hyp_timer() {
 }
 
 /// Leaves this CPU's guest state quiet when its vCPU stops (VM off, faulted, reset,
-/// or the vCPU turned off): EL1 timers off, and the virtual CPU interface off with
+/// or the vCPU turned off): EL1 timers and PMU off, and the virtual CPU interface off with
 /// no list register, active priority or guest interface setting left behind.
 pub fn quiesce_guest(list_registers: usize) {
     disable_el1_timers();
+    stop_pmu(&guest_features());
     reset_virtual_interface(list_registers);
     disable_virtual_interface();
 }

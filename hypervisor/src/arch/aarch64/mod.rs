@@ -3,6 +3,7 @@
 
 pub mod el2_tables;
 pub mod esr;
+pub mod features;
 pub mod guest_cpu;
 pub mod inject;
 pub mod insn;

@@ -17,6 +17,11 @@ pub struct TrapFrame {
     pub _pad: u64,
 }
 
+/// SPSR_ELx.SS: software step (Arm ARM D2.12).
+const SPSR_SS: u64 = 1 << 21;
+/// SPSR_ELx.BTYPE (bits 11:10): branch target identification.
+const SPSR_BTYPE: u64 = 0b11 << 10;
+
 /// Size of [`TrapFrame`] in bytes, as the assembly knows it.
 pub const TRAP_FRAME_SIZE: usize = 34 * 8;
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == TRAP_FRAME_SIZE);
@@ -42,9 +47,13 @@ impl TrapFrame {
         }
     }
 
-    /// Steps past the 4-byte instruction that trapped.
+    /// Steps past the 4-byte instruction that trapped, which Sluice carried out: as
+    /// after any instruction that completes, PSTATE.BTYPE is 0 and a software step
+    /// in progress is done (PSTATE.SS = 0, so a guest stepping it takes its step
+    /// exception right after it, as KVM's `kvm_skip_instr` does).
     pub fn skip_instruction(&mut self) {
         self.elr = self.elr.wrapping_add(4);
+        self.spsr &= !(SPSR_SS | SPSR_BTYPE);
     }
 }
 
@@ -63,5 +72,13 @@ mod tests {
         f.skip_instruction();
         assert_eq!(f.elr, 0x4020_0004);
         assert_eq!(f.spsr, 0x3c5);
+    }
+
+    #[test]
+    fn stepping_past_an_instruction_completes_a_software_step() {
+        let mut f = TrapFrame::boot(0x4020_0000, 0);
+        f.spsr |= SPSR_SS | SPSR_BTYPE;
+        f.skip_instruction();
+        assert_eq!(f.spsr, 0x3c5, "SS and BTYPE cleared, the rest kept");
     }
 }

@@ -1,7 +1,7 @@
 //! The GIC's virtual CPU interface, as the vGIC drives it on the CPU a vCPU runs
 //! on: its list registers (ICH_LR<n>_EL2), its control register (ICH_HCR_EL2), the
 //! deactivation of the physical interrupts linked to virtual ones, and the level of
-//! the EL1 timers behind those links. The bare-metal build implements it over the
+//! the sources behind those links (the EL1 timers, the PMU). The bare-metal build implements it over the
 //! real registers (`el2::ThisCpuInterface`); host tests over values.
 
 /// One CPU's virtual interface.
@@ -17,11 +17,12 @@ pub trait VirtualInterface {
     fn enable(&mut self, more_pending: bool);
     /// Deactivates physical interrupt `intid` (one the guest can no longer).
     fn deactivate_physical(&mut self, intid: u32);
-    /// Whether the EL1 timer behind hardware-linked `intid` asserts its interrupt.
-    fn timer_asserts(&self, intid: u32) -> bool;
+    /// Whether the source behind hardware-linked `intid` (an EL1 timer, the PMU)
+    /// asserts its interrupt.
+    fn linked_ppi_asserts(&self, intid: u32) -> bool;
 }
 
-/// For host tests: a CPU with no list registers and timers that never assert, so
+/// For host tests: a CPU with no list registers and linked sources that never assert, so
 /// whatever is pending stays in the vGIC, where the test can look.
 #[cfg(test)]
 pub struct NoListRegisters;
@@ -37,7 +38,7 @@ impl VirtualInterface for NoListRegisters {
     fn write_lr(&mut self, _index: usize, _value: u64) {}
     fn enable(&mut self, _more_pending: bool) {}
     fn deactivate_physical(&mut self, _intid: u32) {}
-    fn timer_asserts(&self, _intid: u32) -> bool {
+    fn linked_ppi_asserts(&self, _intid: u32) -> bool {
         false
     }
 }
