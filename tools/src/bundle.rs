@@ -88,7 +88,7 @@ mod tests {
             Device { kind: DeviceKind::Console, legacy: true },
         ];
         Scenario {
-            machine: Machine { cpus: 3, memory: GIB },
+            machine: Machine { cpus: 3, memory: GIB, mte: false },
             log_level: LogLevel::Trace,
             trace: false,
             vms: vec![vm("hello", &[0], None, None), second],

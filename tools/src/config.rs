@@ -30,7 +30,7 @@ pub struct Config {
     pub expect: Option<ExpectConfig>,
 }
 
-/// `[machine]`: used by the tools only (QEMU's `-smp` and `-m`).
+/// `[machine]`: used by the tools only (QEMU's `-smp`, `-m` and `-machine`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineConfig {
@@ -40,6 +40,10 @@ pub struct MachineConfig {
     /// Host RAM (`-m`).
     #[serde(default = "MachineConfig::default_memory")]
     pub memory: Number,
+    /// Memory tagging with tag storage (`-machine virt,mte=on`), which guests then
+    /// get.
+    #[serde(default)]
+    pub mte: bool,
 }
 
 impl MachineConfig {
@@ -54,7 +58,7 @@ impl MachineConfig {
 
 impl Default for MachineConfig {
     fn default() -> Self {
-        Self { cpus: Self::default_cpus(), memory: Self::default_memory() }
+        Self { cpus: Self::default_cpus(), memory: Self::default_memory(), mte: false }
     }
 }
 

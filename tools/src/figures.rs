@@ -127,7 +127,7 @@ pub fn measure_all(ws: &Workspace, built: &build::Built) -> Result<Vec<(String, 
             clock,
         ));
         let files = reference::write_files(vm, &ws.out_dir().join("figures").join(&vm.name))?;
-        let plain = reference::args(vm, &files, Mode::Modern, Console::Captured, clock);
+        let plain = reference::args(vm, &files, Mode::Modern, Console::Captured, clock, scenario.machine.mte);
         let label = clock.label();
         rows.push((format!("Sluice, {label}"), measure(ws, &sluice, Host::Sluice, &vm.name)));
         rows.push((format!("plain QEMU, {label}"), measure(ws, &plain, Host::PlainQemu, &vm.name)));

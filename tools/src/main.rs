@@ -211,7 +211,14 @@ fn run_command(ws: &Workspace, config: Option<PathBuf>, gdb: bool, reference: bo
     let args = if reference {
         let vm = &scenario.vms[0];
         let files = reference::write_files(vm, &ws.out_dir().join("reference").join(&vm.name))?;
-        reference::args(vm, &files, devices::Mode::Modern, Console::Interactive, Clock::Wall)
+        reference::args(
+            vm,
+            &files,
+            devices::Mode::Modern,
+            Console::Interactive,
+            Clock::Wall,
+            scenario.machine.mte,
+        )
     } else {
         let bundle_path = ws.bundle_path(&config);
         bundle::write(&scenario, &bundle_path)?;

@@ -70,12 +70,22 @@ impl Invocation {
     }
 }
 
+/// QEMU's `-machine` value: `machine`, with tag storage when `mte`.
+pub fn machine_option(machine: &str, mte: bool) -> String {
+    if mte {
+        format!("{machine},mte=on")
+    } else {
+        machine.to_owned()
+    }
+}
+
 /// QEMU's arguments (without the program name).
 pub fn args(invocation: &Invocation) -> Vec<OsString> {
     let smp = invocation.machine.cpus.to_string();
     // Validation keeps machine memory a multiple of 2 MiB, so whole MiB are exact.
     let memory = format!("{}M", invocation.machine.memory / MIB);
-    let head = ["-machine", MACHINE, "-cpu", "max", "-smp", &smp, "-m", &memory];
+    let machine = machine_option(MACHINE, invocation.machine.mte);
+    let head = ["-machine", &machine, "-cpu", "max", "-smp", &smp, "-m", &memory];
     let mut args: Vec<OsString> = head.iter().map(OsString::from).collect();
     args.push("-kernel".into());
     args.push(invocation.hypervisor.clone().into());
@@ -182,7 +192,7 @@ mod tests {
 
     fn invocation(console: Console, gdb: bool) -> Invocation {
         Invocation {
-            machine: Machine { cpus: 2, memory: GIB },
+            machine: Machine { cpus: 2, memory: GIB, mte: false },
             hypervisor: "target/sluice/sluice.bin".into(),
             bundle: "target/sluice/bundles/hello.dtb".into(),
             console,
@@ -237,6 +247,15 @@ mod tests {
         assert!(line(&invocation(Console::Captured, false)).ends_with(
             "-no-reboot -display none -monitor none -chardev stdio,id=console -serial chardev:console"
         ));
+    }
+
+    #[test]
+    fn tag_storage_goes_on_the_machine() {
+        let mut tagged = invocation(Console::Captured, false);
+        tagged.machine.mte = true;
+        assert!(line(&tagged).contains("-machine virt,virtualization=on,gic-version=3,mte=on -cpu max"));
+        assert!(line(&invocation(Console::Captured, false))
+            .contains("-machine virt,virtualization=on,gic-version=3 -cpu"));
     }
 
     #[test]

@@ -58,16 +58,18 @@ pub fn write_files(vm: &Vm, dir: &Path) -> Result<Files> {
     Ok(Files { kernel, initrd, disks })
 }
 
-/// QEMU's arguments for `vm` on plain QEMU virt (EL1, no Sluice) in `mode`, with
+/// QEMU's arguments for `vm` on plain QEMU virt (EL1, no Sluice; with tag storage
+/// when `mte`) in `mode`, with
 /// the serial port and any virtio-console on QEMU's stdin and stdout (multiplexed:
 /// QEMU's Ctrl-A c switches between them). On an interactive `console`, Ctrl-C goes
 /// to the guest. Time is kept by `clock`.
-pub fn args(vm: &Vm, files: &Files, mode: Mode, console: Console, clock: Clock) -> Vec<OsString> {
+pub fn args(vm: &Vm, files: &Files, mode: Mode, console: Console, clock: Clock, mte: bool) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let smp = vm.cpus.len().to_string();
     let memory = format!("{}M", vm.memory / MIB);
-    push(&["-machine", "virt,gic-version=3", "-cpu", "max", "-smp", &smp, "-m", &memory]);
+    let machine = crate::qemu::machine_option("virt,gic-version=3", mte);
+    push(&["-machine", &machine, "-cpu", "max", "-smp", &smp, "-m", &memory]);
     push(&["-display", "none", "-monitor", "none", "-no-reboot"]);
     push(clock.args());
     let chardev = match console {
@@ -142,7 +144,7 @@ mod tests {
     #[test]
     fn modern_command_line_has_the_devices() {
         let files = Files { kernel: "/k".into(), initrd: None, disks: vec![Some("/d0".into()), None] };
-        let line: Vec<String> = args(&vm(), &files, Mode::Modern, Console::Captured, Clock::Wall)
+        let line: Vec<String> = args(&vm(), &files, Mode::Modern, Console::Captured, Clock::Wall, false)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
@@ -153,8 +155,10 @@ mod tests {
         assert!(line.contains("-device virtio-blk-device,drive=disk0,serial=d0"), "{line}");
         assert!(line.contains("-device virtconsole,chardev=term"), "{line}");
         assert!(line.ends_with("-kernel /k -append a=1"), "{line}");
-        let legacy = args(&vm(), &files, Mode::Legacy, Console::Captured, Clock::Wall);
-        let interactive = args(&vm(), &files, Mode::Legacy, Console::Interactive, Clock::Wall);
+        let tagged = args(&vm(), &files, Mode::Modern, Console::Captured, Clock::Wall, true);
+        assert!(tagged.iter().any(|a| a == "virt,gic-version=3,mte=on"));
+        let legacy = args(&vm(), &files, Mode::Legacy, Console::Captured, Clock::Wall, false);
+        let interactive = args(&vm(), &files, Mode::Legacy, Console::Interactive, Clock::Wall, false);
         assert!(interactive.iter().any(|a| a == "stdio,id=term,mux=on,signal=off"));
         assert!(!legacy.iter().any(|a| a == "-global"));
     }
@@ -165,7 +169,7 @@ mod tests {
         for mode in [Mode::Modern, Mode::Legacy] {
             for console in [Console::Interactive, Console::Captured] {
                 for clock in [Clock::Wall, Clock::Icount] {
-                    let line: Vec<String> = args(&vm(), &files, mode, console, clock)
+                    let line: Vec<String> = args(&vm(), &files, mode, console, clock, false)
                         .iter()
                         .map(|a| a.to_string_lossy().into())
                         .collect();

@@ -332,7 +332,7 @@ fn try_reference(ws: &Workspace, scenario: &validate::Scenario, name: &str, mode
     // The scenario's first clock: a guest that counts instructions needs icount on
     // plain QEMU too.
     let clock = expect.clocks.first().copied().unwrap_or(Clock::Wall);
-    let args = reference::args(vm, &files, mode, Console::Captured, clock);
+    let args = reference::args(vm, &files, mode, Console::Captured, clock, scenario.machine.mte);
     eprintln!("$ {}", qemu::display(&args));
     let mut command = ws.command(qemu::QEMU);
     command.args(&args);

@@ -68,6 +68,8 @@ pub struct Machine {
     pub cpus: u32,
     /// Host RAM in bytes.
     pub memory: u64,
+    /// Memory tagging with tag storage (`mte=on`).
+    pub mte: bool,
 }
 
 /// A checked VM, with its images read and placed.
@@ -226,7 +228,11 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
         return Err(Refusal(errors));
     }
     Ok(Scenario {
-        machine: Machine { cpus: machine_cpus.expect("checked"), memory: machine_memory.expect("checked") },
+        machine: Machine {
+            cpus: machine_cpus.expect("checked"),
+            memory: machine_memory.expect("checked"),
+            mte: config.machine.mte,
+        },
         log_level: config.hypervisor.log_level,
         trace: config.hypervisor.trace,
         vms: vms.into_iter().map(|vm| vm.expect("checked")).collect(),
@@ -820,7 +826,7 @@ pub(crate) mod tests {
             .replace("128M", "\"128M\""),
         );
         let scenario = check(&text).unwrap();
-        assert_eq!(scenario.machine, Machine { cpus: 2, memory: GIB });
+        assert_eq!(scenario.machine, Machine { cpus: 2, memory: GIB, mte: false });
         assert_eq!(scenario.log_level, LogLevel::Debug);
         assert_eq!(scenario.vm_names(), ["hello", "linux"]);
         let hello = &scenario.vms[0];
@@ -899,7 +905,7 @@ pub(crate) mod tests {
     #[test]
     fn machine_defaults_are_one_cpu_and_1_gib() {
         let scenario = check(&vm("a", "[0]", "")).unwrap();
-        assert_eq!(scenario.machine, Machine { cpus: 1, memory: GIB });
+        assert_eq!(scenario.machine, Machine { cpus: 1, memory: GIB, mte: false });
         assert!(scenario.expect.is_none());
     }
 

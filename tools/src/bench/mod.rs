@@ -134,7 +134,7 @@ fn arguments(
         Side::Reference => {
             let vm = &scenario.vms[0];
             let files = reference::write_files(vm, &out.join("reference"))?;
-            reference::args(vm, &files, Mode::Modern, Console::Captured, plan.clock)
+            reference::args(vm, &files, Mode::Modern, Console::Captured, plan.clock, scenario.machine.mte)
         }
     };
     Ok(args)

@@ -64,6 +64,8 @@ pub const ID_AA64PFR1_EL1: SysReg = SysReg::new(3, 0, 0, 4, 1);
 pub const ID_AA64DFR0_EL1: SysReg = SysReg::new(3, 0, 0, 5, 0);
 /// ID_AA64DFR1_EL1.
 pub const ID_AA64DFR1_EL1: SysReg = SysReg::new(3, 0, 0, 5, 1);
+/// ID_AA64SMFR0_EL1: SME's features, hidden with SME.
+pub const ID_AA64SMFR0_EL1: SysReg = SysReg::new(3, 0, 0, 4, 5);
 /// PMCR_EL0.
 pub const PMCR_EL0: SysReg = SysReg::new(3, 3, 9, 12, 0);
 
@@ -103,11 +105,12 @@ pub fn sanitize_id(reg: SysReg, real: u64, features: &GuestFeatures) -> u64 {
         return 0;
     }
     match reg {
-        // EL0 and EL1 AArch64 only (0b0001); no AMU (bits 47:44), no MPAM (43:40),
-        // no RAS (31:28): they would need state Sluice doesn't switch.
+        // EL0 and EL1 AArch64 only (0b0001), no EL2 or EL3 for the guest (bits
+        // 15:8); no AMU (47:44), no MPAM (43:40), no RAS (31:28): they would need
+        // state Sluice doesn't switch.
         ID_AA64PFR0_EL1 => {
             let v = clear_field(clear_field(clear_field(real, 44), 40), 28);
-            (v & !0xff) | 0x11
+            (v & !0xffff) | 0x11
         }
         // No SME (27:24), MPAM fraction (19:16), RAS fraction (15:12); MTE (11:8)
         // and its fraction (43:40) only with tag storage.
@@ -121,7 +124,7 @@ pub fn sanitize_id(reg: SysReg, real: u64, features: &GuestFeatures) -> u64 {
         }
         // No trace, SPE, BRBE, trace buffer or filter; the PMU when passed through.
         ID_AA64DFR0_EL1 => real & if features.has_pmu() { DFR0_DEBUG | DFR0_PMU } else { DFR0_DEBUG },
-        ID_AA64DFR1_EL1 => 0,
+        ID_AA64DFR1_EL1 | ID_AA64SMFR0_EL1 => 0,
         _ => real,
     }
 }
@@ -165,7 +168,7 @@ mod tests {
     fn pfr0_advertises_aarch64_only_without_amu_mpam_ras() {
         let real = 0x1201_1011_1111_2222;
         let v = sanitize_id(ID_AA64PFR0_EL1, real, &with_pmu());
-        assert_eq!(v & 0xff, 0x11);
+        assert_eq!(v & 0xffff, 0x11, "EL0 and EL1 AArch64, no EL2 or EL3");
         assert_eq!(v >> 40 & 0xff, 0);
         assert_eq!(v >> 28 & 0xf, 0);
         assert_eq!(v >> 32 & 0xf, 1, "SVE stays visible");
@@ -188,6 +191,7 @@ mod tests {
         assert_eq!(emulate(read(id_pfr0), 0, &f, |_| 0x1234), SysRegOutcome::Read(0));
         let isar0 = SysReg::new(3, 0, 0, 6, 0);
         assert_eq!(emulate(read(isar0), 0, &f, |_| 0x1234), SysRegOutcome::Read(0x1234));
+        assert_eq!(emulate(read(ID_AA64SMFR0_EL1), 0, &f, |_| 0x1234), SysRegOutcome::Read(0), "no SME");
     }
 
     #[test]
