@@ -179,7 +179,24 @@ impl GuestMemory {
     pub fn zero(&self, ipa: u64, len: u64) -> Result<(), GuestMemoryError> {
         for (host, len) in self.spans(ipa, len)? {
             // SAFETY: `spans` returned a range inside one chunk (see `new`).
-            unsafe { zero_bytes(host as *mut u8, len) };
+            unsafe { zero_bytes(host as *mut u8, len, false) };
+        }
+        Ok(())
+    }
+
+    /// Zeroes guest memory at `ipa` as [`Self::zero`] does, and where the CPU has
+    /// tag storage (MTE) its allocation tags too, in whole `DC GZVA` blocks: for a
+    /// VM's RAM when it (re)starts, so it finds nothing of a previous run, tags
+    /// included. (A device's writes into guest buffers use [`Self::zero`]: they
+    /// leave the guest's tags alone.)
+    ///
+    /// # Errors
+    ///
+    /// `OutOfRange` if any byte of the range is not RAM; nothing is zeroed then.
+    pub fn erase(&self, ipa: u64, len: u64) -> Result<(), GuestMemoryError> {
+        for (host, len) in self.spans(ipa, len)? {
+            // SAFETY: `spans` returned a range inside one chunk (see `new`).
+            unsafe { zero_bytes(host as *mut u8, len, true) };
         }
         Ok(())
     }
@@ -483,7 +500,9 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
 /// # Safety
 ///
 /// `dst` must be valid for `len` bytes of writes.
-unsafe fn zero_bytes(dst: *mut u8, len: usize) {
+unsafe fn zero_bytes(dst: *mut u8, len: usize, tags: bool) {
+    #[cfg(not(bare_metal))]
+    let _ = tags;
     #[cfg(bare_metal)]
     if let Some(block) = zva_block_size() {
         let (start, end) = ((dst as usize).next_multiple_of(block), (dst as usize + len) / block * block);
@@ -494,6 +513,16 @@ unsafe fn zero_bytes(dst: *mut u8, len: usize) {
                 volatile_zero(end as *mut u8, dst as usize + len - end);
             }
             let mut at = start;
+            if tags && tag_storage() {
+                while at < end {
+                    // SAFETY: as below; DC GZVA (`sys #3, c7, c4, #4`) zeroes one block
+                    // and its allocation tags, which the guest alone uses.
+                    unsafe {
+                        core::arch::asm!("sys #3, c7, c4, #4, {}", in(reg) at, options(nostack, preserves_flags))
+                    };
+                    at += block;
+                }
+            }
             // Four blocks a step while they fit, then one.
             while at + 4 * block <= end {
                 // SAFETY: the four blocks lie inside [dst, dst + len), which the
@@ -519,6 +548,18 @@ unsafe fn zero_bytes(dst: *mut u8, len: usize) {
     }
     // SAFETY: the caller's contract.
     unsafe { volatile_zero(dst, len) }
+}
+
+/// Whether the CPU has tag storage that EL2 reaches (ID_AA64PFR1_EL1.MTE >= 2;
+/// `arch::aarch64::el2::mmu_on` then maps RAM as tagged and sets SCTLR_EL2.ATA).
+#[cfg(bare_metal)]
+fn tag_storage() -> bool {
+    let pfr1: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {}, id_aa64pfr1_el1", out(reg) pfr1, options(nomem, nostack, preserves_flags))
+    };
+    (pfr1 >> 8) & 0xf >= 2
 }
 
 /// The bytes `DC ZVA` zeroes (DCZID_EL0.BS words), or `None` where it is prohibited

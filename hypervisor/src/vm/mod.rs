@@ -177,7 +177,8 @@ impl Vm {
         self.stage2.root()
     }
 
-    /// Puts the images and a fresh DTB into RAM, zeroing the rest, resets the
+    /// Puts the images and a fresh DTB into RAM, zeroing the rest (its memory tags
+    /// too), resets the
     /// devices, and makes vCPU 0 start at the entry point with x0 = the DTB. Used at
     /// start and on `SYSTEM_RESET`, with every vCPU out of the guest and `power`
     /// (the VM's, locked) holding them there.
@@ -188,7 +189,7 @@ impl Vm {
     pub fn load(&self, power: &mut Power) -> Result<(), VmError> {
         let c = &self.config.spec;
         let ram = c.ram();
-        self.memory.zero(ram.base, ram.size).map_err(VmError::Memory)?;
+        self.memory.erase(ram.base, ram.size).map_err(VmError::Memory)?;
         self.memory.write(c.kernel_addr, c.kernel).map_err(VmError::Memory)?;
         if let Some((data, addr)) = c.initrd {
             self.memory.write(addr, data).map_err(VmError::Memory)?;

@@ -53,6 +53,8 @@ pub mod image;
 #[cfg(bare_metal)]
 pub mod irq;
 #[cfg(bare_metal)]
+pub mod mte;
+#[cfg(bare_metal)]
 mod panic;
 #[cfg(bare_metal)]
 pub mod pmu;

@@ -4,7 +4,7 @@
 //! come from the pure modules (`el2_tables`, `mm::stage2`, `inject`).
 #![allow(unsafe_code)]
 
-use super::el2_tables::{self, MAIR_EL2 as MAIR_VALUE};
+use super::el2_tables::{self, MAIR_EL2 as MAIR_VALUE, MAIR_EL2_TAGGED};
 use super::esr::SysReg;
 use super::features::{guest_features, CpuIds, GuestFeatures};
 use super::guest_cpu::GuestCpu;
@@ -67,7 +67,8 @@ pub fn enable_mmu(ram: &[Region]) -> Result<(), el2_tables::El2MapError> {
 
 /// Turns this CPU's EL2 MMU and caches on over the tables [`enable_mmu`] built.
 pub fn mmu_on() {
-    MAIR_EL2.set(MAIR_VALUE);
+    let tagged = (ID_AA64PFR1_EL1.get() >> 8) & 0xf >= 2;
+    MAIR_EL2.set(if tagged { MAIR_EL2_TAGGED } else { MAIR_VALUE });
     TCR_EL2.set(el2_tables::tcr_el2(pa_range()));
     TTBR0_EL2.set(core::ptr::addr_of!(EL2_TABLES) as u64);
     barrier::dsb(barrier::SY);
@@ -76,7 +77,9 @@ pub fn mmu_on() {
     unsafe { core::arch::asm!("tlbi alle2", "dsb nsh", "isb", options(nostack)) };
     // M (MMU), C (data cache), I (instruction cache), SA (stack alignment check).
     const SCTLR_EL2_RES1: u64 = (3 << 28) | (3 << 22) | (1 << 18) | (1 << 16) | (1 << 11) | (3 << 4);
-    SCTLR_EL2.set(SCTLR_EL2_RES1 | (1 << 12) | (1 << 3) | (1 << 2) | 1);
+    // ATA (bit 43) where there is tag storage: EL2 may clear tags, never checks them.
+    let ata = if tagged { 1 << 43 } else { 0 };
+    SCTLR_EL2.set(SCTLR_EL2_RES1 | ata | (1 << 12) | (1 << 3) | (1 << 2) | 1);
     barrier::isb(barrier::SY);
 }
 

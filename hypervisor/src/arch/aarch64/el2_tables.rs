@@ -10,6 +10,9 @@ use platform::Region;
 
 /// MAIR_EL2: attribute 0 is Device-nGnRE, attribute 1 Normal Write-Back RW-allocate.
 pub const MAIR_EL2: u64 = 0x04 | (0xff << 8);
+/// MAIR_EL2 on a CPU with tag storage: attribute 1 is Tagged Normal Write-Back, so
+/// EL2 can clear the tags of a VM's RAM (it never checks them: SCTLR_EL2.TCF = 0).
+pub const MAIR_EL2_TAGGED: u64 = 0x04 | (0xf0 << 8);
 const ATTR_DEVICE: u64 = 0 << 2;
 const ATTR_NORMAL: u64 = 1 << 2;
 /// Access flag.

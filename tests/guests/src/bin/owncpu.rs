@@ -20,7 +20,10 @@
 //! `owncpu.role=reset` (under Sluice: it needs `/chosen/sluice,boot-count`) the
 //! first boot leaves the PMU counting, breakpoints and watchpoints programmed, the
 //! OS lock open and the clock set to 2100, then resets the VM; the second boot
-//! checks that all of it is as on a first boot. A failed check prints
+//! checks that all of it is as on a first boot (and, with tag storage, that a
+//! granule tagged before is untagged). With `owncpu.role=mte` it checks memory
+//! tagging: a granule tagged through STG, a load with its tag, a tag check fault
+//! with another. A failed check prints
 //! `owncpu: FAIL ...` and powers off.
 #![cfg_attr(bare_metal, no_std, no_main)]
 #![deny(unsafe_code)]
@@ -37,9 +40,10 @@ mod guest {
 
     use test_guests::dtb::BootInfo;
     use test_guests::exceptions::expect_debug;
+    use test_guests::exceptions::expect_fault;
     use test_guests::fault::Fault;
     use test_guests::timer::{self, Deadline};
-    use test_guests::{bootargs, debug, gic, irq, pmu, println, psci, rtc};
+    use test_guests::{bootargs, debug, gic, irq, mte, pmu, println, psci, rtc};
 
     /// Turns of the known loop: 2 instructions each.
     const LOOP_TURNS: u64 = 10_000;
@@ -83,6 +87,7 @@ mod guest {
                 println!("owncpu: done");
             }
             Some("witness") => witness(),
+            Some("mte") => check_mte(),
             Some("reset") => match info.boot_count {
                 Some(0) => leave_state_and_reset(),
                 Some(_) => check_reset_state(),
@@ -319,6 +324,45 @@ mod guest {
         println!("owncpu: witness: rtc: the board's time throughout ({first}..{last})");
     }
 
+    /// DFSC of a synchronous tag check fault.
+    const TAG_CHECK_FAULT: u64 = 0x11;
+    /// A granule of RAM the reset check tags (well above the image, below the DTB).
+    const TAGGED_GRANULE: u64 = 0x4200_0000;
+
+    /// Memory tagging with tag storage: a granule tagged, loads through a pointer
+    /// with its tag and through one with another.
+    fn check_mte() {
+        let version = mte::mte_version();
+        if !mte::has_tag_storage() {
+            fail(format_args!("mte: ID_AA64PFR1_EL1.MTE is {version}: no tag storage"));
+        }
+        mte::enable();
+        static GRANULE: Granule = Granule([0x5a5a_5a5a, 0]);
+        let address = core::ptr::addr_of!(GRANULE) as u64;
+        let tagged = mte::with_tag(address, 0x3);
+        mte::store_tag(tagged);
+        if mte::load_tag(address) != 0x3 {
+            fail(format_args!("mte: tagged 3, the granule's tag reads {}", mte::load_tag(address)));
+        }
+        if mte::load(tagged) != 0x5a5a_5a5a {
+            fail(format_args!("mte: a load with the right tag read {:#x}", mte::load(tagged)));
+        }
+        let fault = expect_fault(|| {
+            core::hint::black_box(mte::load(mte::with_tag(address, 0x5)));
+        });
+        match fault {
+            Some(f) if f.esr & 0x3f == TAG_CHECK_FAULT => {}
+            other => {
+                fail(format_args!("mte: a load with the wrong tag gave {other:x?}, not a tag check fault"))
+            }
+        }
+        println!("owncpu: mte: MTE {version}; a tagged granule loads with its tag, faults with another (tag check fault)");
+    }
+
+    /// 16 bytes, one tag granule.
+    #[repr(C, align(16))]
+    struct Granule([u64; 2]);
+
     /// Breakpoint and watchpoint addresses the first boot leaves programmed.
     const LEFT_BREAKPOINT: u64 = 0x4000_1000;
     const LEFT_WATCHPOINT: u64 = 0x4000_2000;
@@ -334,6 +378,10 @@ mod guest {
         pmu::enable_interrupts(1 << 2);
         pmu::set_control(pmu::pmcr::E);
         rtc::set(YEAR_2100);
+        if mte::has_tag_storage() {
+            mte::enable();
+            mte::store_tag(mte::with_tag(TAGGED_GRANULE, 0x7));
+        }
         println!("owncpu: reset: PMU counting, debug registers set, clock at 2100; resetting");
         psci::system_reset()
     }
@@ -366,6 +414,14 @@ mod guest {
         let now = rtc::now();
         if !(YEAR_2020..YEAR_2100 - 1).contains(&now) || rtc::loaded() != 0 {
             fail(format_args!("reset: the clock reads {now} and loads {}: not the board's", rtc::loaded()));
+        }
+        if mte::has_tag_storage() {
+            mte::enable();
+            let tag = mte::load_tag(TAGGED_GRANULE);
+            if tag != 0 {
+                fail(format_args!("reset: a granule tagged 7 before the reset is tagged {tag}"));
+            }
+            println!("owncpu: reset: memory tags clear");
         }
         println!(
             "owncpu: reset: PMU stopped and clear, debug registers clear, OS lock locked, clock the board's"
