@@ -339,6 +339,7 @@ mod tests {
     use super::*;
     use crate::arch::aarch64::virtual_interface::NoListRegisters;
     use crate::console::ConsoleOutput;
+    use crate::devices::pl031::BoardClock;
     use crate::devices::pl031::StoppedClock;
     use crate::devices::virtio::console::Console;
     use crate::devices::virtio::testing::ram;
@@ -376,10 +377,13 @@ mod tests {
     #[test]
     fn every_device_answers_at_its_address() {
         let devices = devices(&Sent::default());
-        // GICD_IIDR, vCPU 1's GICR_TYPER (its affinity), the PL011's PeriphID0.
+        // GICD_IIDR, vCPU 1's GICR_TYPER (its affinity), the PL011's and the PL031's
+        // PeriphID0, the PL031's time (the stopped test clock's).
         assert_eq!(load(&devices, qemu_virt::GICD.base + 0x8), Some(0x5300_043b));
         assert_eq!(load(&devices, qemu_virt::GICR_BASE + qemu_virt::GICR_FRAME_SIZE + 0xc), Some(1));
         assert_eq!(load(&devices, qemu_virt::UART.base + 0xfe0), Some(0x11));
+        assert_eq!(load(&devices, qemu_virt::RTC.base + 0xfe0), Some(0x31));
+        assert_eq!(load(&devices, qemu_virt::RTC.base), Some(u64::from(StoppedClock.seconds())));
         // The virtio-console in slot 0 (DeviceID 3); slot 1 and the last are empty.
         let slot = |n: u64| qemu_virt::VIRTIO_MMIO_BASE + n * qemu_virt::VIRTIO_MMIO_SLOT_SIZE;
         assert_eq!(load(&devices, slot(0) + 0x8), Some(3));
@@ -423,5 +427,33 @@ mod tests {
         // UARTICR clears it: the line drops, and so does the pending state.
         store(&devices, qemu_virt::UART.base + 0x44, 1 << 5);
         assert!(!devices.vgic().lock().has_pending(0));
+    }
+
+    #[test]
+    fn the_rtc_alarm_is_due_when_armed_and_its_line_reaches_the_vgic() {
+        let devices = devices(&Sent::default());
+        let rtc_spi = FIRST_SPI + qemu_virt::RTC_SPI;
+        assert_eq!(devices.rtc_alarm_due(), None);
+        // The distributor on, the SPI enabled (Group 1, level).
+        store(&devices, qemu_virt::GICD.base, 2);
+        store(&devices, qemu_virt::GICD.base + 0xc08, 0);
+        store(&devices, qemu_virt::GICD.base + 0x84, 1 << (rtc_spi - 32));
+        store(&devices, qemu_virt::GICD.base + 0x104, 1 << (rtc_spi - 32));
+        store(&devices, qemu_virt::RTC.base + 0x10, 1);
+        // A match one second ahead: due at counter 1 (the test clock runs at 1 Hz).
+        store(&devices, qemu_virt::RTC.base + 0x4, u64::from(StoppedClock.seconds()) + 1);
+        assert_eq!(devices.rtc_alarm_due(), Some(1));
+        assert!(!devices.vgic().lock().has_pending(0));
+        // A match equal to the time raises it at once; the alarm is no longer due.
+        store(&devices, qemu_virt::RTC.base + 0x4, u64::from(StoppedClock.seconds()));
+        assert_eq!(devices.rtc_alarm_due(), None);
+        assert!(devices.vgic().lock().has_pending(0));
+        // Cleared, the line drops; a reset forgets an armed alarm.
+        store(&devices, qemu_virt::RTC.base + 0x1c, 1);
+        assert!(!devices.vgic().lock().has_pending(0));
+        store(&devices, qemu_virt::RTC.base + 0x4, u64::from(StoppedClock.seconds()) + 5);
+        assert!(devices.rtc_alarm_due().is_some());
+        devices.reset();
+        assert_eq!(devices.rtc_alarm_due(), None);
     }
 }
