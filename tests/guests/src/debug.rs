@@ -118,41 +118,15 @@ pub fn hit_watchpoint(slot: &mut u64, value: u64) {
     }
 }
 
-/// Steps one `add`: returns the address after it, where the step exception must
-/// say the guest stopped, and the register it incremented (which must be 1).
-pub fn step_add() -> (u64, u64) {
-    let (after, counted): (u64, u64);
-    // SAFETY: `eret` to the next instructions at EL1 with SS set, D clear; the step
-    // exception comes back after the `add`, and its handler turns stepping off.
-    unsafe {
-        asm!(
-            "msr daifset, #8",
-            "msr mdscr_el1, {mdscr}",
-            "isb",
-            "mov {counted}, #0",
-            "adr {after}, 3f",
-            "adr {scratch}, 2f",
-            "msr elr_el1, {scratch}",
-            "msr spsr_el1, {spsr}",
-            "eret",
-            "2:",
-            "add {counted}, {counted}, #1",
-            "3:",
-            "nop",
-            mdscr = in(reg) MDSCR_SS | MDSCR_KDE, spsr = in(reg) SPSR_EL1H_STEP,
-            after = out(reg) after, counted = out(reg) counted, scratch = out(reg) _,
-            options(nomem, nostack),
-        )
-    };
-    (after, counted)
-}
-
-/// Steps one 32-bit load from `address` (a device register: under a hypervisor
-/// the load traps and is emulated, and the step must still end right after it).
-/// Returns the address after the load, and what it read.
+/// Steps one 32-bit load from `address` (from RAM, or from a device register:
+/// under a hypervisor that load traps and is emulated, and the step must still end
+/// right after it). Returns the address after the load, where the step exception
+/// must say the guest stopped, and what it read.
 pub fn step_load(address: u64) -> (u64, u64) {
     let (after, value): (u64, u64);
-    // SAFETY: as `step_add`; the load reads a device register.
+    // SAFETY: `eret` to the next instructions at EL1 with SS set, D clear; the step
+    // exception comes back after the load, and its handler turns stepping off. The
+    // caller gives an address it may read.
     unsafe {
         asm!(
             "msr daifset, #8",

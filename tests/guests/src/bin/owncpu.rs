@@ -212,11 +212,12 @@ mod guest {
             "owncpu: debug: watchpoint taken on a store (ESR {ESR_WATCHPOINT_WRITE:#x}, FAR the address)"
         );
 
+        let word = 0x600d_f00du32;
         let mut stepped = (0, 0);
-        let hit = expect_debug(|| stepped = debug::step_add());
+        let hit = expect_debug(|| stepped = debug::step_load(core::ptr::addr_of!(word) as u64));
         expect_exception("software step", hit, ESR_STEP, stepped.0, None);
-        if stepped.1 != 1 {
-            fail(format_args!("debug: the stepped add ran {} times", stepped.1));
+        if stepped.1 != u64::from(word) {
+            fail(format_args!("debug: the stepped load read {:#x}", stepped.1));
         }
         println!("owncpu: debug: software step taken after one instruction (ESR {ESR_STEP:#x})");
 
