@@ -110,6 +110,16 @@ impl DmaRegion {
         unsafe { self.ptr(offset, 8, 8).cast::<u64>().write_volatile(value.to_le()) }
     }
 
+    /// Copies `src` to `offset`, one volatile byte store at a time (as
+    /// [`Self::read_bytes`]).
+    pub(crate) fn write_bytes(&self, offset: usize, src: &[u8]) {
+        let dst = self.ptr(offset, src.len(), 1);
+        for (i, s) in src.iter().enumerate() {
+            // SAFETY: `offset + i` is in bounds (the whole range was checked).
+            unsafe { dst.add(i).write_volatile(*s) };
+        }
+    }
+
     /// Copies `dst.len()` bytes from `offset` into `dst`, one volatile byte load at a
     /// time (with the MMU off RAM is Device memory, where a wide unaligned load faults).
     pub(crate) fn read_bytes(&self, offset: usize, dst: &mut [u8]) {

@@ -8,6 +8,7 @@ use crate::arch::aarch64::features::{self, GuestFeatures, Pmu};
 use crate::arch::aarch64::stacks::MAX_CPUS;
 use crate::devices::virtio::blk::host::HostBlk;
 use crate::devices::virtio::blk::Blk;
+use crate::devices::virtio::channel::{ChannelPort, Link};
 use crate::devices::virtio::console::Console;
 use crate::devices::virtio::VirtioBackend;
 use crate::drivers::board_clock::HostClock;
@@ -23,10 +24,13 @@ use crate::mm::guest_memory::{GuestMemory, RamChunk};
 use crate::run::{self, HostCpu, Machine, FAILED};
 use crate::trace;
 use crate::vm::admission;
+use crate::vm::channels;
 use crate::vm::config::{parse_bundle, Bundle, VmConfig};
 use crate::vm::refusal::Refusal;
 use crate::vm::Vm;
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -145,12 +149,22 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
     let mut ram = RamAllocator::new(&subtract(&host.ram, &reserved));
 
     let mut host_disks = HostDisks::probe(if wants_host_disks(&bundle) { &host.virtio_mmio } else { &[] });
+    let (links, unjoined) = channels::join(&bundle.vms.iter().map(|c| c.as_ref().ok()).collect::<Vec<_>>());
     let mut vms = Vec::new();
     let mut cpu_slot = vec![None; host.cpus.len()];
     for (index, config) in bundle.vms.into_iter().enumerate() {
         let mut media =
-            Media { free: &free, pinned: &pinned, ram: &mut ram, host_disks: &mut host_disks, clock };
-        let built = config.map_err(Refusal::from).and_then(|config| build_vm(index, config, &mut media));
+            Media { free: &free, pinned: &pinned, ram: &mut ram, host_disks: &mut host_disks, clock, links: &links };
+        let unjoined = unjoined.iter().find(|u| u.vm == index).map(|u| Refusal::Channel {
+            slot: u.slot,
+            name: String::from(u.name),
+            ends_in: u.ends_in.clone(),
+        });
+        let built = match (config, unjoined) {
+            (Err(e), _) => Err(Refusal::from(e)),
+            (Ok(_), Some(refusal)) => Err(refusal),
+            (Ok(config), None) => build_vm(index, config, &mut media),
+        };
         match built {
             Ok(vm) => {
                 info!(
@@ -275,6 +289,8 @@ struct Media<'a> {
     host_disks: &'a mut HostDisks,
     /// The board's time, for the VMs' clocks.
     clock: &'static HostClock,
+    /// The channels between VMs' consoles, by name.
+    links: &'a BTreeMap<&'static str, Arc<Link>>,
 }
 
 /// Whether any VM of the bundle has a disk on a host device (only then are the
@@ -307,6 +323,7 @@ fn build_vm(index: usize, config: VmConfig<'static>, media: &mut Media<'_>) -> R
     // at EL2 and given to this VM alone.
     let memory = unsafe { GuestMemory::new(chunks) };
     let mut backends = Vec::new();
+    let mut channels = Vec::new();
     for (slot, device) in config.devices.iter().enumerate() {
         let backend: Box<dyn VirtioBackend> = match &device.kind {
             DeviceKind::Blk(disk) => {
@@ -326,10 +343,16 @@ fn build_vm(index: usize, config: VmConfig<'static>, media: &mut Media<'_>) -> R
                 }
             }
             DeviceKind::Console => Box::new(Console::new(Box::new(VmConsole { vm: index }))),
+            DeviceKind::Channel(name) => {
+                let link = media.links.get(name).expect("channels::join made every end's link");
+                channels.push(link.clone());
+                Box::new(ChannelPort::new(link.clone()))
+            }
         };
         backends.push(backend);
     }
-    let vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), media.clock, backends)?;
+    let vm = Vm::new(index, config, memory, Box::new(VmConsole { vm: index }), media.clock, backends)?
+        .with_channels(channels);
     vm.load(&mut vm.power().lock())?;
     Ok(vm)
 }

@@ -92,6 +92,9 @@ pub const DEVICE_KIND: &str = "kind";
 pub const KIND_BLK: &str = "blk";
 /// Value of [`DEVICE_KIND`]: virtio-console on the shared UART.
 pub const KIND_CONSOLE: &str = "console";
+/// Console property: the name of the channel that joins this console to another
+/// VM's console with the same name (without it, the console is on the shared UART).
+pub const CONSOLE_CHANNEL: &str = "channel";
 /// Device property (empty): use the legacy virtio-mmio interface (version 1).
 pub const DEVICE_LEGACY: &str = "legacy";
 /// Block device property: the ID (`GET_ID`) of the machine's own virtio-blk device

@@ -16,7 +16,7 @@ use crate::{bundle, config};
 fn footprint(vm: &Vm) -> u64 {
     let disks = vm.devices.iter().filter_map(|device| match &device.kind {
         DeviceKind::Blk(disk) => disk.ram_size(),
-        DeviceKind::Console => None,
+        DeviceKind::Console | DeviceKind::Channel(_) => None,
     });
     vm_footprint(vm.memory, disks)
 }

@@ -159,6 +159,9 @@ pub struct VirtioConfig {
     pub read_only: bool,
     /// blk: the serial number `GET_ID` returns.
     pub serial: Option<String>,
+    /// console: joins it to the console of another VM that gives the same name,
+    /// instead of the shared UART.
+    pub channel: Option<String>,
     /// Use the legacy virtio-mmio interface (version 1).
     #[serde(default)]
     pub legacy: bool,

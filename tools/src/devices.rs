@@ -26,6 +26,8 @@ pub enum DeviceKind {
     Blk(Disk),
     /// virtio-console on the shared UART.
     Console,
+    /// virtio-console joined to the console of another VM with this channel name.
+    Channel(String),
 }
 
 /// A disk.
@@ -119,6 +121,7 @@ impl Device {
                 serial: disk.serial.as_deref(),
             }),
             DeviceKind::Console => rules::DeviceKind::Console,
+            DeviceKind::Channel(name) => rules::DeviceKind::Channel(name),
         };
         DeviceSpec { kind, legacy: self.legacy }
     }
@@ -188,7 +191,16 @@ pub fn check(
                     errors.push((field, "only a blk device has a disk".to_owned()));
                 }
             }
-            Some(DeviceKind::Console)
+            match &config.channel {
+                None => Some(DeviceKind::Console),
+                Some(name) => match check_channel_name(name) {
+                    Ok(()) => Some(DeviceKind::Channel(name.clone())),
+                    Err(reason) => {
+                        errors.push(("channel", format!("{name:?} {reason}")));
+                        None
+                    }
+                },
+            }
         }
         other => {
             errors.push(("kind", format!("{other:?} is not a device kind: use \"blk\" or \"console\"")));
@@ -201,12 +213,25 @@ pub fn check(
     }
 }
 
+/// A channel's name: as a VM's (`[A-Za-z0-9_-]`, 1 to 31 characters).
+fn check_channel_name(name: &str) -> Result<(), &'static str> {
+    rules::check_name(name)?;
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        Ok(())
+    } else {
+        Err("may hold only letters, digits, '_' and '-'")
+    }
+}
+
 fn check_blk(
     config: &VirtioConfig,
     (vm, slot): (usize, usize),
     files: &mut DeviceFiles<'_>,
     errors: &mut Vec<(&'static str, String)>,
 ) -> Option<DeviceKind> {
+    if config.channel.is_some() {
+        errors.push(("channel", "only a console joins a channel".to_owned()));
+    }
     if let Some(serial) = &config.serial {
         if let Err(reason) = rules::check_serial(serial) {
             errors.push(("serial", format!("{serial:?} {reason}")));
@@ -321,6 +346,7 @@ mod tests {
             size: Some(Number::Text("1M".into())),
             read_only: false,
             serial: Some("disk0".into()),
+            channel: None,
             legacy: false,
         }
     }

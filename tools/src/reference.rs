@@ -52,7 +52,7 @@ pub fn write_files(vm: &Vm, dir: &Path) -> Result<Files> {
                 crate::sparse::copy(&file.path, &copy)?;
                 Some(copy)
             }
-            DeviceKind::Console => None,
+            DeviceKind::Console | DeviceKind::Channel(_) => None,
         });
     }
     Ok(Files { kernel, initrd, disks })

@@ -20,7 +20,7 @@ use crate::attribution::{Said, Speaker};
 use crate::clock::Clock;
 use crate::config::{Config, ExpectConfig, LogLevel, Number, VmConfig};
 use crate::damage::Damage;
-use crate::devices::{self, Device, DeviceFiles, MachineDisk, Mode, MAX_DEVICES};
+use crate::devices::{self, Device, DeviceFiles, DeviceKind, MachineDisk, Mode, MAX_DEVICES};
 use crate::disk_check::{self, DiskCheck};
 use crate::layout::{self, Layout, DTB_AREA_SIZE};
 use crate::regular_file::DiskFile;
@@ -210,8 +210,10 @@ pub fn validate(config: &Config, sources: &Sources<'_>) -> Result<Scenario, Refu
         cpu_owner: BTreeMap::new(),
         pinned: Vec::new(),
         disk_files: BTreeMap::new(),
+        channel_ends: BTreeMap::new(),
     };
     let vms: Vec<Option<Vm>> = config.vm.iter().enumerate().map(|(i, vm)| checker.check(i, vm)).collect();
+    checker.check_channels();
 
     let vm_names: Vec<&str> = config.vm.iter().map(|vm| vm.name.as_str()).collect();
     let mut expect = config.expect.as_ref().and_then(|e| check_expect(e, &vm_names, &mut errors));
@@ -456,6 +458,8 @@ struct VmChecker<'a, 'e> {
     pinned: Vec<(Region, usize)>,
     /// Disk files so far, with their VM's index and slot.
     disk_files: BTreeMap<PathBuf, (usize, usize)>,
+    /// The consoles (VM, slot) that give each channel name.
+    channel_ends: BTreeMap<String, Vec<(usize, usize)>>,
 }
 
 impl VmChecker<'_, '_> {
@@ -557,6 +561,9 @@ impl VmChecker<'_, '_> {
             match devices::check(config, (i, j), &mut files) {
                 Ok(device) => {
                     self.check_disk_unshared(i, j, &device);
+                    if let DeviceKind::Channel(name) = &device.kind {
+                        self.channel_ends.entry(name.clone()).or_default().push((i, j));
+                    }
                     checked.push(device);
                 }
                 Err(refusals) => {
@@ -579,6 +586,22 @@ impl VmChecker<'_, '_> {
             self.refuse(i, &format!("virtio[{j}].image"), what);
         } else {
             self.disk_files.insert(disk.path, (i, j));
+        }
+    }
+
+    /// Refuses a channel name that does not join exactly two consoles in two VMs.
+    fn check_channels(&mut self) {
+        let ends = std::mem::take(&mut self.channel_ends);
+        for (name, at) in ends {
+            let reason = match at[..] {
+                [(a, _), (b, _)] if a != b => continue,
+                [(_, _), (_, _)] => "both of its consoles are in this VM; it joins two VMs".to_owned(),
+                [_] => "no other VM's console gives this name; a channel joins two".to_owned(),
+                _ => format!("{} consoles give this name; a channel joins exactly two", at.len()),
+            };
+            for (vm, slot) in at {
+                self.refuse(vm, &format!("virtio[{slot}].channel"), format!("{name:?}: {reason}"));
+            }
         }
     }
 
@@ -863,6 +886,37 @@ pub(crate) mod tests {
         assert_refused_starting(
             &format!("{}[[vm.virtio]]\nkind = \"blk\"\nimage = \"missing.img\"\n", vm("a", "[0]", "")),
             "vm[0].virtio[0].image: cannot open /scenarios/missing.img for reading and writing",
+        );
+    }
+
+    #[test]
+    fn a_channel_joins_two_consoles_in_two_vms() {
+        let channel = |name: &str| format!("[[vm.virtio]]\nkind = \"console\"\nchannel = \"{name}\"\n");
+        let three = format!("{}{}{}", machine(3, "256M"), vm("a", "[0]", ""), channel("log"));
+        let text = format!("{three}{}{}", vm("b", "[1]", ""), channel("log"));
+        let scenario = check(&text).unwrap();
+        assert_eq!(scenario.vms[1].devices[0].kind, DeviceKind::Channel("log".into()));
+        assert_refused(
+            &format!("{}{}", vm("a", "[0]", ""), channel("log")),
+            "vm[0].virtio[0].channel: \"log\": no other VM's console gives this name; a channel joins two",
+        );
+        let refusals = |text: &str| match check(text) {
+            Err(Refusal(errors)) => errors,
+            Ok(_) => panic!("accepted:\n{text}"),
+        };
+        let same = refusals(&format!("{}{}{}", vm("a", "[0]", ""), channel("x"), channel("x")));
+        let reason = "\"x\": both of its consoles are in this VM; it joins two VMs";
+        assert_eq!(same, [format!("vm[0].virtio[0].channel: {reason}"), format!("vm[0].virtio[1].channel: {reason}")]);
+        let crowd = refusals(&format!("{text}{}{}", vm("c", "[2]", ""), channel("log")));
+        assert_eq!(crowd.len(), 3, "each end is told: {crowd:?}");
+        assert!(crowd[2].starts_with("vm[2].virtio[0].channel: \"log\": 3 consoles give this name"), "{crowd:?}");
+        assert_refused_starting(
+            &format!("{}{}", vm("a", "[0]", ""), channel("no spaces")),
+            "vm[0].virtio[0].channel: \"no spaces\" may hold only letters",
+        );
+        assert_refused_starting(
+            &format!("{}[[vm.virtio]]\nkind = \"blk\"\nsize = \"1M\"\nchannel = \"x\"\n", vm("a", "[0]", "")),
+            "vm[0].virtio[0].channel: only a console joins a channel",
         );
     }
 

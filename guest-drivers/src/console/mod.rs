@@ -1,12 +1,15 @@
 //! virtio-console driver (virtio 1.2 §5.3), single port: blocking `write` on the
-//! transmit queue, non-blocking `read` from receive buffers the driver keeps posted,
-//! and the emergency write.
+//! transmit queue, non-blocking `try_write` and `read`, and the emergency write.
 //!
 //! The receive buffers are the driver's own DMA memory ([`RX_BUFFERS`] buffers of
 //! [`RX_BUFFER_SIZE`] bytes), posted at initialisation; `read` copies out of a filled
-//! buffer and posts it again once it is empty.
+//! buffer and posts it again once it is empty. `write` hands the device the caller's
+//! bytes and waits for them; `try_write` copies them into one of [`TX_BUFFERS`]
+//! transmit buffers of its own and returns at once, or takes nothing when all are
+//! with the device (the device is slower than the writer: its ring is full).
 //!
-//! DMA memory: 5 pages (two 32-entry rings of 2 pages, the receive buffers 1).
+//! DMA memory: 6 pages (two 32-entry rings of 2 pages, the receive buffers 1, the
+//! transmit buffers 1).
 //! Indirect tables are not used: every chain here is a single buffer.
 #![allow(unsafe_code)]
 
@@ -27,6 +30,12 @@ pub const QUEUE_SIZE: usize = 32;
 pub const RX_BUFFERS: usize = 16;
 /// Bytes of each receive buffer.
 pub const RX_BUFFER_SIZE: usize = 256;
+/// Transmit buffers `try_write` copies into (fewer if the queue is smaller).
+pub const TX_BUFFERS: usize = 16;
+/// Bytes of each transmit buffer.
+pub const TX_BUFFER_SIZE: usize = 256;
+/// The transmit token of `write`'s own buffer (a `try_write` buffer's is its index).
+const CALLER_BUFFER: u16 = u16::MAX;
 /// How many empty polls a blocking write makes between reads of the device status.
 const STATUS_POLL_INTERVAL: u32 = 1024;
 
@@ -46,8 +55,11 @@ struct Pending {
 pub struct VirtioConsole<H: Hal + Clone, T: Transport> {
     transport: T,
     rx: VirtQueue<H, u16, QUEUE_SIZE>,
-    tx: VirtQueue<H, (), QUEUE_SIZE>,
+    tx: VirtQueue<H, u16, QUEUE_SIZE>,
     rx_buffers: DmaRegion,
+    tx_buffers: DmaRegion,
+    /// The transmit buffers not with the device (a bit each).
+    tx_free: u32,
     current: Option<Pending>,
     features: u64,
     broken: bool,
@@ -89,7 +101,18 @@ impl<H: Hal + Clone, T: Transport> VirtioConsole<H, T> {
                 return Err(e);
             }
         };
-        let mut console = Self { transport, rx, tx, rx_buffers, current: None, features, broken: false };
+        let tx_buffers = match DmaRegion::alloc(rx.hal(), TX_BUFFERS * TX_BUFFER_SIZE) {
+            Ok(region) => region,
+            Err(e) => {
+                init::abandon(&mut transport);
+                // SAFETY: the device is reset; nothing else holds the receive buffers.
+                unsafe { rx_buffers.free(rx.hal()) };
+                return Err(e);
+            }
+        };
+        let tx_free = (1u32 << TX_BUFFERS.min(usize::from(tx.size()))) - 1;
+        let mut console =
+            Self { transport, rx, tx, rx_buffers, tx_buffers, tx_free, current: None, features, broken: false };
         let posted = RX_BUFFERS.min(usize::from(console.rx.size()));
         for index in 0..posted as u16 {
             if let Err(e) = console.post(index) {
@@ -134,12 +157,13 @@ impl<H: Hal + Clone, T: Transport> VirtioConsole<H, T> {
         for chunk in data.chunks(u32::MAX as usize) {
             // SAFETY: the loop below returns only once the device has given the
             // buffer back or has been reset, so `chunk` outlives its use.
-            unsafe { self.tx.add_buf(&[chunk], &mut [], ()) }?;
+            unsafe { self.tx.add_buf(&[chunk], &mut [], CALLER_BUFFER) }?;
             self.tx.kick(&mut self.transport);
             let mut polls = 0u32;
             loop {
                 match self.tx.get_buf() {
-                    Ok(Some(_)) => break,
+                    Ok(Some(used)) if used.token == CALLER_BUFFER => break,
+                    Ok(Some(used)) => self.tx_free |= 1 << used.token,
                     Ok(None) => {}
                     Err(e) => {
                         self.break_device();
@@ -157,6 +181,50 @@ impl<H: Hal + Clone, T: Transport> VirtioConsole<H, T> {
             }
         }
         Ok(())
+    }
+
+    /// Sends the first bytes of `data` without waiting: copies up to
+    /// [`TX_BUFFER_SIZE`] of them into a free transmit buffer of the driver's and
+    /// hands it to the device; returns how many (0 when every buffer is still with
+    /// the device, i.e. its ring is full, or when `data` is empty).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Self::write`].
+    pub fn try_write(&mut self, data: &[u8]) -> Result<usize> {
+        if self.broken {
+            return Err(Error::Broken);
+        }
+        loop {
+            match self.tx.get_buf() {
+                Ok(Some(used)) if used.token != CALLER_BUFFER => self.tx_free |= 1 << used.token,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    self.break_device();
+                    return Err(e);
+                }
+            }
+        }
+        if data.is_empty() || self.tx_free == 0 {
+            return Ok(0);
+        }
+        let index = self.tx_free.trailing_zeros() as u16;
+        let n = data.len().min(TX_BUFFER_SIZE);
+        let at = usize::from(index) * TX_BUFFER_SIZE;
+        self.tx_buffers.write_bytes(at, &data[..n]);
+        let seg = Segment { addr: self.tx_buffers.paddr(at), len: n as u32, device_writable: false };
+        // SAFETY: the buffer is the driver's own DMA memory, freed only after the
+        // device is reset (in `Drop`), and not written again until the device returns it.
+        unsafe { self.tx.add_segments(&[seg], index) }?;
+        self.tx_free &= !(1 << index);
+        self.tx.kick(&mut self.transport);
+        Ok(n)
+    }
+
+    /// Whether every `try_write` buffer is back from the device (all it was given went).
+    pub fn tx_idle(&mut self) -> bool {
+        self.try_write(&[]).is_ok() && self.tx_free.count_ones() as usize == TX_BUFFERS.min(usize::from(self.tx.size()))
     }
 
     /// Copies received bytes into `buf` without waiting; returns how many (0 when
@@ -269,7 +337,10 @@ impl<H: Hal + Clone, T: Transport> Drop for VirtioConsole<H, T> {
         let _ = self.transport.reset();
         // SAFETY: the device is reset; the buffers came from the receive queue's HAL
         // and are not used again.
-        unsafe { self.rx_buffers.free(self.rx.hal()) };
+        unsafe {
+            self.rx_buffers.free(self.rx.hal());
+            self.tx_buffers.free(self.rx.hal());
+        }
     }
 }
 

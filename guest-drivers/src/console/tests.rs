@@ -168,7 +168,7 @@ fn dropping_the_console_frees_everything() {
     let console = Console::new(transport.clone(), hal.clone()).unwrap();
     drop(console);
     assert_eq!(hal.live_pages(), 0);
-    for allocs in 0..3 {
+    for allocs in 0..4 {
         let (transport, _out) = device(0, 16);
         let hal = FakeHal::failing_after(allocs);
         assert!(matches!(Console::new(transport, hal.clone()), Err(Error::NoMemory)));
@@ -181,6 +181,41 @@ fn the_dma_footprint_is_as_documented() {
     let (transport, _out) = device(RING_INDIRECT_DESC, 256);
     let hal = FakeHal::new();
     let _console = Console::new(transport, hal.clone()).unwrap();
-    // Two 32-entry rings of 2 pages, receive buffers 1 page; no indirect tables.
-    assert_eq!(hal.live_pages(), 5);
+    // Two 32-entry rings of 2 pages, receive and transmit buffers 1 page each; no
+    // indirect tables.
+    assert_eq!(hal.live_pages(), 6);
+}
+
+#[test]
+fn try_write_copies_and_returns_at_once_and_mixes_with_write() {
+    let (transport, out) = device(RING_EVENT_IDX, 32);
+    let mut console = Console::new(transport, FakeHal::new()).unwrap();
+    let long = [b'x'; TX_BUFFER_SIZE + 10];
+    assert_eq!(console.try_write(&long), Ok(TX_BUFFER_SIZE), "a buffer's worth at a time");
+    assert_eq!(console.try_write(b"!"), Ok(1));
+    console.write(b"?").unwrap();
+    assert_eq!(console.try_write(b""), Ok(0));
+    assert!(console.tx_idle());
+    let mut expected = std::vec![b'x'; TX_BUFFER_SIZE];
+    expected.extend(b"!?");
+    assert_eq!(*out.lock().unwrap(), expected);
+}
+
+#[test]
+fn try_write_takes_nothing_once_the_device_holds_every_buffer() {
+    // A device that never serves its transmit queue: a peer that never reads.
+    let transport = FakeTransport::new(device_id::CONSOLE, VERSION_1, &[32, 32], 12);
+    let mut console = Console::new(transport.clone(), FakeHal::new()).unwrap();
+    for _ in 0..TX_BUFFERS {
+        assert_eq!(console.try_write(b"data"), Ok(4));
+    }
+    assert_eq!(console.try_write(b"data"), Ok(0), "full: no error, nothing taken");
+    assert!(!console.tx_idle());
+    // The device returns one: there is room for one more.
+    let mut tx = FakeQueueDevice::attach(&transport, TRANSMITQ);
+    let chain = tx.pop().unwrap();
+    assert_eq!(chain.readable(), b"data");
+    tx.push_used(chain.head, 0);
+    assert_eq!(console.try_write(b"more"), Ok(4));
+    assert_eq!(console.try_write(b"more"), Ok(0));
 }

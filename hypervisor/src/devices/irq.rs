@@ -41,6 +41,17 @@ impl<D: MmioDevice> Wired<D> {
         &self.device
     }
 
+    /// The device, to change; its line follows at the next [`Self::update`] or access
+    /// (or at once with [`Self::drive_now`]).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// Tells `irq` the device's level now, if it changed.
+    pub fn drive_now(&mut self, irq: &mut impl InterruptSink) {
+        self.drive(irq);
+    }
+
     /// A load from the device (see [`MmioDevice::read`]).
     #[inline]
     pub fn read(&mut self, offset: u64, width: AccessWidth, irq: &mut impl InterruptSink) -> u64 {

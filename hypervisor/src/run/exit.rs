@@ -6,6 +6,7 @@
 //! calls, faults), which fold the list registers in and look at the vCPU's power
 //! state.
 
+use super::channels::serve_channels;
 use super::console_input::refill_input;
 use super::cpu::{park, wait_for_start};
 use super::host_disks::take_host_disks;
@@ -125,11 +126,14 @@ fn mmio_exit(
         vm.devices.work_on_backlog(&mut gic);
     }
     trap::mmio(vm, frame, &mut El1Cpu, access, far, &mut gic);
+    if !vm.channels.is_empty() {
+        serve_channels(vm, &mut gic);
+    }
     if logger::has_queued_input(vm.index) {
         // The guest may have read its UART and made room.
         refill_input(vm, &mut gic);
     }
-    if vm.devices.has_backlog() || vm.devices.rtc_alarm_due().is_some() {
+    if vm.devices.has_backlog() || vm.devices.rtc_alarm_due().is_some() || vm.channels_due() {
         arm_alarms(vm);
     }
     let kicks = gic.finish();
@@ -141,11 +145,12 @@ fn mmio_exit(
 /// Makes this CPU exit at the earliest of: a slice of guest time from now, for the
 /// next budget of its devices' left-over work (the guest, other vCPUs and console
 /// input get their turn in between, and the work goes on even if the guest never
-/// exits by itself: a driver that spins on its used ring); the VM's RTC alarm.
+/// exits by itself: a driver that spins on its used ring), or of a channel
+/// transfer a budget cut short; the VM's RTC alarm.
 /// Each of the VM's CPUs arms its own timer for the alarm, so whichever exits
 /// first fires it, whatever the others do.
 fn arm_alarms(vm: &Vm) {
-    let backlog = vm.devices.has_backlog().then(|| {
+    let backlog = (vm.devices.has_backlog() || vm.channels_due()).then(|| {
         let slices =
             if vm.devices.backlog_waits() { WAITING_SLICES_PER_SECOND } else { BACKLOG_SLICES_PER_SECOND };
         el2::counter() + machine().counter_hz / slices
@@ -197,6 +202,9 @@ fn exit_with_vm(
     if vm.devices.rtc_alarm_due().is_some_and(|due| el2::counter() >= due) {
         vm.devices.fire_rtc_alarm(&mut gic);
     }
+    if !vm.channels.is_empty() {
+        serve_channels(vm, &mut gic);
+    }
     if is_interrupt && logger::has_queued_input(vm_index) {
         // Input queued for this VM (the kick that came with it).
         refill_input(vm, &mut gic);
@@ -214,7 +222,7 @@ fn exit_with_vm(
     }
     match action {
         ExitAction::Resume | ExitAction::WaitForInterrupt | ExitAction::DumpTrace { .. } => {
-            if vm.devices.has_backlog() || vm.devices.rtc_alarm_due().is_some() {
+            if vm.devices.has_backlog() || vm.devices.rtc_alarm_due().is_some() || vm.channels_due() {
                 arm_alarms(vm);
             }
             let kicks = gic.finish();

@@ -15,11 +15,13 @@
 //! | [`kicks`] | making another CPU exit its guest |
 //! | [`power`] | powering the machine off, and fatal errors |
 //! | [`console_input`] | typed input handed to the VM in focus |
+//! | [`channels`] | transfers between VMs' joined consoles |
 //! | [`interrupts`] | physical interrupts at EL2, and the list registers |
 //! | [`cpu`] | a CPU's loop: start its vCPU, idle, park |
 //! | [`lifecycle`] | stopping and restarting a VM |
 //! | [`exit`] | the trap path: every exit from a guest |
 
+mod channels;
 mod console_input;
 mod cpu;
 mod exit;

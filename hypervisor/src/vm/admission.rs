@@ -10,7 +10,7 @@ use platform::bundle::spec::DeviceKind;
 pub fn footprint(config: &VmConfig<'_>) -> u64 {
     let disks = config.devices.iter().filter_map(|device| match device.kind {
         DeviceKind::Blk(ref disk) => disk.ram_size(),
-        DeviceKind::Console => None,
+        DeviceKind::Console | DeviceKind::Channel(_) => None,
     });
     vm_footprint(config.spec.memory_size, disks)
 }

@@ -241,7 +241,9 @@ impl Devices {
     fn live_virtio_console(&self) -> Option<usize> {
         self.virtio.iter().position(|d| {
             let d = d.lock();
-            d.device().backend().device_id() == device_id::CONSOLE
+            let backend = d.device().backend();
+            backend.device_id() == device_id::CONSOLE
+                && !backend.is_channel()
                 && d.device().status() & status::DRIVER_OK != 0
         })
     }
@@ -268,6 +270,12 @@ impl Devices {
         let mut device = device.lock();
         device.update(gic, VirtioMmio::host_interrupt);
         self.note_backlog(slot, device.device());
+    }
+
+    /// The virtio device in `slot`, for a transfer over a channel (which locks the
+    /// devices of both its ends, in the link's order).
+    pub fn virtio_device(&self, slot: usize) -> Option<&Lock<Wired<VirtioMmio>>> {
+        self.virtio.get(slot)
     }
 
     /// The PL011, for console input: `feed` is given it while it has room for a

@@ -8,6 +8,7 @@
 //! `SYSTEM_RESET` restarts a VM alone.
 
 pub mod admission;
+pub mod channels;
 pub mod config;
 pub mod devices;
 pub mod hypercall;
@@ -19,6 +20,7 @@ pub mod vcpu;
 use crate::arch::aarch64::features::guest_features;
 use crate::console::BoxedConsole;
 use crate::devices::pl031::BoardClock;
+use crate::devices::virtio::channel::Link;
 use crate::devices::virtio::VirtioBackend;
 use crate::devices::BusError;
 use crate::guest_dtb::{write_guest_dtb, GuestDtbError, GuestDtbSpec};
@@ -27,6 +29,7 @@ use crate::mm::heap_tables::HeapTables;
 use crate::mm::stage2::{Access, MemoryKind, Stage2, Stage2Error};
 use crate::sync::Lock;
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use config::VmConfig;
@@ -95,6 +98,8 @@ pub struct Vm {
     pub devices: Devices,
     /// Its VMID (tags its TLB entries).
     pub vmid: u8,
+    /// The channels its consoles have to other VMs' (`devices::virtio::channel`).
+    pub channels: Vec<Arc<Link>>,
     power: Lock<Power>,
     stage2: Stage2,
     _tables: HeapTables,
@@ -151,10 +156,23 @@ impl Vm {
             memory,
             devices,
             vmid,
+            channels: Vec::new(),
             power: Lock::new(Power { vcpus: vec![VcpuPower::Off; vcpus], boots: 0 }),
             stage2,
             _tables: tables,
         })
+    }
+
+    /// The VM with its consoles' `channels` to other VMs.
+    pub fn with_channels(mut self, channels: Vec<Arc<Link>>) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// Whether a transfer is due on one of its channels.
+    #[inline]
+    pub fn channels_due(&self) -> bool {
+        self.channels.iter().any(|link| link.is_due())
     }
 
     /// The VM's name.

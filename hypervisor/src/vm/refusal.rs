@@ -5,6 +5,7 @@ use super::config::ConfigError;
 use super::VmError;
 use crate::mm::guest_memory::GuestMemoryError;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 /// Why a VM was refused at start.
@@ -47,6 +48,16 @@ pub enum Refusal {
         /// The ID of the host device asked for.
         id: String,
     },
+    /// The console of its virtio slot `slot` names a channel that joins nothing:
+    /// the name must be given to exactly two consoles, in two VMs.
+    Channel {
+        /// The slot.
+        slot: usize,
+        /// The channel's name.
+        name: String,
+        /// The VMs (bundle order) whose consoles give that name.
+        ends_in: Vec<usize>,
+    },
     /// It could not be built or loaded.
     Vm(VmError),
 }
@@ -67,6 +78,11 @@ impl fmt::Display for Refusal {
             Self::NoHostDisk { slot, id } => {
                 write!(f, "virtio[{slot}]: the machine has no disk {id:?} (QEMU's -device virtio-blk-device,serial={id})")
             }
+            Self::Channel { slot, name, ends_in } => write!(
+                f,
+                "virtio[{slot}]: channel {name:?} has {} end(s), in VMs {ends_in:?}; it needs one console in each of two VMs",
+                ends_in.len()
+            ),
             Self::Vm(e) => write!(f, "{e}"),
         }
     }

@@ -4,7 +4,7 @@
 
 use super::spec::{check_device_count, CpuList, DeviceKind, DeviceSpec, DiskSpec, Fault, Medium, VmSpec};
 use super::{
-    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_READ_ONLY, DISK_SERIAL,
+    CONSOLE_CHANNEL, COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_READ_ONLY, DISK_SERIAL,
     DISK_SIZE, KIND_BLK, KIND_CONSOLE, LOG_LEVEL, MAX_HOST_CPUS, TRACE, TRACE_OFF, VM_BOOTARGS, VM_CPUS,
     VM_DTB_ADDR, VM_ENTRY, VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR,
     VM_MEMORY_SIZE, VM_NAME, VM_NODE,
@@ -127,7 +127,10 @@ pub fn devices<'p, 'a, N: Node<'a>>(
 pub fn device<'a>(node: &impl Node<'a>) -> Result<DeviceSpec<'a>, Fault> {
     let props = Properties(node);
     let kind = match props.string(DEVICE_KIND)? {
-        Some(KIND_CONSOLE) => DeviceKind::Console,
+        Some(KIND_CONSOLE) => match props.string(CONSOLE_CHANNEL)? {
+            Some(name) => DeviceKind::Channel(name),
+            None => DeviceKind::Console,
+        },
         Some(KIND_BLK) => {
             let medium = match props.string(DISK_HOST_DEVICE)? {
                 Some(id) => Medium::HostDevice { id },

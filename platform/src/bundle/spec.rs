@@ -7,7 +7,7 @@ use core::fmt;
 use core::ops::Deref;
 
 use super::{
-    DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_SERIAL, DISK_SIZE, MAX_HOST_CPUS, MAX_SERIAL_LEN,
+    CONSOLE_CHANNEL, DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_SERIAL, DISK_SIZE, MAX_HOST_CPUS, MAX_SERIAL_LEN,
     MEMORY_GRANULE, SECTOR_SIZE, VM_BOOTARGS, VM_CPUS, VM_HOST_BASE, VM_KERNEL, VM_MEMORY_SIZE, VM_NAME,
 };
 use crate::layout::ImageLayout;
@@ -59,6 +59,8 @@ pub enum DeviceKind<'a> {
     Blk(DiskSpec<'a>),
     /// virtio-console on the shared UART.
     Console,
+    /// virtio-console joined to another VM's console of the same channel name.
+    Channel(&'a str),
 }
 
 /// A disk: where its sectors live, and what the guest is told about it.
@@ -314,6 +316,9 @@ impl DeviceSpec<'_> {
     ///
     /// The first property that breaks one.
     pub fn check(&self) -> Result<(), Fault> {
+        if let DeviceKind::Channel(name) = self.kind {
+            return at(CONSOLE_CHANNEL, check_name(name));
+        }
         let DeviceKind::Blk(disk) = &self.kind else { return Ok(()) };
         match disk.medium {
             Medium::Ram { size, image } => {

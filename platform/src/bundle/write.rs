@@ -11,7 +11,7 @@ use vm_fdt::{FdtWriter, FdtWriterResult};
 use super::read::Header;
 use super::spec::{check_device_count, DeviceKind, DeviceSpec, Fault, Medium, VmSpec};
 use super::{
-    COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_READ_ONLY, DISK_SERIAL,
+    CONSOLE_CHANNEL, COMPATIBLE, DEVICE_KIND, DEVICE_LEGACY, DEVICE_NODE, DISK, DISK_HOST_DEVICE, DISK_READ_ONLY, DISK_SERIAL,
     DISK_SIZE, KIND_BLK, KIND_CONSOLE, LOG_LEVEL, MAX_VMS, TRACE, TRACE_OFF, TRACE_ON, VM_BOOTARGS, VM_CPUS,
     VM_DTB_ADDR, VM_ENTRY, VM_HOST_BASE, VM_INITRD, VM_INITRD_ADDR, VM_KERNEL, VM_KERNEL_ADDR,
     VM_MEMORY_SIZE, VM_NAME, VM_NODE,
@@ -131,6 +131,10 @@ fn write_device(fdt: &mut FdtWriter, device: &DeviceSpec<'_>) -> FdtWriterResult
     }
     match &device.kind {
         DeviceKind::Console => fdt.property_string(DEVICE_KIND, KIND_CONSOLE),
+        DeviceKind::Channel(name) => {
+            fdt.property_string(DEVICE_KIND, KIND_CONSOLE)?;
+            fdt.property_string(CONSOLE_CHANNEL, name)
+        }
         DeviceKind::Blk(disk) => {
             fdt.property_string(DEVICE_KIND, KIND_BLK)?;
             match disk.medium {
@@ -187,6 +191,7 @@ mod tests {
         let devices = vec![
             DeviceSpec { kind: DeviceKind::Blk(disk), legacy: false },
             DeviceSpec { kind: DeviceKind::Console, legacy: true },
+            DeviceSpec { kind: DeviceKind::Channel("log"), legacy: false },
             DeviceSpec { kind: DeviceKind::Blk(file), legacy: false },
         ];
         (spec, devices)

@@ -323,6 +323,22 @@ impl VirtioMmio {
         }
     }
 
+    /// For a transfer over a channel (`channel::pass_between`): this device's
+    /// queues, memory and port state, if it is a live channel end.
+    pub fn port(&mut self) -> Option<super::channel::Port<'_>> {
+        if !self.live() {
+            return None;
+        }
+        let state = self.backend.port()?;
+        Some(super::channel::Port { queues: &mut self.queues, mem: &self.memory, state })
+    }
+
+    /// After a transfer worked on [`Self::port`]: a driver error, or the interrupts
+    /// the queues ask for.
+    pub fn after_port(&mut self, result: Result<(), QueueError>) {
+        self.after_backend(result);
+    }
+
     /// The device's configuration changed: bump ConfigGeneration and raise the
     /// configuration-change interrupt (§2.5.1, §4.2.2).
     pub fn config_changed(&mut self) {

@@ -16,6 +16,7 @@
 pub mod blk;
 pub mod budget;
 pub mod chain;
+pub mod channel;
 pub mod console;
 pub mod mmio;
 pub mod queue;
@@ -163,6 +164,18 @@ pub trait VirtioBackend: Send {
     /// Input bytes dropped so far because nowhere could hold them.
     fn input_dropped(&self) -> u64 {
         0
+    }
+
+    /// Whether this is a channel end (`channel::ChannelPort`), whose other end is a
+    /// VM, not the console (typed input never goes to it).
+    fn is_channel(&self) -> bool {
+        false
+    }
+
+    /// The state of a channel end (`channel::ChannelPort`), which a transfer
+    /// between two VMs' devices works on; `None` for every other backend.
+    fn port(&mut self) -> Option<&mut channel::PortState> {
+        None
     }
 }
 
