@@ -91,6 +91,7 @@ pub mod hal;
 pub mod init;
 pub mod mmio;
 pub mod queue;
+pub mod relax;
 pub mod transport;
 
 pub use error::{Error, Result};

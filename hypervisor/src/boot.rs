@@ -30,8 +30,8 @@ use crate::vm::refusal::Refusal;
 use crate::vm::Vm;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -153,8 +153,14 @@ pub extern "C" fn sluice_primary_main(dtb_addr: usize) -> ! {
     let mut vms = Vec::new();
     let mut cpu_slot = vec![None; host.cpus.len()];
     for (index, config) in bundle.vms.into_iter().enumerate() {
-        let mut media =
-            Media { free: &free, pinned: &pinned, ram: &mut ram, host_disks: &mut host_disks, clock, links: &links };
+        let mut media = Media {
+            free: &free,
+            pinned: &pinned,
+            ram: &mut ram,
+            host_disks: &mut host_disks,
+            clock,
+            links: &links,
+        };
         let unjoined = unjoined.iter().find(|u| u.vm == index).map(|u| Refusal::Channel {
             slot: u.slot,
             name: String::from(u.name),

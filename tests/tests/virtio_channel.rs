@@ -126,7 +126,8 @@ fn a_side_that_resets_finds_the_channel_working_again() {
     drop(console);
     assert_eq!(a.console.try_write(b"during"), Ok(6));
     pump(&link, &a.slot, &slot);
-    let console = VirtioConsole::new(transport(&slot, Variant::MODERN), RegionHal::new(&region)).expect("init again");
+    let console =
+        VirtioConsole::new(transport(&slot, Variant::MODERN), RegionHal::new(&region)).expect("init again");
     let mut b = End { region, slot, console };
     pump(&link, &a.slot, &b.slot);
     assert_eq!(send(&link, &mut a, &mut b, b"after"), b"duringafter");

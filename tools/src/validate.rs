@@ -906,10 +906,16 @@ pub(crate) mod tests {
         };
         let same = refusals(&format!("{}{}{}", vm("a", "[0]", ""), channel("x"), channel("x")));
         let reason = "\"x\": both of its consoles are in this VM; it joins two VMs";
-        assert_eq!(same, [format!("vm[0].virtio[0].channel: {reason}"), format!("vm[0].virtio[1].channel: {reason}")]);
+        assert_eq!(
+            same,
+            [format!("vm[0].virtio[0].channel: {reason}"), format!("vm[0].virtio[1].channel: {reason}")]
+        );
         let crowd = refusals(&format!("{text}{}{}", vm("c", "[2]", ""), channel("log")));
         assert_eq!(crowd.len(), 3, "each end is told: {crowd:?}");
-        assert!(crowd[2].starts_with("vm[2].virtio[0].channel: \"log\": 3 consoles give this name"), "{crowd:?}");
+        assert!(
+            crowd[2].starts_with("vm[2].virtio[0].channel: \"log\": 3 consoles give this name"),
+            "{crowd:?}"
+        );
         assert_refused_starting(
             &format!("{}{}", vm("a", "[0]", ""), channel("no spaces")),
             "vm[0].virtio[0].channel: \"no spaces\" may hold only letters",

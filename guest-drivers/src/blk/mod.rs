@@ -493,7 +493,7 @@ impl<H: Hal, T: Transport> VirtioBlk<H, T> {
             if polls.is_multiple_of(STATUS_POLL_INTERVAL) {
                 self.check_status()?;
             }
-            core::hint::spin_loop();
+            crate::relax::relax();
         }
     }
 

@@ -111,8 +111,17 @@ impl<H: Hal + Clone, T: Transport> VirtioConsole<H, T> {
             }
         };
         let tx_free = (1u32 << TX_BUFFERS.min(usize::from(tx.size()))) - 1;
-        let mut console =
-            Self { transport, rx, tx, rx_buffers, tx_buffers, tx_free, current: None, features, broken: false };
+        let mut console = Self {
+            transport,
+            rx,
+            tx,
+            rx_buffers,
+            tx_buffers,
+            tx_free,
+            current: None,
+            features,
+            broken: false,
+        };
         let posted = RX_BUFFERS.min(usize::from(console.rx.size()));
         for index in 0..posted as u16 {
             if let Err(e) = console.post(index) {
@@ -177,7 +186,7 @@ impl<H: Hal + Clone, T: Transport> VirtioConsole<H, T> {
                     self.break_device();
                     return Err(Error::DeviceNeedsReset);
                 }
-                core::hint::spin_loop();
+                crate::relax::relax();
             }
         }
         Ok(())
@@ -224,7 +233,8 @@ impl<H: Hal + Clone, T: Transport> VirtioConsole<H, T> {
 
     /// Whether every `try_write` buffer is back from the device (all it was given went).
     pub fn tx_idle(&mut self) -> bool {
-        self.try_write(&[]).is_ok() && self.tx_free.count_ones() as usize == TX_BUFFERS.min(usize::from(self.tx.size()))
+        self.try_write(&[]).is_ok()
+            && self.tx_free.count_ones() as usize == TX_BUFFERS.min(usize::from(self.tx.size()))
     }
 
     /// Copies received bytes into `buf` without waiting; returns how many (0 when

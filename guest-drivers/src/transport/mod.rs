@@ -175,7 +175,7 @@ pub trait Transport {
             if self.status().0 == 0 {
                 return Ok(());
             }
-            core::hint::spin_loop();
+            crate::relax::relax();
         }
         Err(Error::ResetTimeout)
     }

@@ -6,10 +6,10 @@
 //! check of what it relies on.)
 
 use super::config::VmConfig;
+use crate::devices::virtio::channel::Link;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use crate::devices::virtio::channel::Link;
 use platform::bundle::spec::DeviceKind;
 
 /// A channel that can't be made, as the VM with an end of it is told.

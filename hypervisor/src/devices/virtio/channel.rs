@@ -132,7 +132,11 @@ impl ChannelPort {
     pub fn new(link: Arc<Link>) -> Self {
         Self {
             link,
-            state: PortState { sending: Box::new(Chain::new(0)), sent: None, receiving: Box::new(Chain::new(0)) },
+            state: PortState {
+                sending: Box::new(Chain::new(0)),
+                sent: None,
+                receiving: Box::new(Chain::new(0)),
+            },
             dropped: 0,
         }
     }
@@ -188,7 +192,12 @@ impl VirtioBackend for ChannelPort {
         self.link.request();
     }
 
-    fn process_queue(&mut self, _index: usize, _queues: &mut [Queue], _mem: &GuestMemory) -> Result<Progress, QueueError> {
+    fn process_queue(
+        &mut self,
+        _index: usize,
+        _queues: &mut [Queue],
+        _mem: &GuestMemory,
+    ) -> Result<Progress, QueueError> {
         self.link.request();
         Ok(Progress::Done)
     }
@@ -304,7 +313,8 @@ pub fn pass(tx: &mut Port<'_>, rx: &mut Port<'_>, budget: &mut Budget) -> PassOu
             reader.skip(sent);
             let mut writer = rx.state.receiving.writer();
             writer.skip(at);
-            let copied = reader.each_span(n, |src, _, len| writer.write_from(rx.mem, tx.mem, src, len).map(|_| ()));
+            let copied =
+                reader.each_span(n, |src, _, len| writer.write_from(rx.mem, tx.mem, src, len).map(|_| ()));
             if let Err(e) = copied {
                 // Chains are checked when popped: only a VM whose memory changed since.
                 tx_result = Err(e.into());
@@ -333,7 +343,11 @@ pub fn pass(tx: &mut Port<'_>, rx: &mut Port<'_>, budget: &mut Budget) -> PassOu
 fn return_filled(rx: &mut Port<'_>, filled: &mut Option<u64>) -> Result<(), QueueError> {
     match filled.take() {
         // A chain's writable length fits a u32 many times over 256 buffers; saturate.
-        Some(len) => rx.queues[RECEIVEQ].push_used(rx.mem, rx.state.receiving.head(), u32::try_from(len).unwrap_or(u32::MAX)),
+        Some(len) => rx.queues[RECEIVEQ].push_used(
+            rx.mem,
+            rx.state.receiving.head(),
+            u32::try_from(len).unwrap_or(u32::MAX),
+        ),
         None => Ok(()),
     }
 }

@@ -1,0 +1,256 @@
+//! `channel`: two bare-metal VMs talk over consoles joined by channels, each also
+//! with a console of its own.
+//!
+//! Both VMs have three virtio-consoles: slot 0 joined to the other VM's slot 0
+//! (channel "talk"), slot 1 joined to the other's slot 1 (channel "stuck"), slot 2
+//! on the shared UART. With `channel.role=a`:
+//!
+//! 1. on "stuck", which the other VM never reads, `try_write` until it takes
+//!    nothing: the transmit ring is full, and that is no error;
+//! 2. on "talk", [`LINES`] numbered lines, each answered by the other VM with the
+//!    sum of its bytes, every answer checked;
+//! 3. [`BULK`] bytes of a pattern to the other VM, then as many back, each side
+//!    checking what it got against the pattern it expects;
+//! 4. a line through its own virtio-console, while "stuck" is still full.
+//!
+//! `channel.role=b` is the other side: answers the lines, checks the bulk and sends
+//! its own, never reads "stuck", and writes through its own console too. Each
+//! prints `channel: <what>` on the PL011 and ends with `channel: done`; a failed
+//! check prints `channel: FAIL ...` and powers off.
+#![cfg_attr(bare_metal, no_std, no_main)]
+#![deny(unsafe_code)]
+
+#[cfg(not(bare_metal))]
+fn main() {
+    eprintln!("channel is a bare-metal guest: build it with --target aarch64-unknown-none");
+}
+
+#[cfg(bare_metal)]
+mod guest {
+    use core::fmt;
+
+    use guest_drivers::console::VirtioConsole;
+    use guest_drivers::hal::BumpHal;
+    use guest_drivers::transport::mmio::MmioTransport;
+    use test_guests::dtb::BootInfo;
+    use test_guests::timer::{self, Deadline};
+    use test_guests::{bootargs, cpu, println, psci, virtio};
+
+    type Console = VirtioConsole<&'static BumpHal, MmioTransport>;
+
+    /// Numbered lines sent and answered.
+    const LINES: u32 = 200;
+    /// Bytes each way in the bulk transfer.
+    const BULK: usize = 2 << 20;
+    /// The longest a step waits for the other VM.
+    const PATIENCE_MS: u64 = 60_000;
+
+    test_guests::entry!(main);
+
+    fn main(dtb: usize) -> ! {
+        let info = BootInfo::read(dtb).unwrap_or_else(|e| fail(format_args!("dtb: {e:?}")));
+        let role = info.bootargs.and_then(|args| bootargs::value(args, "channel.role"));
+        let slots = virtio::read_slots(dtb).unwrap_or_else(|e| fail(format_args!("dtb: {e}")));
+        let hal = virtio::take_dma_hal().unwrap_or_else(|| fail(format_args!("the DMA pool is taken")));
+        let mut consoles = slots.iter().take(3).map(|slot| {
+            let transport =
+                virtio::claim(slot).unwrap_or_else(|e| fail(format_args!("slot {:#x}: {e}", slot.base)));
+            VirtioConsole::new(transport, hal)
+                .unwrap_or_else(|e| fail(format_args!("console {:#x}: {e}", slot.base)))
+        });
+        let (Some(mut talk), Some(mut stuck), Some(mut own)) =
+            (consoles.next(), consoles.next(), consoles.next())
+        else {
+            fail(format_args!("three virtio-consoles expected, the DTB has {} slot(s)", slots.len()))
+        };
+        match role {
+            Some("a") => {
+                fill_stuck(&mut stuck);
+                for n in 0..LINES {
+                    let line = Line::numbered(n);
+                    send(&mut talk, line.bytes());
+                    let answer = receive_line(&mut talk);
+                    if answer.bytes() != Line::sum_of(line.bytes()).bytes() {
+                        fail(format_args!("line {n}: the answer is {:?}", answer.text()));
+                    }
+                }
+                println!("channel: {LINES} lines answered, every sum right");
+                bulk_send(&mut talk, 1);
+                bulk_receive(&mut talk, 2);
+            }
+            Some("b") => {
+                for n in 0..LINES {
+                    let line = receive_line(&mut talk);
+                    if line.bytes() != Line::numbered(n).bytes() {
+                        fail(format_args!("line {n} came as {:?}", line.text()));
+                    }
+                    send(&mut talk, Line::sum_of(line.bytes()).bytes());
+                }
+                println!("channel: {LINES} lines received in order, each answered");
+                bulk_receive(&mut talk, 1);
+                bulk_send(&mut talk, 2);
+            }
+            other => fail(format_args!("channel.role must be a or b, not {other:?}")),
+        }
+        own.write(b"channel: own console works beside the channels\r\n")
+            .unwrap_or_else(|e| fail(format_args!("own console: {e}")));
+        if role == Some("a") && stuck.try_write(b"x") != Ok(0) {
+            fail(format_args!("the stuck channel took more though nobody reads it"));
+        }
+        println!("channel: done");
+        psci::system_off()
+    }
+
+    /// Writes to the channel nobody reads until it takes nothing, then checks that
+    /// it keeps taking nothing, without error.
+    fn fill_stuck(stuck: &mut Console) {
+        let mut sent = 0;
+        let patience = Deadline::after_ms(PATIENCE_MS);
+        loop {
+            match stuck.try_write(&[b's'; 256]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) => fail(format_args!("stuck: {e} after {sent} bytes")),
+            }
+            if patience.expired() {
+                fail(format_args!("stuck: still taking bytes after {sent}"));
+            }
+        }
+        let quiet = Deadline::after_ms(20);
+        while !quiet.expired() {
+            match stuck.try_write(b"x") {
+                Ok(0) => {}
+                other => fail(format_args!("stuck: full, then {other:?}")),
+            }
+        }
+        println!("channel: stuck: the transmit ring is full after {sent} bytes, and that is no error");
+    }
+
+    /// Writes all of `bytes` (waiting for the channel to take them).
+    fn send(console: &mut Console, bytes: &[u8]) {
+        console.write(bytes).unwrap_or_else(|e| fail(format_args!("write: {e}")));
+    }
+
+    /// Reads exactly `buf.len()` bytes, or fails after [`PATIENCE_MS`].
+    fn receive_exact(console: &mut Console, buf: &mut [u8]) {
+        let mut done = 0;
+        let patience = Deadline::after_ms(PATIENCE_MS);
+        while done < buf.len() {
+            let n = console.read(&mut buf[done..]).unwrap_or_else(|e| fail(format_args!("read: {e}")));
+            if n == 0 {
+                // Let the other VM's CPU run (under -icount one thread runs both).
+                cpu::relax();
+            }
+            done += n;
+            if patience.expired() {
+                fail(format_args!("waited {PATIENCE_MS} ms for the other VM: {done} of {} bytes", buf.len()));
+            }
+        }
+    }
+
+    /// Reads one line (up to and with its `\n`).
+    fn receive_line(console: &mut Console) -> Line {
+        let mut line = Line::default();
+        loop {
+            let mut byte = [0u8];
+            receive_exact(console, &mut byte);
+            line.push(byte[0]);
+            if byte[0] == b'\n' {
+                return line;
+            }
+        }
+    }
+
+    /// The bulk pattern of side `seed`: byte `i`.
+    fn pattern(seed: u32, i: usize) -> u8 {
+        ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(0x9e37)) >> 24) as u8
+    }
+
+    fn bulk_send(console: &mut Console, seed: u32) {
+        let start = timer::counter();
+        let mut chunk = [0u8; 4096];
+        for at in (0..BULK).step_by(chunk.len()) {
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = pattern(seed, at + i);
+            }
+            send(console, &chunk);
+        }
+        let ms = timer::ms_from_ticks(timer::frequency(), timer::counter() - start).max(1);
+        println!("channel: sent {} KiB in {ms} ms ({} KiB/s)", BULK / 1024, BULK as u64 * 1000 / 1024 / ms);
+    }
+
+    fn bulk_receive(console: &mut Console, seed: u32) {
+        let mut chunk = [0u8; 4096];
+        for at in (0..BULK).step_by(chunk.len()) {
+            receive_exact(console, &mut chunk);
+            if let Some(i) = (0..chunk.len()).find(|&i| chunk[i] != pattern(seed, at + i)) {
+                fail(format_args!(
+                    "bulk: byte {} is {:#x}, expected {:#x}",
+                    at + i,
+                    chunk[i],
+                    pattern(seed, at + i)
+                ));
+            }
+        }
+        println!("channel: received {} KiB, every byte as sent", BULK / 1024);
+    }
+
+    /// A short line of text.
+    struct Line {
+        bytes: [u8; 64],
+        len: usize,
+    }
+
+    impl Default for Line {
+        fn default() -> Self {
+            Self { bytes: [0; 64], len: 0 }
+        }
+    }
+
+    impl Line {
+        fn numbered(n: u32) -> Self {
+            let mut line = Self::default();
+            let _ = fmt::write(&mut line, format_args!("line {n}\n"));
+            line
+        }
+
+        /// `sum S\n`, S the sum of `bytes`.
+        fn sum_of(bytes: &[u8]) -> Self {
+            let mut line = Self::default();
+            let _ = fmt::write(
+                &mut line,
+                format_args!("sum {}\n", bytes.iter().map(|&b| u32::from(b)).sum::<u32>()),
+            );
+            line
+        }
+
+        fn push(&mut self, byte: u8) {
+            if self.len == self.bytes.len() {
+                fail(format_args!("a line longer than {} bytes", self.bytes.len()));
+            }
+            self.bytes[self.len] = byte;
+            self.len += 1;
+        }
+
+        fn bytes(&self) -> &[u8] {
+            &self.bytes[..self.len]
+        }
+
+        fn text(&self) -> &str {
+            core::str::from_utf8(self.bytes()).unwrap_or("(not UTF-8)")
+        }
+    }
+
+    impl fmt::Write for Line {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            s.bytes().for_each(|b| self.push(b));
+            Ok(())
+        }
+    }
+
+    /// Reports a failed check and powers off.
+    fn fail(what: fmt::Arguments<'_>) -> ! {
+        println!("channel: FAIL {what}");
+        psci::system_off()
+    }
+}
