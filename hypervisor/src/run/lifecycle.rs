@@ -13,6 +13,7 @@ use crate::vgic::Kick;
 use crate::vm::vcpu::VcpuPower;
 use crate::vm::{Power, Vm};
 use alloc::string::String;
+use core::fmt::Write;
 use core::sync::atomic::Ordering;
 use log::{error, info};
 
@@ -91,6 +92,16 @@ pub(super) fn stop_vm(vm: &Vm, mut power: LockGuard<'_, Power>, vcpu: usize, end
     // One print, so another CPU's output can't split the table.
     let mut report = String::new();
     let _ = exit_stats(vm.index).write_report(&mut report, vm.name(), machine().counter_hz);
+    for link in &vm.channels {
+        let from = usize::from(link.ends()[1].0 == vm.index);
+        let _ = writeln!(
+            report,
+            "  channel {:?}: {} bytes sent, {} received",
+            link.name(),
+            link.moved(from),
+            link.moved(1 - from)
+        );
+    }
     if let Some(log) = guest_log::installed() {
         let suppressed = log.suppressed_total(vm.index);
         if suppressed.iter().any(|&n| n > 0) {

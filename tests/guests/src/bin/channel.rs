@@ -52,12 +52,18 @@ mod guest {
         let role = info.bootargs.and_then(|args| bootargs::value(args, "channel.role"));
         let slots = virtio::read_slots(dtb).unwrap_or_else(|e| fail(format_args!("dtb: {e}")));
         let hal = virtio::take_dma_hal().unwrap_or_else(|| fail(format_args!("the DMA pool is taken")));
-        let mut consoles = slots.iter().take(3).map(|slot| {
+        let mut consoles = slots.iter().take(if role == Some("linux") { 1 } else { 3 }).map(|slot| {
             let transport =
                 virtio::claim(slot).unwrap_or_else(|e| fail(format_args!("slot {:#x}: {e}", slot.base)));
             VirtioConsole::new(transport, hal)
                 .unwrap_or_else(|e| fail(format_args!("console {:#x}: {e}", slot.base)))
         });
+        if role == Some("linux") {
+            let Some(mut link) = consoles.next() else { fail(format_args!("no virtio-console in slot 0")) };
+            with_linux(&mut link);
+            println!("channel: done");
+            psci::system_off()
+        }
         let (Some(mut talk), Some(mut stuck), Some(mut own)) =
             (consoles.next(), consoles.next(), consoles.next())
         else {
@@ -99,6 +105,101 @@ mod guest {
         }
         println!("channel: done");
         psci::system_off()
+    }
+
+    /// Bytes each way in the bulk transfer with Linux (its `dd` reads 4 MiB).
+    const LINUX_BULK: usize = 4 << 20;
+    /// How long Linux may take to boot (to open its end, or to come back).
+    const LINUX_PATIENCE_MS: u64 = 600_000;
+
+    /// The other end is Linux's `/dev/hvc1` (`tests/linux/init`, `sluice.channel`):
+    /// lines answered with their sums, 4 MiB there and back, then a stream that
+    /// goes on while Linux reboots, until it says it is back.
+    fn with_linux(link: &mut Console) {
+        println!("channel: waiting for Linux to open its end");
+        wait_for_line(link, b"ready", LINUX_PATIENCE_MS);
+        println!("channel: Linux opened its end");
+        for n in 0..LINES {
+            let line = Line::numbered(n);
+            send(link, line.bytes());
+            let answer = receive_line(link);
+            if answer.bytes() != Line::sum_of(line.bytes()).bytes() {
+                fail(format_args!("line {n}: Linux answered {:?}", answer.text()));
+            }
+        }
+        println!("channel: {LINES} lines answered by Linux, every sum right");
+        let mut chunk = [0u8; 4096];
+        let mut back = [0u8; 4096];
+        // Linux sends the bulk back only once it has all of it: send, then check.
+        for at in (0..LINUX_BULK).step_by(chunk.len()) {
+            (0..chunk.len()).for_each(|i| chunk[i] = pattern(3, at + i));
+            send(link, &chunk);
+        }
+        for at in (0..LINUX_BULK).step_by(back.len()) {
+            receive_exact(link, &mut back);
+            if let Some(i) = (0..back.len()).find(|&i| back[i] != pattern(3, at + i)) {
+                fail(format_args!("bulk from Linux: byte {} is {:#x}", at + i, back[i]));
+            }
+        }
+        println!("channel: {} KiB to Linux and back, every byte as sent", LINUX_BULK / 1024);
+        // A stream while Linux reboots: its ring fills and waits, no error.
+        let mut streamed = 0u64;
+        let mut full = false;
+        let mut line = Line::default();
+        let patience = Deadline::after_ms(LINUX_PATIENCE_MS);
+        loop {
+            match link.try_write(b"stream\n") {
+                Ok(0) => full = true,
+                Ok(n) => streamed += n as u64,
+                Err(e) => fail(format_args!("stream: {e}")),
+            }
+            if poll_line(link, &mut line) == Some(b"back") {
+                break;
+            }
+            if patience.expired() {
+                fail(format_args!("Linux never came back ({streamed} bytes streamed)"));
+            }
+            cpu::relax();
+        }
+        println!(
+            "channel: Linux is back after its reboot ({streamed} bytes streamed; the ring {} full meanwhile)",
+            if full { "was" } else { "was never" }
+        );
+        send(link, b"\nresync\n");
+        wait_for_line(link, b"ok", PATIENCE_MS);
+        println!("channel: the channel works again");
+    }
+
+    /// Reads lines until one is `want`, or fails after `patience_ms`.
+    fn wait_for_line(console: &mut Console, want: &[u8], patience_ms: u64) {
+        let mut line = Line::default();
+        let patience = Deadline::after_ms(patience_ms);
+        loop {
+            if poll_line(console, &mut line) == Some(want) {
+                return;
+            }
+            if patience.expired() {
+                fail(format_args!("no line {:?} within {patience_ms} ms", core::str::from_utf8(want)));
+            }
+            cpu::relax();
+        }
+    }
+
+    /// Reads what has come into `line`; once a line is complete, its bytes
+    /// (without the `\n`; a `\r` is dropped), and `line` starts over. Overlong
+    /// lines are cut.
+    fn poll_line<'l>(console: &mut Console, line: &'l mut Line) -> Option<&'l [u8]> {
+        let mut byte = [0u8];
+        while console.read(&mut byte).unwrap_or_else(|e| fail(format_args!("read: {e}"))) == 1 {
+            if byte[0] == b'\n' {
+                let len = core::mem::take(&mut line.len);
+                return Some(&line.bytes[..len]);
+            }
+            if line.len < line.bytes.len() && byte[0] != b'\r' {
+                line.push(byte[0]);
+            }
+        }
+        None
     }
 
     /// Writes to the channel nobody reads until it takes nothing, then checks that
