@@ -100,6 +100,24 @@ impl fmt::Display for SummaryLine<'_> {
     }
 }
 
+/// Sorts `samples` (counter ticks at `hz`) and calls `line` with path `name`'s
+/// summary line (tagged with its trace `phase`), then its histogram lines; nothing
+/// for no samples.
+pub fn report(
+    name: &str,
+    phase: u32,
+    samples: &mut [u64],
+    hz: u64,
+    mut line: impl FnMut(fmt::Arguments<'_>),
+) {
+    let Some(summary) = summarize(samples) else { return };
+    line(format_args!("{}", SummaryLine { name, phase, summary: &summary, hz }));
+    let _ = histogram_lines(name, samples, hz, |args| {
+        line(args);
+        Ok(())
+    });
+}
+
 /// Calls `line` with each histogram line of path `name` for `sorted` samples.
 ///
 /// # Errors

@@ -33,6 +33,8 @@ use crate::{attribution, build, bundle, deps, figures};
 
 /// The latency guest's scenario.
 pub const SCENARIO: &str = "tests/scenarios/bench.toml";
+/// The VM-to-VM channel's scenario (two VMs, no plain-QEMU equivalent).
+pub const CHANNEL_SCENARIO: &str = "tests/scenarios/bench-channel.toml";
 /// How long one run of the latency guest may take.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -93,15 +95,16 @@ pub fn command(ws: &Workspace, options: Options) -> Result<()> {
 
     let mut runs = Vec::new();
     for plan in &PLANS {
-        let args = arguments(ws, &built, &mut scenario, plan, &out)?;
+        let args = arguments(ws, &built, &mut scenario, plan, &out.join(""))?;
         let guest = scenario.vms[0].name.clone();
         runs.push(measure(ws, plan, &args, &guest, &logs.join(format!("{}.log", plan.slug()))));
     }
     if runs.iter().all(|r| r.paths.is_empty()) {
         bail!("no run of the latency guest produced figures; the logs are in {}", logs.display());
     }
+    let channel = channel_runs(ws, &built, options, &out, &logs)?;
     let linux = if options.linux { linux_rows(ws, &built) } else { Vec::new() };
-    let report = Report { runs, linux };
+    let report = Report { runs, linux, channel };
     let files = report::write(&out, &report)?;
     println!("\n{}", report::table(&report));
     println!("{}", contributors(&report));
@@ -111,7 +114,8 @@ pub fn command(ws: &Workspace, options: Options) -> Result<()> {
     Ok(())
 }
 
-/// QEMU's arguments for one run.
+/// QEMU's arguments for one run; its bundle is written to `out` + the plan's slug
+/// + `.dtb` (`out` may end in a file-name prefix).
 fn arguments(
     ws: &Workspace,
     built: &build::Built,
@@ -122,7 +126,9 @@ fn arguments(
     let args = match plan.side {
         Side::Sluice => {
             scenario.trace = plan.trace;
-            let bundle_path = out.join(format!("{}.dtb", plan.slug()));
+            let mut bundle_path = out.as_os_str().to_owned();
+            bundle_path.push(format!("{}.dtb", plan.slug()));
+            let bundle_path = std::path::PathBuf::from(bundle_path);
             bundle::write(scenario, &bundle_path)?;
             qemu::args(&Invocation::captured(
                 scenario,
@@ -196,6 +202,29 @@ fn measure(ws: &Workspace, plan: &Plan, args: &[OsString], guest: &str, log: &Pa
         }
     }
     run
+}
+
+/// The channel scenario's runs: Sluice untraced, `-icount` then wall clock; the
+/// paths are the `ping` VM's.
+fn channel_runs(
+    ws: &Workspace,
+    built: &build::Built,
+    options: Options,
+    out: &Path,
+    logs: &Path,
+) -> Result<Vec<Run>> {
+    let mut scenario = admission::load(&ws.root().join(CHANNEL_SCENARIO), &ws.guests_dir())?;
+    for vm in &mut scenario.vms {
+        let role = if vm.name == "ping" { "ping" } else { "pong" };
+        vm.bootargs = Some(format!("channel.role={role} iterations={}", options.iterations));
+    }
+    let mut runs = Vec::new();
+    for clock in [Clock::Icount, Clock::Wall] {
+        let plan = Plan { side: Side::Sluice, clock, trace: false };
+        let args = arguments(ws, built, &mut scenario, &plan, &out.join("channel-"))?;
+        runs.push(measure(ws, &plan, &args, "ping", &logs.join(format!("channel-{}.log", plan.slug()))));
+    }
+    Ok(runs)
 }
 
 /// The Linux scenario's figures, or one failed row saying why.

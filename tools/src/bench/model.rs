@@ -119,6 +119,9 @@ pub struct Report {
     pub runs: Vec<Run>,
     /// The Linux guest's runs.
     pub linux: Vec<LinuxRow>,
+    /// The VM-to-VM channel's runs (Sluice only: plain QEMU has no equivalent).
+    #[serde(default)]
+    pub channel: Vec<Run>,
 }
 
 #[cfg(test)]

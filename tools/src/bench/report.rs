@@ -145,6 +145,52 @@ fn stage_section(run: &Run) -> String {
     text
 }
 
+/// The VM-to-VM channel's table: each path under each clock, set against the
+/// floor of the traps it takes at least (the `hvc-null` of the same clock,
+/// untraced where there is such a run: one for a one-way message, the sender's
+/// notify; two for a round trip),
+/// and the 64 KiB rounds as a throughput.
+fn channel_section(report: &Report) -> String {
+    let mut text = String::from(
+        "### VM-to-VM channel (Sluice only: plain QEMU has no equivalent)\n\n\
+         | path | clock | p50 | p99 | hvc-null floor | above the floor | throughput |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for run in &report.channel {
+        let floor = [false, true]
+            .into_iter()
+            .filter_map(|trace| find(report, Side::Sluice, run.clock, trace))
+            .find_map(|r| r.paths.iter().find(|p| p.name == "hvc-null"))
+            .map(|p| p.p50);
+        for path in &run.paths {
+            let traps = match path.name.as_str() {
+                "channel-one-way" => Some(1),
+                "channel-round-trip" => Some(2),
+                _ => None,
+            };
+            let floor = floor.zip(traps).map(|(f, n)| f * n);
+            let above = floor.map(|f| path.p50 as i128 - f as i128);
+            let throughput = (path.name == "channel-64k" && path.p50 > 0)
+                .then(|| format!("{:.1} MiB/s", 65536.0 / path.p50 as f64 * 1e9 / (1 << 20) as f64));
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                path.name,
+                run.clock.label(),
+                path.p50,
+                path.p99,
+                or_na(floor),
+                or_na(above),
+                throughput.unwrap_or_default()
+            );
+        }
+        if let Some(error) = &run.error {
+            let _ = writeln!(text, "| (failed) | {} | {error} | | | | |", run.clock.label());
+        }
+    }
+    text
+}
+
 /// The Linux guest's table.
 fn linux_section(rows: &[model::LinuxRow]) -> String {
     let mut text = String::from("### Linux guest\n\n");
@@ -169,6 +215,9 @@ pub fn table(report: &Report) -> String {
     }
     if let Some(run) = stage_run(report) {
         sections.push(stage_section(run));
+    }
+    if !report.channel.is_empty() {
+        sections.push(channel_section(report));
     }
     if !report.linux.is_empty() {
         sections.push(linux_section(&report.linux));
@@ -355,6 +404,17 @@ mod tests {
                     direct_read_us: None,
                 },
             ],
+            channel: vec![run(
+                Side::Sluice,
+                Clock::Icount,
+                false,
+                vec![
+                    path("channel-one-way", 30, 10, [3700, 3760, 3800, 4000], 3770.0),
+                    path("channel-round-trip", 30, 10, [7500, 7552, 7600, 8000], 7560.0),
+                    path("channel-64k", 31, 2, [576_000, 576_496, 650_432, 650_432], 613_464.0),
+                ],
+                vec![],
+            )],
         }
     }
 
@@ -383,6 +443,14 @@ mod tests {
 | mmio-read | 2.0 | 12 | 3 | 4 | 50 | 1 | 10 | 7 | -6 | 80 |
 | nop | 0.0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 12 | 12 |
 
+### VM-to-VM channel (Sluice only: plain QEMU has no equivalent)
+
+| path | clock | p50 | p99 | hvc-null floor | above the floor | throughput |
+| --- | --- | ---: | ---: | ---: | ---: | ---: |
+| channel-one-way | -icount shift=0 | 3760 | 3800 | 330 | 3430 |  |
+| channel-round-trip | -icount shift=0 | 7552 | 7600 | 660 | 6892 |  |
+| channel-64k | -icount shift=0 | 576496 | 650432 | n/a | n/a | 108.4 MiB/s |
+
 ### Linux guest
 
 | run | boot to /init (s) | dd read of /dev/vda (MiB/s) | the same, direct (MiB/s) | 4 KiB direct read (µs) |
@@ -403,6 +471,7 @@ mod tests {
         report.runs.retain(|r| !(r.clock == Clock::Icount && r.trace));
         report.runs.iter_mut().for_each(|r| r.stages.clear());
         report.linux.clear();
+        report.channel.clear();
         let text = table(&report);
         assert!(text.starts_with(
             "### -icount shift=0 (1 ns = 1 guest instruction)\n\n\
@@ -412,7 +481,7 @@ mod tests {
             "### per-stage breakdown: Sluice, wall clock, traced (ns per iteration)\n\n\
              No stage sums: the hypervisor reported no `\"trace\":\"stages\"` lines.\n\n### runs that failed"
         ));
-        assert_eq!(table(&Report { runs: vec![], linux: vec![] }), "");
+        assert_eq!(table(&Report { runs: vec![], linux: vec![], channel: vec![] }), "");
     }
 
     #[test]

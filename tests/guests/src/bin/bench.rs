@@ -57,7 +57,7 @@ mod guest {
     use guest_drivers::transport::mmio::MmioTransport;
     use platform::hypercall;
     use test_guests::dtb::BootInfo;
-    use test_guests::latency::{self, Summary};
+    use test_guests::latency;
     use test_guests::shared::IrqShared;
     use test_guests::virtio::{self, Slot};
     use test_guests::{bootargs, cpu, gic, irq, println, psci, smccc, smp, timer};
@@ -277,13 +277,8 @@ mod guest {
         for (out, sample) in sorted.iter_mut().zip(samples) {
             *out = sample.load(Ordering::Relaxed);
         }
-        let sorted = &mut sorted[..samples.len()];
-        let hz = timer::frequency();
-        let Some(summary): Option<Summary> = latency::summarize(sorted) else { return };
-        println!("{}", latency::SummaryLine { name, phase, summary: &summary, hz });
-        let _ = latency::histogram_lines(name, sorted, hz, |args| {
-            println!("{args}");
-            Ok(())
+        latency::report(name, phase, &mut sorted[..samples.len()], timer::frequency(), |args| {
+            println!("{args}")
         });
     }
 

@@ -34,7 +34,7 @@ mod guest {
     use guest_drivers::transport::mmio::MmioTransport;
     use test_guests::dtb::BootInfo;
     use test_guests::timer::{self, Deadline};
-    use test_guests::{bootargs, cpu, println, psci, virtio};
+    use test_guests::{bootargs, cpu, latency, println, psci, virtio};
 
     type Console = VirtioConsole<&'static BumpHal, MmioTransport>;
 
@@ -52,15 +52,26 @@ mod guest {
         let role = info.bootargs.and_then(|args| bootargs::value(args, "channel.role"));
         let slots = virtio::read_slots(dtb).unwrap_or_else(|e| fail(format_args!("dtb: {e}")));
         let hal = virtio::take_dma_hal().unwrap_or_else(|| fail(format_args!("the DMA pool is taken")));
-        let mut consoles = slots.iter().take(if role == Some("linux") { 1 } else { 3 }).map(|slot| {
+        let alone = matches!(role, Some("linux" | "ping" | "pong"));
+        let mut consoles = slots.iter().take(if alone { 1 } else { 3 }).map(|slot| {
             let transport =
                 virtio::claim(slot).unwrap_or_else(|e| fail(format_args!("slot {:#x}: {e}", slot.base)));
             VirtioConsole::new(transport, hal)
                 .unwrap_or_else(|e| fail(format_args!("console {:#x}: {e}", slot.base)))
         });
-        if role == Some("linux") {
+        if let Some(role @ ("linux" | "ping" | "pong")) = role {
             let Some(mut link) = consoles.next() else { fail(format_args!("no virtio-console in slot 0")) };
-            with_linux(&mut link);
+            let iterations = info
+                .bootargs
+                .and_then(|args| bootargs::value(args, "iterations"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100)
+                .min(MAX_ITERATIONS);
+            match role {
+                "linux" => with_linux(&mut link),
+                "ping" => ping(&mut link, iterations),
+                _ => pong(&mut link, iterations),
+            }
             println!("channel: done");
             psci::system_off()
         }
@@ -105,6 +116,79 @@ mod guest {
         }
         println!("channel: done");
         psci::system_off()
+    }
+
+    /// Most timed iterations of the ping-pong (`iterations=` in the bootargs).
+    const MAX_ITERATIONS: usize = 1000;
+    /// Bytes a bulk round moves (`channel-64k`).
+    const ROUND_BYTES: usize = 64 * 1024;
+
+    /// `cargo xtask bench`'s VM-to-VM paths, timed on the counter both CPUs share:
+    /// `channel-one-way` (8 bytes written here until the other VM has read them, as
+    /// its timestamp says), `channel-round-trip` (until its 16-byte answer is read
+    /// here), and `channel-64k` (64 KiB written until the other VM says it read
+    /// them all). Printed as the `bench` guest prints its paths.
+    fn ping(link: &mut Console, iterations: usize) {
+        wait_for_line(link, b"pong ready", PATIENCE_MS);
+        let mut one_way = [0u64; MAX_ITERATIONS];
+        let mut round_trip = [0u64; MAX_ITERATIONS];
+        let mut answer = [0u8; 16];
+        for i in 0..iterations + WARMUP {
+            let sent_at = timer::counter();
+            send(link, &sent_at.to_le_bytes());
+            receive_exact(link, &mut answer);
+            let back_at = timer::counter();
+            let read_at = u64::from_le_bytes(answer[8..].try_into().unwrap_or_default());
+            if let Some(i) = i.checked_sub(WARMUP) {
+                one_way[i] = read_at.saturating_sub(sent_at);
+                round_trip[i] = back_at - sent_at;
+            }
+        }
+        report("channel-one-way", 30, &mut one_way[..iterations]);
+        report("channel-round-trip", 30, &mut round_trip[..iterations]);
+        let mut rounds = [0u64; MAX_ITERATIONS];
+        let chunk = [0x5au8; 4096];
+        let mut ack = [0u8];
+        let bulk_rounds = iterations.div_ceil(10);
+        for round in rounds.iter_mut().take(bulk_rounds) {
+            let start = timer::counter();
+            for _ in 0..ROUND_BYTES / chunk.len() {
+                send(link, &chunk);
+            }
+            receive_exact(link, &mut ack);
+            *round = timer::counter() - start;
+        }
+        report("channel-64k", 31, &mut rounds[..bulk_rounds]);
+    }
+
+    /// The other side of [`ping`]: answers each message with it and the counter when
+    /// it was read; acknowledges each 64 KiB.
+    fn pong(link: &mut Console, iterations: usize) {
+        send(link, b"\npong ready\n");
+        let mut message = [0u8; 8];
+        for _ in 0..iterations + WARMUP {
+            receive_exact(link, &mut message);
+            let read_at = timer::counter();
+            let mut answer = [0u8; 16];
+            answer[..8].copy_from_slice(&message);
+            answer[8..].copy_from_slice(&read_at.to_le_bytes());
+            send(link, &answer);
+        }
+        let mut chunk = [0u8; 4096];
+        for _ in 0..iterations.div_ceil(10) {
+            for _ in 0..ROUND_BYTES / chunk.len() {
+                receive_exact(link, &mut chunk);
+            }
+            send(link, b"k");
+        }
+    }
+
+    /// Untimed round trips before the timed ones.
+    const WARMUP: usize = 10;
+
+    /// Prints a path's summary and histogram lines, as the `bench` guest does.
+    fn report(name: &str, phase: u32, samples: &mut [u64]) {
+        latency::report(name, phase, samples, timer::frequency(), |args| println!("{args}"));
     }
 
     /// Bytes each way in the bulk transfer with Linux (its `dd` reads 4 MiB).
