@@ -204,8 +204,9 @@ fn measure(ws: &Workspace, plan: &Plan, args: &[OsString], guest: &str, log: &Pa
     run
 }
 
-/// The channel scenario's runs: Sluice untraced, `-icount` then wall clock; the
-/// paths are the `ping` VM's.
+/// The channel scenario's runs: Sluice under `-icount`, untraced and traced (whose
+/// stage sums cover both VMs' CPUs: both tag their exits with the paths' phases),
+/// then wall clock untraced; the paths are the `ping` VM's.
 fn channel_runs(
     ws: &Workspace,
     built: &build::Built,
@@ -219,8 +220,8 @@ fn channel_runs(
         vm.bootargs = Some(format!("channel.role={role} iterations={}", options.iterations));
     }
     let mut runs = Vec::new();
-    for clock in [Clock::Icount, Clock::Wall] {
-        let plan = Plan { side: Side::Sluice, clock, trace: false };
+    for (clock, trace) in [(Clock::Icount, false), (Clock::Icount, true), (Clock::Wall, false)] {
+        let plan = Plan { side: Side::Sluice, clock, trace };
         let args = arguments(ws, built, &mut scenario, &plan, &out.join("channel-"))?;
         runs.push(measure(ws, &plan, &args, "ping", &logs.join(format!("channel-{}.log", plan.slug()))));
     }

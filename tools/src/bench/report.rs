@@ -156,7 +156,7 @@ fn channel_section(report: &Report) -> String {
          | path | clock | p50 | p99 | hvc-null floor | above the floor | throughput |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for run in &report.channel {
+    for run in report.channel.iter().filter(|r| !r.trace) {
         let floor = [false, true]
             .into_iter()
             .filter_map(|trace| find(report, Side::Sluice, run.clock, trace))
@@ -218,6 +218,13 @@ pub fn table(report: &Report) -> String {
     }
     if !report.channel.is_empty() {
         sections.push(channel_section(report));
+    }
+    if let Some(run) = report.channel.iter().find(|r| r.trace && r.clock == Clock::Icount) {
+        sections.push(stage_section(run).replacen(
+            "### per-stage breakdown: Sluice,",
+            "### per-stage breakdown of the channel, both VMs' CPUs summed (a round trip's exits for the ping-pong paths):",
+            1,
+        ));
     }
     if !report.linux.is_empty() {
         sections.push(linux_section(&report.linux));

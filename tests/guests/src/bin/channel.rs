@@ -32,9 +32,10 @@ mod guest {
     use guest_drivers::console::VirtioConsole;
     use guest_drivers::hal::BumpHal;
     use guest_drivers::transport::mmio::MmioTransport;
+    use platform::hypercall;
     use test_guests::dtb::BootInfo;
     use test_guests::timer::{self, Deadline};
-    use test_guests::{bootargs, cpu, latency, println, psci, virtio};
+    use test_guests::{bootargs, cpu, latency, println, psci, smccc, virtio};
 
     type Console = VirtioConsole<&'static BumpHal, MmioTransport>;
 
@@ -134,6 +135,9 @@ mod guest {
         let mut round_trip = [0u64; MAX_ITERATIONS];
         let mut answer = [0u8; 16];
         for i in 0..iterations + WARMUP {
+            if i == WARMUP {
+                trace_phase(PHASE_PING_PONG);
+            }
             let sent_at = timer::counter();
             send(link, &sent_at.to_le_bytes());
             receive_exact(link, &mut answer);
@@ -144,8 +148,9 @@ mod guest {
                 round_trip[i] = back_at - sent_at;
             }
         }
-        report("channel-one-way", 30, &mut one_way[..iterations]);
-        report("channel-round-trip", 30, &mut round_trip[..iterations]);
+        trace_phase(PHASE_BULK);
+        report("channel-one-way", PHASE_PING_PONG, &mut one_way[..iterations]);
+        report("channel-round-trip", PHASE_PING_PONG, &mut round_trip[..iterations]);
         let mut rounds = [0u64; MAX_ITERATIONS];
         let chunk = [0x5au8; 4096];
         let mut ack = [0u8];
@@ -158,7 +163,8 @@ mod guest {
             receive_exact(link, &mut ack);
             *round = timer::counter() - start;
         }
-        report("channel-64k", 31, &mut rounds[..bulk_rounds]);
+        trace_phase(0);
+        report("channel-64k", PHASE_BULK, &mut rounds[..bulk_rounds]);
     }
 
     /// The other side of [`ping`]: answers each message with it and the counter when
@@ -166,7 +172,10 @@ mod guest {
     fn pong(link: &mut Console, iterations: usize) {
         send(link, b"\npong ready\n");
         let mut message = [0u8; 8];
-        for _ in 0..iterations + WARMUP {
+        for i in 0..iterations + WARMUP {
+            if i == WARMUP {
+                trace_phase(PHASE_PING_PONG);
+            }
             receive_exact(link, &mut message);
             let read_at = timer::counter();
             let mut answer = [0u8; 16];
@@ -174,6 +183,7 @@ mod guest {
             answer[8..].copy_from_slice(&read_at.to_le_bytes());
             send(link, &answer);
         }
+        trace_phase(PHASE_BULK);
         let mut chunk = [0u8; 4096];
         for _ in 0..iterations.div_ceil(10) {
             for _ in 0..ROUND_BYTES / chunk.len() {
@@ -181,6 +191,18 @@ mod guest {
             }
             send(link, b"k");
         }
+        trace_phase(0);
+    }
+
+    /// The trace phases of the timed paths: Sluice sums each CPU's exits per phase,
+    /// and both VMs tag theirs the same, so the sums cover both sides of the channel.
+    const PHASE_PING_PONG: u32 = 30;
+    const PHASE_BULK: u32 = 31;
+
+    /// Tags this CPU's exits from now on with `phase` (Sluice's `TRACE_PHASE`; on
+    /// plain QEMU an unknown SMCCC call, which nothing here relies on).
+    fn trace_phase(phase: u32) {
+        smccc::hvc(u64::from(hypercall::TRACE_PHASE), u64::from(phase), 0, 0);
     }
 
     /// Untimed round trips before the timed ones.
