@@ -89,6 +89,7 @@ pub(super) fn stop_vm(vm: &Vm, mut power: LockGuard<'_, Power>, vcpu: usize, end
     power.vcpus[vcpu] = VcpuPower::Off;
     let kicks = stop_other_vcpus(&mut power, vcpu);
     send_kicks(vm, kicks);
+    close_channels(vm);
     // One print, so another CPU's output can't split the table.
     let mut report = String::new();
     let _ = exit_stats(vm.index).write_report(&mut report, vm.name(), machine().counter_hz);
@@ -116,6 +117,18 @@ pub(super) fn stop_vm(vm: &Vm, mut power: LockGuard<'_, Power>, vcpu: usize, end
     ENDS[vm.index].store(end, Ordering::SeqCst);
     drop(power);
     power_off_if_done();
+}
+
+/// Resets the VM's ends of its channels: what it was sending is dropped (and
+/// counted), and the other VMs see an end that is down, whose data waits, instead
+/// of one whose posted buffers a stopped guest will never read.
+fn close_channels(vm: &Vm) {
+    for link in &vm.channels {
+        let ends = link.ends().into_iter().filter(|&(index, _)| index == vm.index);
+        for device in ends.filter_map(|(_, slot)| vm.devices.virtio_device(slot)) {
+            device.lock().reset();
+        }
+    }
 }
 
 /// The VM's exit statistics, from the trace sums of its CPUs.
