@@ -184,16 +184,16 @@ impl GuestMemory {
         Ok(())
     }
 
-    /// Zeroes guest memory at `ipa` as [`Self::zero`] does, and where the CPU has
-    /// tag storage (MTE) its allocation tags too, in whole `DC GZVA` blocks: for a
-    /// VM's RAM when it (re)starts, so it finds nothing of a previous run, tags
-    /// included. (A device's writes into guest buffers use [`Self::zero`]: they
-    /// leave the guest's tags alone.)
+    /// Zeroes guest memory at `ipa` as [`Self::zero`] does, and its allocation
+    /// tags too, in whole `DC GZVA` blocks: for a VM's RAM when it (re)starts on a
+    /// CPU with tag storage (which EL2 reaches: `arch::aarch64::el2::mmu_on`), so it
+    /// finds nothing of a previous run, tags included. (A device's writes into
+    /// guest buffers use [`Self::zero`]: they leave the guest's tags alone.)
     ///
     /// # Errors
     ///
     /// `OutOfRange` if any byte of the range is not RAM; nothing is zeroed then.
-    pub fn erase(&self, ipa: u64, len: u64) -> Result<(), GuestMemoryError> {
+    pub fn zero_with_tags(&self, ipa: u64, len: u64) -> Result<(), GuestMemoryError> {
         for (host, len) in self.spans(ipa, len)? {
             // SAFETY: `spans` returned a range inside one chunk (see `new`).
             unsafe { zero_bytes(host as *mut u8, len, true) };
@@ -495,7 +495,8 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
 /// in the middle go with `DC ZVA`, one instruction per block (64 bytes on QEMU's
 /// CPUs, where it is a host memset), the unaligned edges with [`volatile_zero`]:
 /// zeroing a VM's RAM at load is then a fraction of a second, not seconds, under
-/// emulation. (RAM is Normal memory in EL2's tables, as `DC ZVA` requires.)
+/// emulation. (RAM is Normal memory in EL2's tables, as `DC ZVA` requires.) With
+/// `tags`, those blocks go with `DC GZVA`, which zeroes their allocation tags too.
 ///
 /// # Safety
 ///
@@ -513,7 +514,7 @@ unsafe fn zero_bytes(dst: *mut u8, len: usize, tags: bool) {
                 volatile_zero(end as *mut u8, dst as usize + len - end);
             }
             let mut at = start;
-            if tags && tag_storage() {
+            if tags {
                 while at < end {
                     // SAFETY: as below; DC GZVA (`sys #3, c7, c4, #4`) zeroes one block
                     // and its allocation tags, which the guest alone uses.
@@ -548,18 +549,6 @@ unsafe fn zero_bytes(dst: *mut u8, len: usize, tags: bool) {
     }
     // SAFETY: the caller's contract.
     unsafe { volatile_zero(dst, len) }
-}
-
-/// Whether the CPU has tag storage that EL2 reaches (ID_AA64PFR1_EL1.MTE >= 2;
-/// `arch::aarch64::el2::mmu_on` then maps RAM as tagged and sets SCTLR_EL2.ATA).
-#[cfg(bare_metal)]
-fn tag_storage() -> bool {
-    let pfr1: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe {
-        core::arch::asm!("mrs {}, id_aa64pfr1_el1", out(reg) pfr1, options(nomem, nostack, preserves_flags))
-    };
-    (pfr1 >> 8) & 0xf >= 2
 }
 
 /// The bytes `DC ZVA` zeroes (DCZID_EL0.BS words), or `None` where it is prohibited

@@ -207,7 +207,13 @@ impl Vm {
     pub fn load(&self, power: &mut Power) -> Result<(), VmError> {
         let c = &self.config.spec;
         let ram = c.ram();
-        self.memory.erase(ram.base, ram.size).map_err(VmError::Memory)?;
+        // With tag storage (what the guest gets MTE for), the tags go too.
+        let zeroed = if guest_features().mte {
+            self.memory.zero_with_tags(ram.base, ram.size)
+        } else {
+            self.memory.zero(ram.base, ram.size)
+        };
+        zeroed.map_err(VmError::Memory)?;
         self.memory.write(c.kernel_addr, c.kernel).map_err(VmError::Memory)?;
         if let Some((data, addr)) = c.initrd {
             self.memory.write(addr, data).map_err(VmError::Memory)?;

@@ -6,7 +6,7 @@
 
 use super::el2_tables::{self, MAIR_EL2 as MAIR_VALUE, MAIR_EL2_TAGGED};
 use super::esr::SysReg;
-use super::features::{guest_features, CpuIds, GuestFeatures};
+use super::features::{guest_features, has_tag_storage, CpuIds, GuestFeatures};
 use super::guest_cpu::GuestCpu;
 use super::inject::Injection;
 use super::sysreg::PMCR_EL0 as PMCR;
@@ -67,7 +67,7 @@ pub fn enable_mmu(ram: &[Region]) -> Result<(), el2_tables::El2MapError> {
 
 /// Turns this CPU's EL2 MMU and caches on over the tables [`enable_mmu`] built.
 pub fn mmu_on() {
-    let tagged = (ID_AA64PFR1_EL1.get() >> 8) & 0xf >= 2;
+    let tagged = has_tag_storage(ID_AA64PFR1_EL1.get());
     MAIR_EL2.set(if tagged { MAIR_EL2_TAGGED } else { MAIR_VALUE });
     TCR_EL2.set(el2_tables::tcr_el2(pa_range()));
     TTBR0_EL2.set(core::ptr::addr_of!(EL2_TABLES) as u64);
@@ -122,9 +122,7 @@ pub fn cpu_ids(pmu_ppi: Option<u32>) -> CpuIds {
 /// Sets the EL2 controls that don't depend on the VM: traps and timer access.
 pub fn init_cpu() {
     // The PMU and debug registers as `features` decides.
-    let mdcr = guest_features().mdcr_el2(ID_AA64DFR0_EL1.get());
-    let hpmn = MDCR_EL2.get() & 0x1f;
-    MDCR_EL2.set(if guest_features().has_pmu() { mdcr } else { (mdcr & !0x1f) | hpmn });
+    MDCR_EL2.set(guest_features().mdcr_el2(ID_AA64DFR0_EL1.get(), MDCR_EL2.get()));
     // FP/SIMD untrapped, SVE untrapped when present (TZ = 0), SME and trace trapped.
     let has_sve = (ID_AA64PFR0_EL1.get() >> 32) & 0xf != 0;
     let cptr = if has_sve { 0x32ff } else { 0x33ff };

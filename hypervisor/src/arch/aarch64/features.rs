@@ -123,6 +123,12 @@ const fn field(value: u64, lo: u32) -> u64 {
     (value >> lo) & 0xf
 }
 
+/// Whether a CPU whose ID_AA64PFR1_EL1 is `pfr1` has tag storage (MTE >= 2: QEMU
+/// reports it only with `-machine virt,mte=on`).
+pub const fn has_tag_storage(pfr1: u64) -> bool {
+    field(pfr1, 8) >= 2
+}
+
 impl GuestFeatures {
     /// Decides from what the CPU and the host DTB say; `guest_pmu_ppi` is the PPI
     /// the guest DTB names for the PMU (the link needs the same number).
@@ -142,7 +148,7 @@ impl GuestFeatures {
             pmu,
             breakpoints: field(ids.dfr0, 12) as u8 + 1,
             watchpoints: field(ids.dfr0, 20) as u8 + 1,
-            mte: field(ids.pfr1, 8) >= 2,
+            mte: has_tag_storage(ids.pfr1),
         }
     }
 
@@ -152,10 +158,11 @@ impl GuestFeatures {
     }
 
     /// MDCR_EL2 for a guest. `dfr0` says which of SPE and the trace filter exist,
-    /// whose registers trap (their controls are RES0 otherwise).
-    pub fn mdcr_el2(&self, dfr0: u64) -> u64 {
+    /// whose registers trap (their controls are RES0 otherwise); `hpmn_at_boot` is
+    /// the HPMN a hidden PMU keeps.
+    pub fn mdcr_el2(&self, dfr0: u64, hpmn_at_boot: u64) -> u64 {
         let mut value = match self.pmu {
-            Pmu::Hidden => mdcr::TPM | mdcr::TPMCR,
+            Pmu::Hidden => (hpmn_at_boot & 0x1f) | mdcr::TPM | mdcr::TPMCR,
             Pmu::PassedThrough { counters, pmcr_trapped, .. } => {
                 let hccd = if pmcr_trapped { mdcr::TPMCR } else { mdcr::HCCD };
                 u64::from(counters) | mdcr::HPMD | hccd
@@ -235,8 +242,9 @@ mod tests {
         let f = GuestFeatures::decide(ids(MAX_DFR0, Some(7)), 7);
         assert_eq!(f.pmu, Pmu::PassedThrough { counters: 6, pmcr_trapped: false, pmcr_at_boot: MAX_PMCR });
         assert_eq!((f.breakpoints, f.watchpoints), (6, 4));
-        let mdcr = f.mdcr_el2(MAX_DFR0);
+        let mdcr = f.mdcr_el2(MAX_DFR0, 0);
         assert_eq!(mdcr & 0x1f, 6, "HPMN: every counter the guest's");
+        assert_eq!(f.mdcr_el2(MAX_DFR0, 3) & 0x1f, 6, "whatever HPMN was at boot");
         assert_eq!(mdcr & (mdcr::TPM | mdcr::TPMCR), 0, "no PMU register traps");
         assert_ne!(mdcr & mdcr::HPMD, 0);
         assert_ne!(mdcr & mdcr::HCCD, 0);
@@ -247,7 +255,7 @@ mod tests {
     fn pmuv3p1_traps_pmcr_to_keep_dp() {
         let dfr0 = (MAX_DFR0 & !0xf00) | (PMUV3P1 << 8);
         let f = GuestFeatures::decide(ids(dfr0, Some(7)), 7);
-        let mdcr = f.mdcr_el2(dfr0);
+        let mdcr = f.mdcr_el2(dfr0, 0);
         assert_eq!(mdcr & (mdcr::TPM | mdcr::TPMCR | mdcr::HCCD), mdcr::TPMCR);
         assert_ne!(mdcr & mdcr::HPMD, 0);
         assert_eq!(f.pmcr_write(pmcr::E), pmcr::E | pmcr::DP);
@@ -264,7 +272,8 @@ mod tests {
         {
             let f = GuestFeatures::decide(ids(dfr0, ppi), 7);
             assert_eq!(f.pmu, Pmu::Hidden, "{dfr0:#x} {ppi:?}");
-            assert_eq!(f.mdcr_el2(dfr0) & (mdcr::TPM | mdcr::TPMCR), mdcr::TPM | mdcr::TPMCR);
+            assert_eq!(f.mdcr_el2(dfr0, 0) & (mdcr::TPM | mdcr::TPMCR), mdcr::TPM | mdcr::TPMCR);
+            assert_eq!(f.mdcr_el2(dfr0, 6) & 0x1f, 6, "a hidden PMU keeps the HPMN it had");
             assert_eq!(f.pmcr_reset(), None);
         }
     }
@@ -278,9 +287,9 @@ mod tests {
     #[test]
     fn spe_and_trace_filter_registers_trap_where_they_exist() {
         let f = GuestFeatures::decide(ids(MAX_DFR0, Some(7)), 7);
-        assert_eq!(f.mdcr_el2(MAX_DFR0) & (mdcr::TPMS | mdcr::TTRF), 0);
+        assert_eq!(f.mdcr_el2(MAX_DFR0, 0) & (mdcr::TPMS | mdcr::TTRF), 0);
         let dfr0 = MAX_DFR0 | (1 << 32) | (1 << 40);
-        assert_eq!(f.mdcr_el2(dfr0) & (mdcr::TPMS | mdcr::TTRF), mdcr::TPMS | mdcr::TTRF);
+        assert_eq!(f.mdcr_el2(dfr0, 0) & (mdcr::TPMS | mdcr::TTRF), mdcr::TPMS | mdcr::TTRF);
     }
 
     #[test]
